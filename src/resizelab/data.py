@@ -1,0 +1,365 @@
+"""Datasets held in memory as uint8 N x 3 x H x W tensors: CIFAR-10/100, ImageFolder trees, synthetic.
+
+Every source is decoded once and cached as one file, so later runs reload in a fraction of a second.
+Data directories are untrusted input: CIFAR's pickled batches go through a restricted unpickler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, DataUnavailable, ResizelabError
+
+
+class DataError(ResizelabError):
+    """A data file exists but is corrupt, unsafe or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    classes: tuple[str, ...]
+    train_images: torch.Tensor  # uint8, N x 3 x H x W
+    train_labels: torch.Tensor  # int64, N
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    key: str  # identifies the decoded content; resized caches hang off it
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def native_size(self) -> tuple[int, int]:
+        return tuple(self.train_images.shape[-2:])  # type: ignore[return-value]
+
+
+# --- locations -------------------------------------------------------------------------------
+
+def cache_root() -> Path:
+    """Where decoded and resized tensors are cached: $RESIZELAB_CACHE_DIR, else the user cache."""
+    env = os.environ.get("RESIZELAB_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "resizelab"
+
+
+def default_data_dir() -> Path:
+    """Where CIFAR is looked for and downloaded to: $RESIZELAB_DATA_DIR, else <cache>/data."""
+    env = os.environ.get("RESIZELAB_DATA_DIR")
+    return Path(env) if env else cache_root() / "data"
+
+
+# --- CIFAR -----------------------------------------------------------------------------------
+
+CIFAR = {
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "filename": "cifar-10-python.tar.gz",
+        "md5": "c58f30108f718f92721af3b95e74349a",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "meta": ("batches.meta", b"label_names"),
+        "label_key": b"labels",
+    },
+    "cifar100": {
+        "folder": "cifar-100-python",
+        "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "filename": "cifar-100-python.tar.gz",
+        "md5": "eb9058c3a382ffc7106e4002c42a8d85",
+        "train": ["train"],
+        "test": ["test"],
+        "meta": ("meta", b"fine_label_names"),
+        "label_key": b"fine_labels",
+    },
+}
+
+# The only globals a CIFAR batch needs: numpy's array reconstruction. Anything else (os.system,
+# builtins.eval, ...) is how a malicious pickle runs code, so it is refused.
+_SAFE_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+        if (module, name) in _SAFE_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+
+
+def safe_unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            obj = _RestrictedUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as e:
+        raise DataError(f"{path}: unsafe or corrupt pickle ({e}); replace it with the original CIFAR file") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise DataError(f"{path}: corrupt pickle ({type(e).__name__}: {e}); replace it with the original CIFAR file") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a CIFAR batch (a dict), got {type(obj).__name__}")
+    return obj
+
+
+def _find_cifar_folder(name: str, data_dir: Path) -> Path | None:
+    # Accept both the folder that holds cifar-10-batches-py and that folder itself.
+    for candidate in (data_dir / CIFAR[name]["folder"], data_dir):
+        if (candidate / CIFAR[name]["train"][0]).exists():
+            return candidate
+    return None
+
+
+def _download_cifar(name: str, data_dir: Path) -> Path:
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    spec = CIFAR[name]
+    expected = data_dir / spec["folder"]
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        download_and_extract_archive(spec["url"], str(data_dir), filename=spec["filename"], md5=spec["md5"])
+    except Exception as e:  # URLError, socket errors, checksum failures: all mean "not here"
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataUnavailable(
+            f"{name} not found at {expected} and the download failed ({reason}); "
+            f"put the extracted '{spec['folder']}' folder there, or pass --data-dir DIR / set RESIZELAB_DATA_DIR "
+            f"to the folder that holds it, or use --data imagefolder:PATH"
+        ) from None
+    return expected
+
+
+def _decode_cifar_batches(folder: Path, files: list[str], label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for fname in files:
+        path = folder / fname
+        if not path.exists():
+            raise DataError(f"{path} is missing; the CIFAR folder {folder} is incomplete (re-extract the archive)")
+        batch = safe_unpickle(path)
+        data, lab = batch.get(b"data", batch.get("data")), batch.get(label_key, batch.get(label_key.decode()))
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+            raise DataError(f"{path}: expected uint8 'data' of shape N x 3072, got {getattr(data, 'shape', type(data).__name__)}")
+        if lab is None or len(lab) != data.shape[0]:
+            raise DataError(f"{path}: labels missing or not one per image")
+        images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()))
+        labels.append(torch.as_tensor(np.asarray(lab, dtype=np.int64)))
+    return torch.cat(images), torch.cat(labels)
+
+
+def load_cifar(name: str, data_dir: Path | None = None, *, download: bool = True) -> Dataset:
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    spec = CIFAR[name]
+    folder = _find_cifar_folder(name, data_dir)
+    if folder is None:
+        if not download:
+            raise DataUnavailable(f"{name} not found at {data_dir / spec['folder']}; put the extracted folder there or pass --data-dir")
+        folder = _download_cifar(name, data_dir)
+    files = spec["train"] + spec["test"]
+    key = _content_key(name, [folder / f for f in files if (folder / f).exists()])
+
+    def decode() -> dict:
+        tr_x, tr_y = _decode_cifar_batches(folder, spec["train"], spec["label_key"])
+        te_x, te_y = _decode_cifar_batches(folder, spec["test"], spec["label_key"])
+        meta_file, meta_key = spec["meta"]
+        classes = [str(i) for i in range(int(tr_y.max()) + 1)]
+        if (folder / meta_file).exists():
+            meta = safe_unpickle(folder / meta_file)
+            names = meta.get(meta_key, meta.get(meta_key.decode()))
+            if names:
+                classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        return {"train_images": tr_x, "train_labels": tr_y, "test_images": te_x, "test_labels": te_y, "classes": classes}
+
+    return _from_cache(name, key, decode)
+
+
+# --- ImageFolder -----------------------------------------------------------------------------
+
+def _image_paths(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset, find_classes
+
+    try:
+        classes, class_to_idx = find_classes(str(root))
+        samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS)
+    except (FileNotFoundError, OSError) as e:
+        raise DataError(f"{root}: {e}; expected {root}/<class>/<image files>") from None
+    return classes, samples
+
+
+def _decode_image(path: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"{path}: not a readable image ({e}); remove or replace it") from None
+
+
+def _decode_images(samples: list[tuple[str, int]], root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    # PIL releases the GIL while decoding, so threads help without extra processes.
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
+        arrays = list(pool.map(_decode_image, [p for p, _ in samples]))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        examples = sorted(shapes)[:2]
+        raise DataError(
+            f"{root}: images have differing sizes ({examples[0][1]}x{examples[0][0]} and {examples[1][1]}x{examples[1][0]}); "
+            "resizelab holds a dataset as one N x 3 x H x W tensor, so resize or crop them to one size first"
+        )
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor([c for _, c in samples], dtype=torch.int64)
+    return images, labels
+
+
+def load_imagefolder(path: str | Path) -> Dataset:
+    root = Path(path).resolve()
+    train_dir = root / "train"
+    test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
+    if not train_dir.is_dir() or test_dir is None:
+        raise DataError(f"{root}: expected {root}/train/<class>/* and {root}/val/<class>/* (or test/)")
+    classes, train_samples = _image_paths(train_dir)
+    test_classes, test_samples = _image_paths(test_dir)
+    if test_classes != classes:
+        raise DataError(f"{root}: class folders differ between train ({', '.join(classes)}) and {test_dir.name} ({', '.join(test_classes)})")
+    if not train_samples or not test_samples:
+        raise DataError(f"{root}: no images found under train/ or {test_dir.name}/")
+    key = _content_key("imagefolder:" + str(root), [Path(p) for p, _ in train_samples + test_samples])
+
+    def decode() -> dict:
+        tr_x, tr_y = _decode_images(train_samples, train_dir)
+        te_x, te_y = _decode_images(test_samples, test_dir)
+        if tr_x.shape[1:] != te_x.shape[1:]:
+            raise DataError(f"{root}: train images are {tuple(tr_x.shape[2:])} but {test_dir.name} images are {tuple(te_x.shape[2:])}")
+        return {"train_images": tr_x, "train_labels": tr_y, "test_images": te_x, "test_labels": te_y, "classes": classes}
+
+    return _from_cache("imagefolder-" + root.name, key, decode)
+
+
+# --- synthetic -------------------------------------------------------------------------------
+
+def make_synthetic(n_train: int = 5000, n_test: int = 1000, size: int = 32, seed: int = 0) -> Dataset:
+    """Ten classes whose cues live at two spatial scales, so input resolution matters.
+
+    Class c = (coarse, fine) with coarse = c // 2 and fine = c % 2. The coarse cue is where a large
+    soft blob sits (five places); the fine cue is the orientation of a faint grating with a period of
+    about 3 px. A 2x downsample with antialiasing blurs the grating away and leaves the coarse cue,
+    so accuracy falls towards 50% (coarse right, fine guessed) as the input shrinks.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    n = n_train + n_test
+    labels = torch.arange(n) % 10
+    labels = labels[torch.randperm(n, generator=gen)]
+    coarse, fine = labels // 2, labels % 2
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    q = size / 4
+    centres = torch.tensor([[q, q], [q, 3 * q], [3 * q, q], [3 * q, 3 * q], [2 * q, 2 * q]])
+    centre = centres[coarse] + (torch.rand(n, 2, generator=gen) - 0.5) * (size / 8)
+    dist2 = (yy[None] - centre[:, 0, None, None]) ** 2 + (xx[None] - centre[:, 1, None, None]) ** 2
+    blob = torch.exp(-dist2 / (2 * (size / 7) ** 2))
+    period = 3.0 + 0.3 * torch.rand(n, generator=gen)
+    phase = 2 * torch.pi * torch.rand(n, generator=gen)
+    coord = torch.where(fine[:, None, None] == 0, yy[None], xx[None])
+    grating = torch.sin(2 * torch.pi * coord / period[:, None, None] + phase[:, None, None])
+    background = 0.2 + 0.3 * torch.rand(n, 3, 1, 1, generator=gen)
+    blob_colour = 0.3 + 0.4 * torch.rand(n, 3, 1, 1, generator=gen)
+    img = background + blob_colour * blob[:, None] + 0.12 * grating[:, None]
+    img = img + 0.05 * torch.randn(n, 3, size, size, generator=gen)
+    img = (img.clamp(0, 1) * 255).round().to(torch.uint8)
+    classes = tuple(f"pos{c // 2}-{'horizontal' if c % 2 == 0 else 'vertical'}" for c in range(10))
+    key = f"synthetic-{n_train}-{n_test}-{size}-{seed}"
+    return Dataset("synthetic", classes, img[:n_train].contiguous(), labels[:n_train].clone(),
+                   img[n_train:].contiguous(), labels[n_train:].clone(), key)
+
+
+# --- caching and selection -------------------------------------------------------------------
+
+def _content_key(name: str, files: list[Path]) -> str:
+    h = hashlib.sha256(name.encode())
+    for f in sorted(files):
+        st = f.stat()
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def save_tensors(path: Path, payload: dict) -> None:
+    """Write atomically, so a crash mid-write never leaves a truncated cache file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_tensors(path: Path) -> dict | None:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        return None
+    except Exception:  # a corrupt cache is only a cache: rebuild it
+        return None
+
+
+def _from_cache(name: str, key: str, decode) -> Dataset:
+    path = cache_root() / "datasets" / f"{name}-{key}.pt"
+    payload = load_tensors(path)
+    if payload is None:
+        payload = decode()
+        save_tensors(path, payload)
+    return Dataset(name, tuple(payload["classes"]), payload["train_images"], payload["train_labels"],
+                   payload["test_images"], payload["test_labels"], key)
+
+
+def load_dataset(spec: str, data_dir: str | Path | None = None) -> Dataset:
+    """Load a dataset named as on the command line: cifar10, cifar100, synthetic, imagefolder:PATH."""
+    if spec in CIFAR:
+        return load_cifar(spec, Path(data_dir) if data_dir else None)
+    if spec == "synthetic":
+        return make_synthetic()
+    if spec.startswith("imagefolder:"):
+        return load_imagefolder(spec.split(":", 1)[1])
+    raise ConfigError(f"data must be one of cifar10, cifar100, synthetic, imagefolder:PATH; got {spec!r}")
+
+
+def balanced_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Indices of n samples spread as evenly over the classes as the data allows (seeded, sorted)."""
+    if n >= len(labels):
+        return torch.arange(len(labels))
+    gen = torch.Generator().manual_seed(seed)
+    per_class = []
+    for c in torch.unique(labels):
+        idx = torch.nonzero(labels == c).flatten()
+        per_class.append(idx[torch.randperm(len(idx), generator=gen)])
+    # Round-robin over classes: the k-th pick of every class comes before any (k+1)-th pick.
+    rank = torch.cat([torch.arange(len(idx)) for idx in per_class])
+    order = torch.cat(per_class)
+    chosen = order[torch.argsort(rank, stable=True)[:n]]
+    return torch.sort(chosen).values
+
+
+def subset(dataset: Dataset, limit_train: int | None, limit_test: int | None, seed: int = 0) -> Dataset:
+    if limit_train is None and limit_test is None:
+        return dataset
+    tr = balanced_subset(dataset.train_labels, limit_train or len(dataset.train_labels), seed)
+    te = balanced_subset(dataset.test_labels, limit_test or len(dataset.test_labels), seed)
+    return Dataset(dataset.name, dataset.classes, dataset.train_images[tr], dataset.train_labels[tr],
+                   dataset.test_images[te], dataset.test_labels[te], f"{dataset.key}-{limit_train}-{limit_test}-{seed}")
+
+
+def data_status(data_dir: str | Path | None = None) -> dict[str, str]:
+    """Where each downloadable dataset is expected and whether it is there (for `resizelab env`)."""
+    root = Path(data_dir) if data_dir else default_data_dir()
+    out = {}
+    for name, spec in CIFAR.items():
+        folder = _find_cifar_folder(name, root)
+        out[name] = f"present at {folder}" if folder else f"missing (expected {root / spec['folder']})"
+    return out

@@ -1,0 +1,21 @@
+"""Exception types whose message is meant to be shown to a user as one line."""
+
+
+class ResizelabError(Exception):
+    """A user-facing error: the message says what was wrong and what would be right."""
+
+
+class ConfigError(ResizelabError, ValueError):
+    """An option value or combination that cannot run."""
+
+
+class DataUnavailable(ResizelabError):
+    """A dataset is neither on disk nor downloadable."""
+
+
+class WeightsError(ResizelabError):
+    """Weights are missing, unreadable or do not fit the model."""
+
+
+class RunFailed(ResizelabError):
+    """A run started but could not produce a result (diverged, out of memory, ...)."""

@@ -1,0 +1,154 @@
+"""Model construction: torchvision architectures, ImageNet or local weights, CIFAR stem, new head."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from .config import RESNETS
+from .errors import ConfigError, WeightsError
+
+# Pinned rather than DEFAULT so that a torchvision upgrade cannot silently change the study.
+IMAGENET_WEIGHTS = {
+    "resnet18": "ResNet18_Weights.IMAGENET1K_V1",
+    "resnet34": "ResNet34_Weights.IMAGENET1K_V1",
+    "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
+    "mobilenet_v2": "MobileNet_V2_Weights.IMAGENET1K_V1",
+}
+HEAD_PREFIXES = ("fc.", "classifier.")
+
+
+@dataclass
+class ModelInfo:
+    weights_tag: str
+    loaded_keys: int = 0
+    skipped_keys: list[str] = field(default_factory=list)
+    params: int = 0
+
+
+def hub_checkpoint_path(url: str) -> str:
+    """Where torch.hub caches a checkpoint downloaded from `url` ($TORCH_HOME/hub/checkpoints)."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+
+
+def imagenet_weights_status(arch: str) -> str:
+    from torchvision.models import get_weight
+
+    url = get_weight(IMAGENET_WEIGHTS[arch]).url
+    path = hub_checkpoint_path(url)
+    return f"present at {path}" if os.path.exists(path) else f"missing (expected {path})"
+
+
+def _imagenet_state_dict(arch: str) -> tuple[dict, str]:
+    from torchvision.models import get_weight
+
+    weights = get_weight(IMAGENET_WEIGHTS[arch])
+    path = hub_checkpoint_path(weights.url)
+    try:
+        # torch.hub announces the download on stderr even when it then fails; keep the output to our one line.
+        with contextlib.redirect_stderr(io.StringIO()):
+            state = weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as e:  # offline: URLError; partial download: RuntimeError on the hash
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WeightsError(
+            f"ImageNet weights for {arch} not found at {path} and the download failed ({reason}); "
+            f"put {os.path.basename(path)} there (or set TORCH_HOME), pass --weights PATH to a local state_dict, or use --weights none"
+        ) from None
+    return state, IMAGENET_WEIGHTS[arch]
+
+
+def ensure_imagenet_weights(arch: str) -> None:
+    """Download the ImageNet checkpoint into torch.hub's cache if it is not there (WeightsError offline)."""
+    from torchvision.models import get_weight
+
+    if not os.path.exists(hub_checkpoint_path(get_weight(IMAGENET_WEIGHTS[arch]).url)):
+        _imagenet_state_dict(arch)
+
+
+def _file_state_dict(path: str) -> tuple[dict, str]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WeightsError(f"{path}: not a readable state_dict ({type(e).__name__}: {str(e).splitlines()[0][:200]}); save one with torch.save(model.state_dict(), path)") from None
+    # Accept the usual wrappers: {"state_dict": ...}, {"model": ...}, and DataParallel's "module." prefix.
+    for wrapper in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: expected a state_dict (a dict of tensors); save one with torch.save(model.state_dict(), path)")
+    obj = {k.removeprefix("module."): v for k, v in obj.items()}
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    return obj, f"file:{os.path.basename(path)}@{digest}"
+
+
+def _load_backbone(model: nn.Module, state: dict, source: str, skip: tuple[str, ...]) -> ModelInfo:
+    """Load every backbone tensor from `state`; the head (replaced anyway) and `skip` are left out."""
+    own = model.state_dict()
+    wanted = {k for k in own if not k.startswith(HEAD_PREFIXES) and not k.startswith(skip)}
+    given = {k for k in state if not k.startswith(HEAD_PREFIXES) and not k.startswith(skip)}
+    missing, unexpected = sorted(wanted - given), sorted(given - wanted)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} backbone keys missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+        raise WeightsError(f"{source} does not fit this architecture: {'; '.join(parts)}; check --arch and --stem")
+    bad = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(wanted) if state[k].shape != own[k].shape]
+    if bad:
+        raise WeightsError(f"{source} has {len(bad)} tensors of the wrong shape (e.g. {bad[0]}); check --arch and --stem")
+    model.load_state_dict({k: state[k] for k in wanted}, strict=False)
+    skipped = sorted(k for k in state if k not in wanted)
+    return ModelInfo(weights_tag=source, loaded_keys=len(wanted), skipped_keys=skipped)
+
+
+def build_model(arch: str, num_classes: int, weights: str = "none", stem: str = "imagenet") -> tuple[nn.Module, ModelInfo]:
+    """A torchvision model with `num_classes` outputs; weights `imagenet`, `none` or a state_dict path."""
+    from torchvision import models
+
+    if arch not in IMAGENET_WEIGHTS:
+        raise ConfigError(f"arch must be one of {', '.join(IMAGENET_WEIGHTS)}; got {arch!r}")
+    if stem == "cifar" and arch not in RESNETS:
+        raise ConfigError(f"stem 'cifar' applies to ResNets ({', '.join(RESNETS)}); got arch {arch!r}")
+    # Built with the ImageNet head so that ImageNet checkpoints load key for key; replaced below.
+    model = models.get_model(arch, weights=None, num_classes=1000)
+    skip: tuple[str, ...] = ()
+    if stem == "cifar":
+        # The usual CIFAR ResNet stem: 3x3 stride-1 conv, no max-pool, so a 32 px input keeps
+        # 32x32 feature maps in layer1. Its conv cannot take the 7x7 ImageNet kernel: re-initialised.
+        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+        skip = ("conv1.",)
+    info = ModelInfo(weights_tag="none")
+    if weights != "none":
+        if weights == "imagenet":
+            state, tag = _imagenet_state_dict(arch)
+        else:
+            state, tag = _file_state_dict(weights)
+        info = _load_backbone(model, state, tag, skip)
+    if arch in RESNETS:
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+    else:
+        model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+    info.params = sum(p.numel() for p in model.parameters())
+    return model, info
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str = "cpu") -> int:
+    """Multiply-accumulates of one forward pass per image (torch's FLOP counter counts 2 per MAC)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    x = torch.zeros((1, *input_shape), device=device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    return int(counter.get_total_flops() // 2)

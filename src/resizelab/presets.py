@@ -1,0 +1,81 @@
+"""Named studies that `resizelab study --preset NAME` runs and reports in one go."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .sweep import SweepPlan, expand
+
+# The classic study: ImageNet ResNet-18 fine-tuned on CIFAR-10, PIL bilinear resize, SGD 0.001/0.9,
+# batch 32, 2 epochs, Normalize(0.5, 0.5).
+SEED_BASE = dict(data="cifar10", arch="resnet18", weights="imagenet", stem="imagenet", epochs=2, batch_size=32,
+                 lr=0.001, momentum=0.9, weight_decay=0.0, optimizer="sgd", schedule="constant",
+                 interpolation="bilinear", antialias=True, backend="pil", augment="none")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    base: dict[str, Any]
+    grid: dict[str, list] = field(default_factory=dict)
+    variants: tuple[dict[str, Any], ...] = ()
+    seeds: int = 1
+
+    def plan(self, overrides: dict[str, Any] | None = None, seeds: list[int] | None = None, name: str | None = None) -> SweepPlan:
+        """The preset's runs with `overrides`: a list value replaces a grid axis, a scalar fixes a field."""
+        overrides = dict(overrides or {})
+        base, grid = dict(self.base), {k: list(v) for k, v in self.grid.items()}
+        variants = [dict(v) for v in self.variants]
+        for key, value in overrides.items():
+            values = value if isinstance(value, list) else [value]
+            if len(values) > 1:
+                grid[key] = values
+                base.pop(key, None)
+            else:
+                base[key] = values[0]
+                grid.pop(key, None)
+            # What the user asked for beats a variant's value.
+            for variant in variants:
+                variant.pop(key, None)
+        seeds = seeds or list(range(self.seeds))
+        if name is None:
+            name = self.name
+            if overrides or seeds != list(range(self.seeds)):
+                tag = json.dumps({"o": overrides, "s": seeds}, sort_keys=True, default=str)
+                name = f"{self.name}-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
+        return expand(base, grid, seeds, variants or None, name=name)
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("seed", "the classic study: ImageNet ResNet-18 on CIFAR-10 at 32 px (native), 64 px (bilinear up) and 16 px (down)",
+               SEED_BASE, grid={"size": [32, 64, 16]}),
+        Preset("resolution", "accuracy and cost against input size, 8 to 224 px, for nearest, bilinear and bicubic",
+               {**SEED_BASE, "backend": "tensor"},
+               grid={"size": [8, 16, 24, 32, 48, 64, 96, 128, 160, 224], "interpolation": ["nearest", "bilinear", "bicubic"]},
+               seeds=3),
+        Preset("interpolation", "every method with antialias on and off, at a downsampled (16 px) and an upsampled (64 px) size",
+               {**SEED_BASE, "backend": "tensor"},
+               grid={"size": [16, 64], "interpolation": ["nearest", "bilinear", "bicubic", "area"], "antialias": [True, False]},
+               variants=({}, {"interpolation": "lanczos", "backend": "pil"}), seeds=3),
+        Preset("stem", "ImageNet stem on upsampled 128 px input vs CIFAR stem at native 32 px (layer1 at 32x32 in both: matched cost)",
+               {**SEED_BASE, "backend": "tensor"},
+               variants=({"stem": "imagenet", "size": 128}, {"stem": "cifar", "size": 32}, {"stem": "imagenet", "size": 32}),
+               seeds=3),
+        Preset("fixres", "train at one size, test at others (FixRes): train 16/32/64 px, each tested at 16, 24, 32, 48, 64 px",
+               {**SEED_BASE, "backend": "tensor", "test_sizes": (16, 24, 32, 48, 64)},
+               grid={"size": [16, 32, 64]}, seeds=2),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,342 @@
+"""Sweeps: a grid of run configs, executed against the store so that re-running one resumes it.
+
+Each config is named by its hash; a run already done is skipped, one held by a live process is left
+to it, and one whose owner died is taken over. The local executor trains in this process; the Ray
+executor trains on a cluster while this process (the only writer) claims, renews leases and stores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import CONFIG_FIELDS, RunConfig
+from .errors import ConfigError, DataUnavailable, ResizelabError, WeightsError
+from .store import DEFAULT_LEASE_SECONDS, Store, new_owner_id
+
+SWEEP_FILE_KEYS = ("name", "seeds", "base", "grid", "variants")
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep will run: configs in order, plus combinations that were refused and why."""
+
+    name: str
+    configs: tuple[RunConfig, ...]
+    invalid: tuple[tuple[dict, str], ...] = ()
+
+
+def expand(base: dict[str, Any], grid: dict[str, list] | None = None, seeds: list[int] | None = None,
+           variants: list[dict[str, Any]] | None = None, name: str = "sweep") -> SweepPlan:
+    """The product variants x grid x seeds over `base` (a variant's values beat the grid's); duplicates once."""
+    grid = grid or {}
+    for key in list(base) + list(grid) + [k for v in (variants or []) for k in v]:
+        if key not in CONFIG_FIELDS:
+            raise ConfigError(f"unknown run option {key!r}; valid options: {', '.join(CONFIG_FIELDS)}")
+    for key, values in grid.items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"grid entry {key!r} must be a non-empty list; got {values!r}")
+    seeds = list(seeds) if seeds else [base.get("seed", 0)]
+    configs, invalid, seen = [], [], set()
+    keys = list(grid)
+    for variant in variants or [{}]:
+        for combo in itertools.product(*(grid[k] for k in keys)):
+            for seed in seeds:
+                values = {**base, **dict(zip(keys, combo)), **variant, "seed": seed}
+                try:
+                    cfg = RunConfig.from_dict(values)
+                except ConfigError as e:
+                    invalid.append((values, str(e)))
+                    continue
+                h = cfg.config_hash()
+                if h not in seen:
+                    seen.add(h)
+                    configs.append(cfg)
+    return SweepPlan(name, tuple(configs), tuple(invalid))
+
+
+def load_sweep_file(path: str | Path) -> tuple[dict, dict, list[int] | None, list[dict] | None, str]:
+    """Read a TOML sweep file: name, seeds, [base], [grid], [[variants]]. Unknown keys are errors."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"sweep file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"sweep file {path} is not valid TOML: {e}") from None
+    unknown = sorted(set(doc) - set(SWEEP_FILE_KEYS))
+    if unknown:
+        raise ConfigError(f"sweep file {path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(SWEEP_FILE_KEYS)}")
+    seeds = doc.get("seeds")
+    if isinstance(seeds, int):
+        seeds = list(range(seeds))
+    elif seeds is not None and not (isinstance(seeds, list) and all(isinstance(s, int) for s in seeds)):
+        raise ConfigError(f"sweep file {path}: seeds must be a count or a list of integers; got {seeds!r}")
+    base, grid = doc.get("base", {}), doc.get("grid", {})
+    variants = doc.get("variants")
+    if not isinstance(base, dict) or not isinstance(grid, dict) or not (variants is None or isinstance(variants, list)):
+        raise ConfigError(f"sweep file {path}: [base] and [grid] must be tables and [[variants]] an array of tables")
+    return base, grid, seeds, variants, str(doc.get("name", path.stem))
+
+
+# --- execution -------------------------------------------------------------------------------
+
+@dataclass
+class SweepOptions:
+    db: str = "resizelab.db"
+    executor: str = "local"  # local | ray
+    retry_failed: bool = False
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    progress: bool = True
+    ray_address: str | None = None
+    max_concurrent: int | None = None
+
+
+@dataclass
+class SweepOutcome:
+    name: str
+    planned: int
+    already_done: int = 0
+    ran: list = field(default_factory=list)  # RunResult
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (hash, label, reason)
+    held_elsewhere: list[str] = field(default_factory=list)
+    skipped_failed: list[str] = field(default_factory=list)
+    invalid: int = 0
+    interrupted: bool = False
+    rows: list[dict] = field(default_factory=list)  # the store rows of the plan, in plan order
+
+
+class Heartbeat(threading.Thread):
+    """Renews a claim's lease from a thread (with its own connection) while the run trains."""
+
+    def __init__(self, db: str, config_hash: str, owner: str, lease_seconds: float):
+        super().__init__(daemon=True)
+        self.db, self.config_hash, self.owner, self.lease_seconds = db, config_hash, owner, lease_seconds
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        with Store(self.db) as store:
+            while not self._stop_event.wait(self.lease_seconds / 3):
+                store.heartbeat(self.config_hash, self.owner, self.lease_seconds)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+
+
+def _log(message: str, quiet: bool) -> None:
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if not isinstance(error, ResizelabError) else text
+
+
+def ensure_inputs(configs) -> None:
+    """Fetch (or find) every dataset and set of weights the configs need, before any training starts.
+
+    Offline, this is where a study stops: one error that names every missing input and where it goes.
+    """
+    from .data import load_dataset
+    from .models import ensure_imagenet_weights
+
+    problems = []
+    for data, data_dir in dict.fromkeys((c.resolved().data, c.data_dir) for c in configs):
+        try:
+            load_dataset(data, data_dir)
+        except DataUnavailable as e:
+            problems.append(str(e))
+    for arch in dict.fromkeys(c.arch for c in configs if c.weights == "imagenet"):
+        try:
+            ensure_imagenet_weights(arch)
+        except WeightsError as e:
+            problems.append(str(e))
+    if problems:
+        raise DataUnavailable(" | ".join(problems))
+
+
+def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
+              on_result: Callable[[Any], None] | None = None) -> SweepOutcome:
+    """Run every config of `plan` that the store does not already hold as done."""
+    outcome = SweepOutcome(plan.name, len(plan.configs), invalid=len(plan.invalid))
+    with Store(options.db) as store:
+        store.register(list(plan.configs), sweep=plan.name)
+        for values, reason in plan.invalid:
+            store.record_invalid(values, reason, sweep=plan.name)
+            _log(f"invalid combination, recorded as failed: {reason}", quiet)
+        owner = new_owner_id()
+        todo = []
+        for cfg in plan.configs:
+            row = store.get(cfg.config_hash())
+            if row["status"] == "done":
+                outcome.already_done += 1
+            elif row["status"] == "failed" and not options.retry_failed:
+                outcome.skipped_failed.append(cfg.config_hash())
+            else:
+                todo.append(cfg)
+        if todo:
+            ensure_inputs(todo)
+        _log(f"sweep {plan.name}: {len(plan.configs)} runs, {outcome.already_done} already done, {len(todo)} to run"
+             + (f", {len(outcome.skipped_failed)} failed before (--retry-failed to run them again)" if outcome.skipped_failed else ""), quiet)
+        try:
+            if options.executor == "ray":
+                _run_ray(todo, store, owner, options, outcome, quiet, on_result)
+            else:
+                _run_local(todo, store, owner, options, outcome, quiet, on_result)
+        finally:
+            rows = {r["config_hash"]: r for r in store.runs(sweep=plan.name)}
+            outcome.rows = [rows[c.config_hash()] for c in plan.configs if c.config_hash() in rows]
+    return outcome
+
+
+def _run_local(todo, store: Store, owner: str, options: SweepOptions, outcome: SweepOutcome, quiet: bool, on_result) -> None:
+    from .resize import ResizeCache
+    from .train import train
+
+    cache = ResizeCache()
+    datasets: dict = {}
+    for i, cfg in enumerate(todo, 1):
+        h = cfg.config_hash()
+        if not store.claim(h, owner, options.lease_seconds, retry_failed=options.retry_failed):
+            row = store.get(h)
+            if row["status"] == "done":
+                outcome.already_done += 1
+            else:
+                outcome.held_elsewhere.append(h)
+                _log(f"[{i}/{len(todo)}] {cfg.label()}: held by {row['owner']}, left to it", quiet)
+            continue
+        _log(f"[{i}/{len(todo)}] {cfg.label()} ...", quiet)
+        beat = Heartbeat(options.db, h, owner, options.lease_seconds)
+        beat.start()
+        try:
+            dataset = _dataset_for(cfg, datasets)
+            result = train(cfg, dataset=dataset, cache=cache, progress=options.progress and not quiet)
+        except KeyboardInterrupt:
+            beat.stop()
+            store.release(h, owner)
+            outcome.interrupted = True
+            return
+        except (DataUnavailable, WeightsError):
+            # Missing data or weights fail every run alike: stop and say so once.
+            beat.stop()
+            store.release(h, owner)
+            raise
+        except Exception as e:  # a failing run is recorded and the sweep goes on
+            beat.stop()
+            store.fail(h, owner, _reason(e))
+            outcome.failed.append((h, cfg.label(), _reason(e)))
+            _log(f"    failed: {_reason(e)}", quiet)
+            continue
+        beat.stop()
+        store.complete(result, owner)
+        outcome.ran.append(result)
+        _log(f"    {result.test_accuracy:.2f}% test accuracy, {result.train_seconds:.1f} s, {result.images_per_second:.0f} img/s", quiet)
+        if on_result is not None:
+            on_result(result)
+
+
+def _dataset_for(cfg: RunConfig, datasets: dict):
+    from .data import load_dataset
+
+    key = (cfg.resolved().data, cfg.data_dir)
+    if key not in datasets:
+        datasets[key] = load_dataset(cfg.resolved().data, cfg.data_dir)
+    return datasets[key]
+
+
+def _train_remote(cfg_dict: dict):
+    """Runs on a Ray worker: train one config and hand the result (or the failure) back."""
+    from .train import train
+
+    cfg = RunConfig.from_dict(cfg_dict)
+    try:
+        return "done", train(cfg, progress=False)
+    except (DataUnavailable, WeightsError) as e:
+        return "unavailable", str(e)
+    except Exception as e:
+        return "failed", _reason(e)
+
+
+def _run_ray(todo, store: Store, owner: str, options: SweepOptions, outcome: SweepOutcome, quiet: bool, on_result) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("executor 'ray' needs Ray: pip install 'resizelab[ray]' (or use --executor local)") from None
+    if not ray.is_initialized():
+        ray.init(address=options.ray_address, ignore_reinit_error=True, log_to_driver=not quiet)
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1 if gpus else max(1, int(resources.get("CPU", 1))))(_train_remote)
+    limit = options.max_concurrent or max(1, gpus or 1)
+    queue = list(todo)
+    in_flight: dict = {}
+    try:
+        while queue or in_flight:
+            while queue and len(in_flight) < limit:
+                cfg = queue.pop(0)
+                h = cfg.config_hash()
+                if store.claim(h, owner, options.lease_seconds, retry_failed=options.retry_failed):
+                    in_flight[remote.remote(cfg.to_dict())] = cfg
+                    _log(f"submitted {cfg.label()}", quiet)
+                else:
+                    outcome.held_elsewhere.append(h)
+            if not in_flight:
+                break
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=options.lease_seconds / 3)
+            for cfg in in_flight.values():
+                store.heartbeat(cfg.config_hash(), owner, options.lease_seconds)
+            for ref in ready:
+                cfg = in_flight.pop(ref)
+                status, payload = ray.get(ref)
+                if status == "done":
+                    store.complete(payload, owner)
+                    outcome.ran.append(payload)
+                    _log(f"done {cfg.label()}: {payload.test_accuracy:.2f}%", quiet)
+                    if on_result is not None:
+                        on_result(payload)
+                elif status == "unavailable":
+                    store.release(cfg.config_hash(), owner)
+                    raise DataUnavailable(payload)
+                else:
+                    store.fail(cfg.config_hash(), owner, payload)
+                    outcome.failed.append((cfg.config_hash(), cfg.label(), payload))
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        for ref, cfg in in_flight.items():
+            ray.cancel(ref, force=True)
+            store.release(cfg.config_hash(), owner)
+
+
+def parse_seeds(count: int | None, explicit: list[int] | None) -> list[int] | None:
+    if explicit:
+        return explicit
+    if count is not None:
+        if count < 1:
+            raise ConfigError(f"--seeds must be at least 1; got {count}")
+        return list(range(count))
+    return None
+
+
+def describe(plan: SweepPlan, db: str) -> list[tuple[str, str, str]]:
+    """(hash, status in the store or 'new', label) for each planned run: what --dry-run prints."""
+    import os
+
+    statuses = {}
+    if os.path.exists(db):
+        with Store(db) as store:
+            statuses = {r["config_hash"]: r["status"] for r in store.runs()}
+    return [(c.config_hash(), statuses.get(c.config_hash(), "new"), c.label()) for c in plan.configs]
+

@@ -1,0 +1,359 @@
+"""Training and evaluation of one run: `train(config) -> RunResult`.
+
+The dataset sits on the device as uint8, already resized (or resized batch by batch there when
+augmentation must come first). A batch is a slice of a seeded device-side permutation, normalised
+on the device; no DataLoader and no per-image Python in the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import provenance
+from .config import RunConfig, effective_antialias
+from .data import Dataset, load_dataset, subset
+from .errors import ConfigError, RunFailed
+from .models import build_model, count_macs
+from .resize import ResizeCache, ResizeKey, output_size, resize_tensor
+
+# Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), as in the study being reproduced.
+NORM_MEAN, NORM_STD = 0.5, 0.5
+# Above this size a tensor-backend train set is resized batch by batch instead of held resized.
+MAX_RESIZED_TRAIN_BYTES = 4 << 30
+
+TRAIN_SECONDS_INCLUDES = (
+    "the training loop over all epochs: batch gather, on-device augmentation/resize, normalisation, "
+    "forward, backward and optimizer steps (and torch.compile's compilation when --compile is on); "
+    "not the one-off dataset load and resize, model construction or evaluation"
+)
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    train_accuracy: float  # percent, on the training batches as seen during the epoch
+    seconds: float
+    images: int
+
+
+@dataclass
+class EvalResult:
+    size_px: int  # shorter edge after resizing (the native size when not resized)
+    interpolation: str
+    accuracy: float  # percent
+    per_class_accuracy: dict[str, float]
+    images: int
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    config: RunConfig  # resolved
+    config_hash: str
+    epochs: list[EpochResult]
+    train_seconds: float
+    images_per_second: float
+    test_accuracy: float
+    per_class_accuracy: dict[str, float]
+    evals: list[EvalResult]
+    prepare_seconds: float
+    time_to_first_step_seconds: float
+    eval_seconds: float
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    macs_per_image: int
+    params: int
+    effective_precision: str
+    weights_tag: str
+    weights_loaded_keys: int
+    input_shape: tuple[int, int]
+    provenance: dict = field(default_factory=dict)
+
+    def to_json_dict(self) -> dict:
+        out = asdict(self)
+        out["config"] = self.config.to_dict()
+        out["epochs"] = len(self.epochs)
+        out["epoch_history"] = [asdict(e) for e in self.epochs]
+        out["input_shape"] = list(self.input_shape)
+        return out
+
+
+# --- device, precision, seeding --------------------------------------------------------------
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu or auto")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' is bf16 where the hardware runs it natively, else fp32 (fp16 only when asked)."""
+    if precision != "auto":
+        if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("precision bf16 is not supported on this GPU; use fp16 or fp32")
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if provenance.cpu_supports_bf16() else "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+def to_nhwc(images: torch.Tensor) -> torch.Tensor:
+    """uint8 N x 3 x H x W stored as N x H x W x 3, so a gathered batch is channels_last for free."""
+    return images.permute(0, 2, 3, 1).contiguous()
+
+
+def normalize(batch_nhwc: torch.Tensor, channels_last: bool = True) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW, the same float ops as ToTensor() then Normalize(0.5, 0.5): bit-exact."""
+    x = batch_nhwc.permute(0, 3, 1, 2)
+    if not channels_last:
+        x = x.contiguous()
+    return x.float().div(255).sub_(NORM_MEAN).div_(NORM_STD)
+
+
+def crop_flip(batch: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """RandomCrop(H, padding=4) + RandomHorizontalFlip per image, for a whole uint8 NCHW batch at once."""
+    n, c, h, w = batch.shape
+    dev = batch.device
+    padded = F.pad(batch, (padding, padding, padding, padding))
+    oy = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=generator)
+    ox = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=generator)
+    rows = oy[:, None] + torch.arange(h, device=dev)
+    cols = ox[:, None] + torch.arange(w, device=dev)
+    out = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * padding))
+    out = out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+    flip = torch.rand(n, device=dev, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+class TrainData:
+    """The training split on the device, and how to turn a batch of indices into model input."""
+
+    def __init__(self, cfg: RunConfig, dataset: Dataset, device: torch.device, cache: ResizeCache):
+        self.cfg = cfg
+        self.labels = dataset.train_labels.to(device)
+        h, w = dataset.native_size
+        out_h, out_w = output_size(h, w, cfg.size) if cfg.size else (h, w)
+        self.shape = (out_h, out_w)
+        projected = len(dataset.train_labels) * 3 * out_h * out_w
+        # Augmentation must see native pixels, and a huge resized copy would not fit: both resize per batch.
+        self.per_batch_resize = cfg.size is not None and (cfg.augment != "none" or (cfg.backend == "tensor" and projected > MAX_RESIZED_TRAIN_BYTES))
+        native = dataset.train_images.to(device)
+        if self.per_batch_resize:
+            self.images = native
+        else:
+            key = ResizeKey(dataset.key, "train", cfg.size, cfg.interpolation, cfg.effective_antialias, cfg.backend)
+            self.images = to_nhwc(cache.get(key, native))
+        self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.per_batch_resize:
+            return normalize(self.images[idx], self.cfg.channels_last), self.labels[idx]
+        x = self.images[idx]
+        if self.cfg.augment == "crop-flip":
+            x = crop_flip(x, self.generator)
+        x = resize_tensor(x, self.cfg.size, self.cfg.interpolation, self.cfg.effective_antialias)
+        return normalize(to_nhwc(x), self.cfg.channels_last), self.labels[idx]
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, images_nhwc: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...],
+             device: torch.device, precision: str, batch_size: int, channels_last: bool = True) -> tuple[float, dict[str, float]]:
+    """Top-1 accuracy (percent) and per-class accuracy, model in eval mode."""
+    model.eval()
+    correct = torch.zeros(len(classes), dtype=torch.long, device=device)
+    for start in range(0, len(labels), batch_size):
+        x = normalize(images_nhwc[start:start + batch_size], channels_last)
+        y = labels[start:start + batch_size]
+        with autocast(device, precision):
+            pred = model(x).argmax(1)
+        correct += torch.bincount(y[pred == y], minlength=len(classes))
+    totals = torch.bincount(labels, minlength=len(classes)).cpu()
+    correct = correct.cpu()
+    per_class = {c: (100.0 * correct[i].item() / totals[i].item()) if totals[i] else float("nan") for i, c in enumerate(classes)}
+    return 100.0 * correct.sum().item() / max(1, len(labels)), per_class
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _peak_memory(device: torch.device) -> tuple[int, str]:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device)), "cuda max_memory_allocated"
+    # Linux reports KiB. Process-wide high-water mark, so in a sweep it is the peak so far.
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "process peak RSS"
+
+
+def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,
+          progress: bool = True, on_epoch: Callable[[EpochResult], None] | None = None) -> RunResult:
+    """Train and evaluate one configuration. Raises RunFailed if the loss diverges or memory runs out."""
+    t_start = time.perf_counter()
+    cfg = config.resolved()
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    seed_everything(cfg.seed, cfg.deterministic)
+    cache = cache if cache is not None else ResizeCache()
+    if dataset is None:
+        dataset = load_dataset(cfg.data, cfg.data_dir)
+    # A fixed subset seed: every run of a study sees the same images, whatever its own seed.
+    dataset = subset(dataset, cfg.limit_train, cfg.limit_test, seed=0)
+    model, info = build_model(cfg.arch, dataset.num_classes, cfg.weights, cfg.stem)
+    model.to(device)
+    data = TrainData(cfg, dataset, device, cache)
+    macs = count_macs(model, (3, *data.shape), device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if cfg.compile else model
+    optimizer = _optimizer(cfg, model)
+    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
+                 if cfg.schedule == "cosine" else None)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" and device.type == "cuda" else None
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    prepare_seconds = time.perf_counter() - t_start
+
+    epochs: list[EpochResult] = []
+    first_step_at: float | None = None
+    perm_gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    try:
+        from tqdm import tqdm
+
+        for epoch in range(1, cfg.epochs + 1):
+            step_model.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+            perm = torch.randperm(len(data), device=device, generator=perm_gen)
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", file=sys.stderr, leave=False,
+                       disable=not (progress and sys.stderr.isatty()))
+            _sync(device)
+            t_epoch = time.perf_counter()
+            for start in range(0, len(data), cfg.batch_size):
+                x, y = data.batch(perm[start:start + cfg.batch_size])
+                with autocast(device, precision):
+                    logits = step_model(x)
+                    loss = criterion(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                # Accumulated on the device: no .item() per step, so no host sync in the loop.
+                loss_sum += loss.detach().float() * y.shape[0]
+                correct += (logits.detach().argmax(1) == y).sum()
+                if first_step_at is None:
+                    _sync(device)
+                    first_step_at = time.perf_counter()
+                bar.update()
+            _sync(device)
+            seconds = time.perf_counter() - t_epoch
+            bar.close()
+            mean_loss = loss_sum.item() / len(data)
+            if not math.isfinite(mean_loss):
+                raise RunFailed(f"diverged: training loss is {mean_loss} after epoch {epoch}; lower --lr or use --precision fp32")
+            result = EpochResult(epoch, mean_loss, 100.0 * correct.item() / len(data), seconds, len(data))
+            epochs.append(result)
+            if on_epoch is not None:
+                on_epoch(result)
+    except torch.cuda.OutOfMemoryError:
+        raise RunFailed(f"out of GPU memory at size {cfg.size} with batch {cfg.batch_size}; lower --batch-size") from None
+
+    train_seconds = sum(e.seconds for e in epochs)
+    t_eval = time.perf_counter()
+    evals = []
+    test_labels = dataset.test_labels.to(device)
+    test_native = dataset.test_images.to(device)
+    for size in [cfg.test_size, *cfg.test_sizes]:
+        t0 = time.perf_counter()
+        key = ResizeKey(dataset.key, "test", size, cfg.test_interpolation,
+                        effective_antialias(cfg.test_interpolation, cfg.backend, cfg.antialias), cfg.backend)
+        images = to_nhwc(cache.get(key, test_native))
+        acc, per_class = evaluate(step_model, images, test_labels, dataset.classes, device, precision, cfg.eval_batch_size, cfg.channels_last)
+        evals.append(EvalResult(int(images.shape[1]) if size is None else size, cfg.test_interpolation, acc, per_class, len(test_labels), time.perf_counter() - t0))
+    eval_seconds = time.perf_counter() - t_eval
+    peak, peak_kind = _peak_memory(device)
+    total_images = sum(e.images for e in epochs)
+    return RunResult(
+        config=cfg,
+        config_hash=cfg.config_hash(),
+        epochs=epochs,
+        train_seconds=train_seconds,
+        images_per_second=total_images / train_seconds if train_seconds > 0 else float("nan"),
+        test_accuracy=evals[0].accuracy,
+        per_class_accuracy=evals[0].per_class_accuracy,
+        evals=evals,
+        prepare_seconds=prepare_seconds,
+        time_to_first_step_seconds=(first_step_at or time.perf_counter()) - t_start,
+        eval_seconds=eval_seconds,
+        peak_memory_bytes=peak,
+        peak_memory_kind=peak_kind,
+        macs_per_image=macs,
+        params=info.params,
+        effective_precision=precision,
+        weights_tag=info.weights_tag,
+        weights_loaded_keys=info.loaded_keys,
+        input_shape=data.shape,
+        provenance={**provenance.collect(device), "antialias_requested": config.antialias,
+                    "antialias_effective": cfg.effective_antialias, "backend": cfg.backend,
+                    "weights_skipped_keys": info.skipped_keys, "normalize": {"mean": NORM_MEAN, "std": NORM_STD},
+                    "train_seconds_includes": TRAIN_SECONDS_INCLUDES, "per_batch_resize": data.per_batch_resize},
+    )
+
