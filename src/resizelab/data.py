@@ -84,9 +84,11 @@ CIFAR = {
     },
 }
 
-# The only globals a CIFAR batch needs: numpy's array reconstruction. Anything else (os.system,
-# builtins.eval, ...) is how a malicious pickle runs code, so it is refused.
+# The only globals a CIFAR batch needs: numpy's array reconstruction, and _codecs.encode, which
+# Python 3's protocol-2 pickles use to rebuild bytes. Anything else (os.system, builtins.eval, ...)
+# is how a malicious pickle runs code, so it is refused.
 _SAFE_PICKLE_GLOBALS = {
+    ("_codecs", "encode"),
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),

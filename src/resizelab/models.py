@@ -51,9 +51,12 @@ def _imagenet_state_dict(arch: str) -> tuple[dict, str]:
     weights = get_weight(IMAGENET_WEIGHTS[arch])
     path = hub_checkpoint_path(weights.url)
     try:
-        # torch.hub announces the download on stderr even when it then fails; keep the output to our one line.
-        with contextlib.redirect_stderr(io.StringIO()):
+        # torch.hub announces downloads on stdout, which belongs to --json output: pass it on to
+        # stderr, and only when the download worked (offline, the error below says it all).
+        announced = io.StringIO()
+        with contextlib.redirect_stdout(announced):
             state = weights.get_state_dict(progress=False, check_hash=True)
+        sys.stderr.write(announced.getvalue())
     except Exception as e:  # offline: URLError; partial download: RuntimeError on the hash
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WeightsError(

@@ -31,6 +31,8 @@ from .resize import ResizeCache, ResizeKey, output_size, resize_tensor
 
 # Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), as in the study being reproduced.
 NORM_MEAN, NORM_STD = 0.5, 0.5
+# An epoch's mean loss this many times the chance-level loss ln(C) counts as diverged.
+DIVERGED_LOSS_FACTOR = 100
 # Above this size a tensor-backend train set is resized batch by batch instead of held resized.
 MAX_RESIZED_TRAIN_BYTES = 4 << 30
 
@@ -307,8 +309,11 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
             seconds = time.perf_counter() - t_epoch
             bar.close()
             mean_loss = loss_sum.item() / len(data)
-            if not math.isfinite(mean_loss):
-                raise RunFailed(f"diverged: training loss is {mean_loss} after epoch {epoch}; lower --lr or use --precision fp32")
+            # BatchNorm can keep an exploded loss finite, so "diverged" also means far above chance.
+            chance_loss = math.log(max(2, dataset.num_classes))
+            if not math.isfinite(mean_loss) or mean_loss > DIVERGED_LOSS_FACTOR * chance_loss:
+                raise RunFailed(f"diverged: training loss {mean_loss:.4g} after epoch {epoch} (chance level is {chance_loss:.2f}); "
+                                "lower --lr or use --precision fp32")
             result = EpochResult(epoch, mean_loss, 100.0 * correct.item() / len(data), seconds, len(data))
             epochs.append(result)
             if on_epoch is not None:

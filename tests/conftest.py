@@ -1,0 +1,55 @@
+"""Shared fixtures: an isolated cache, tiny ImageFolder trees and CIFAR-format folders written on the fly."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's caches."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("RESIZELAB_CACHE_DIR", str(cache))
+    monkeypatch.setenv("RESIZELAB_DATA_DIR", str(cache / "data"))
+    monkeypatch.setenv("TORCH_HOME", str(cache / "torch"))
+    torch.set_num_threads(2)
+    return cache
+
+
+def write_imagefolder(root: Path, n_train: int = 20, n_val: int = 6, size: int = 32, classes=("cat", "dog", "ship"), fmt: str = "png") -> Path:
+    """Class k is an image dominated by colour channel k, so a model can tell them apart."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for k, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+                img[..., k % 3] += 150
+                Image.fromarray(img).save(folder / f"{i}.{fmt}")
+    return root
+
+
+@pytest.fixture
+def imagefolder(tmp_path) -> Path:
+    return write_imagefolder(tmp_path / "images")
+
+
+def write_cifar10(folder: Path, n_per_batch: int = 20) -> Path:
+    """A CIFAR-10 folder in the original pickle format (small batches)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+                 b"labels": [int(x) for x in rng.integers(0, 10, n_per_batch)]}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"label_names": [n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms
+
+from resizelab.data import make_synthetic
+from resizelab.errors import ConfigError
+from resizelab.resize import ResizeCache, ResizeKey, output_size, resize
+from resizelab.train import normalize, to_nhwc
+
+
+@pytest.fixture(scope="module")
+def images():
+    # Natural-ish content: the synthetic set has smooth blobs, edges and fine gratings.
+    return make_synthetic(64, 0, seed=1).train_images
+
+
+# (method, target size): mean absolute difference bound in grey levels, tensor vs PIL.
+# Bounds are from measurements on real CIFAR images (see README) with headroom; bilinear is exact.
+AGREEMENT = {
+    "bilinear": 0.0, "bicubic": 0.05, "nearest": 0.0, "area": 0.6,
+}
+
+
+@pytest.mark.parametrize("method", sorted(AGREEMENT))
+@pytest.mark.parametrize("size", [8, 16, 64, 128])
+def test_tensor_backend_agrees_with_pil_at_integer_factors(images, method, size):
+    pil = resize(images, size, method, True, "pil").int()
+    ten = resize(images, size, method, True, "tensor").int()
+    assert pil.shape == ten.shape == (64, 3, size, size)
+    diff = (pil - ten).abs().float()
+    assert diff.mean() <= AGREEMENT[method]
+    assert diff.max() <= (2 if method == "bicubic" else 1 if method == "area" else 0)
+
+
+def test_nearest_is_exact_sampling(images):
+    up = resize(images, 64, "nearest", True, "tensor")
+    assert torch.equal(up[:, :, ::2, ::2], images)  # every source pixel repeated 2x2
+    assert torch.equal(resize(images, 64, "nearest", True, "pil"), up)
+
+
+def test_antialias_changes_tensor_downsampling_only_when_it_applies(images):
+    aa = resize(images, 8, "bilinear", True, "tensor")
+    no = resize(images, 8, "bilinear", False, "tensor")
+    assert (aa.int() - no.int()).abs().float().mean() > 1  # without a prefilter the grating aliases
+    assert torch.equal(resize(images, 8, "nearest", True, "tensor"), resize(images, 8, "nearest", False, "tensor"))
+
+
+def test_lanczos_is_pil_only(images):
+    assert resize(images, 16, "lanczos", True, "pil").shape[-1] == 16
+    with pytest.raises(ConfigError, match="supports nearest, bilinear, bicubic, area"):
+        resize(images, 16, "lanczos", True, "tensor")
+
+
+def test_native_size_is_identity(images):
+    assert resize(images, 32, "bilinear", True, "pil") is images
+    assert resize(images, None, "bicubic", True, "tensor") is images
+
+
+def test_output_size_follows_torchvision_resize():
+    assert output_size(32, 32, 16) == (16, 16)
+    assert output_size(30, 40, 15) == (15, 20)
+    assert output_size(40, 30, 15) == (20, 15)
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_model_input_equals_the_torchvision_pipeline(images, size):
+    """--backend pil --precision fp32 feeds the model exactly Resize(S) -> ToTensor -> Normalize(0.5, 0.5)."""
+    steps = ([transforms.Resize(size)] if size != 32 else []) + [transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)]
+    reference = transforms.Compose(steps)
+    expected = torch.stack([reference(Image.fromarray(img.permute(1, 2, 0).numpy())) for img in images])
+    ours = normalize(to_nhwc(resize(images, size, "bilinear", True, "pil")))
+    assert ours.shape == expected.shape
+    assert (ours - expected).abs().max().item() < 1e-6
+
+
+def test_resize_cache_reuses_memory_and_disk(images, isolated_cache):
+    key = ResizeKey("k", "train", 16, "bicubic", True, "pil")
+    cache = ResizeCache()
+    first = cache.get(key, images)
+    assert cache.get(key, images) is first
+    assert list((isolated_cache / "resized").glob("*.pt"))
+    fresh = ResizeCache().get(key, images)  # a new process would find it on disk
+    assert torch.equal(fresh, first)

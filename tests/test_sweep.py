@@ -1,0 +1,91 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from resizelab.errors import ConfigError
+from resizelab.sweep import SweepOptions, expand, load_sweep_file, run_sweep
+
+FAST = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 200, "limit_test": 100, "precision": "fp32"}
+
+
+def _cli(*args, db, cwd):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return [sys.executable, "-m", "resizelab.cli", *args, "--db", str(db), "--quiet"], env
+
+
+def _statuses(db):
+    with sqlite3.connect(db) as c:
+        return c.execute("SELECT config_hash, status, attempts, finished_at FROM runs ORDER BY config_hash").fetchall()
+
+
+def test_expand_grid_seeds_variants_and_invalid_combinations():
+    plan = expand(dict(FAST), {"size": [8, 16], "interpolation": ["bilinear", "lanczos"]}, seeds=[0, 1],
+                  variants=[{"backend": "tensor"}, {"backend": "pil"}])
+    # lanczos cannot run on the tensor backend: refused with the reason, not silently dropped
+    assert len(plan.invalid) == 4 and "lanczos" in plan.invalid[0][1]
+    assert len(plan.configs) == 12
+    assert len({c.config_hash() for c in plan.configs}) == 12
+
+
+def test_sweep_file_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text('name = "x"\nseeds = 2\n[base]\ndata = "synthetic"\n[grid]\nsize = [8, 16]\n')
+    base, grid, seeds, variants, name = load_sweep_file(path)
+    assert name == "x" and seeds == [0, 1] and grid == {"size": [8, 16]}
+    path.write_text('nmae = "x"\n')
+    with pytest.raises(ConfigError, match="unknown key.*nmae"):
+        load_sweep_file(path)
+    path.write_text('[grid]\nsizes = [8]\n')
+    with pytest.raises(ConfigError, match="unknown run option 'sizes'"):
+        expand(*load_sweep_file(path)[:4])
+
+
+def test_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    plan = expand(dict(FAST, size=16), {"lr": [10.0, 0.01], "interpolation": ["bilinear", "lanczos"]}, variants=[{"momentum": 0.99}], name="f")
+    outcome = run_sweep(plan, SweepOptions(db=str(tmp_path / "r.db"), progress=False), quiet=True)
+    assert len(outcome.ran) == 1 and len(outcome.failed) == 1 and outcome.invalid == 2
+    assert "diverged" in outcome.failed[0][2]
+    # Re-running skips both the done and the failed run
+    again = run_sweep(plan, SweepOptions(db=str(tmp_path / "r.db"), progress=False), quiet=True)
+    assert again.ran == [] and again.already_done == 1 and len(again.skipped_failed) == 1
+
+
+def test_kill_9_loses_nothing_and_resume_duplicates_nothing(tmp_path):
+    db = tmp_path / "r.db"
+    args = ["sweep", "--data", "synthetic", "--weights", "none", "--epochs", "2", "--lr", "0.01", "--limit-train", "400",
+            "--limit-test", "100", "--size", "8,12,16,20", "--precision", "fp32"]
+    cmd, env = _cli(*args, db=db, cwd=tmp_path)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if db.exists() and sum(s == "done" for _, s, _, _ in _statuses(db)) >= 1:
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {h: (s, f) for h, s, _, f in _statuses(db)}
+    done_before = {h for h, (s, _) in before.items() if s == "done"}
+    assert 1 <= len(done_before) < 4
+    subprocess.run(cmd, cwd=tmp_path, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = _statuses(db)
+    assert len(after) == 4 and all(s == "done" for _, s, _, _ in after)
+    for h, s, attempts, finished in after:
+        if h in done_before:
+            assert attempts == 1 and finished == before[h][1]  # not re-run
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT COUNT(*) FROM evals").fetchone()[0] == 4
+
+
+def test_two_concurrent_sweeps_never_train_the_same_run(tmp_path):
+    db = tmp_path / "r.db"
+    cmd, env = _cli("sweep", "--data", "synthetic", "--weights", "none", "--epochs", "1", "--limit-train", "300", "--limit-test", "50",
+                    "--size", "8,12,16,20,24,28", "--precision", "fp32", db=db, cwd=tmp_path)
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    rows = _statuses(db)
+    assert len(rows) == 6 and all(s == "done" and attempts == 1 for _, s, attempts, _ in rows)

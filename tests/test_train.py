@@ -1,0 +1,56 @@
+import math
+
+import pytest
+import torch
+
+from resizelab.config import RunConfig
+from resizelab.data import make_synthetic
+from resizelab.errors import RunFailed
+from resizelab.train import crop_flip, train
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return make_synthetic(1200, 300, seed=0)
+
+
+def test_resnet_learns_the_synthetic_task_and_resolution_matters(synthetic):
+    cfg = RunConfig(data="synthetic", weights="none", epochs=2, lr=0.01, batch_size=32, test_sizes=(16,), precision="fp32")
+    result = train(cfg, dataset=synthetic, progress=False)
+    assert result.test_accuracy > 80  # chance is 10%
+    assert result.epochs[1].train_loss < result.epochs[0].train_loss
+    # The fine cue does not survive 16 px, so a model tested there does far worse.
+    assert result.evals[1].size_px == 16 and result.evals[1].accuracy < result.test_accuracy - 20
+    assert set(result.per_class_accuracy) == set(synthetic.classes)
+    assert result.train_seconds > 0 and result.images_per_second > 0 and result.macs_per_image > 0
+    assert result.provenance["torch"] == torch.__version__ and result.provenance["git_revision"]
+
+
+def test_runs_are_reproducible_in_fp32(synthetic):
+    cfg = RunConfig(data="synthetic", weights="none", size=16, epochs=1, lr=0.01, limit_train=256, limit_test=100,
+                    precision="fp32", deterministic=True)
+    a, b = train(cfg, dataset=synthetic, progress=False), train(cfg, dataset=synthetic, progress=False)
+    assert a.epochs[0].train_loss == b.epochs[0].train_loss and a.test_accuracy == b.test_accuracy
+
+
+def test_augmentation_resizes_per_batch_and_the_beyond_seed_options_run(synthetic):
+    cfg = RunConfig(data="synthetic", weights="none", size=24, epochs=2, lr=0.003, optimizer="adamw", schedule="cosine",
+                    weight_decay=0.05, label_smoothing=0.1, augment="crop-flip", stem="cifar", limit_train=256, limit_test=100,
+                    precision="bf16")
+    result = train(cfg, dataset=synthetic, progress=False)
+    assert result.provenance["per_batch_resize"] and result.input_shape == (24, 24)
+    assert math.isfinite(result.epochs[-1].train_loss) and result.effective_precision == "bf16"
+
+
+def test_crop_flip_keeps_shape_and_content():
+    batch = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8).to(torch.uint8)
+    out = crop_flip(batch, torch.Generator().manual_seed(0), padding=2)
+    assert out.shape == batch.shape and out.dtype == torch.uint8
+    # each output row is a (possibly flipped, shifted) run of an input row or zero padding
+    assert set(out.unique().tolist()) <= set(batch.unique().tolist()) | {0}
+
+
+def test_divergence_is_a_failed_run(synthetic):
+    cfg = RunConfig(data="synthetic", weights="none", size=16, epochs=1, lr=10.0, momentum=0.99, limit_train=256, limit_test=50, precision="fp32")
+    with pytest.raises(RunFailed, match="diverged"):
+        train(cfg, dataset=synthetic, progress=False)
