@@ -84,8 +84,10 @@ def format_run(result) -> str:
 
 
 def _varying(configs: list[dict], always: tuple[str, ...] = ()) -> list[str]:
-    keys = [k for k in configs[0] if k not in ("seed", "data_dir", "test_sizes")] if configs else []
-    return [k for k in keys if k in always or len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    """The config fields that differ between configs, `always` first and in that order."""
+    keys = sorted(k for k in configs[0] if k not in ("seed", "data_dir", "test_sizes")) if configs else []
+    varying = [k for k in keys if k not in always and len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    return [k for k in always if not configs or k in configs[0]] + varying
 
 
 def _size_text(value) -> str:
