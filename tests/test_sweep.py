@@ -89,3 +89,17 @@ def test_two_concurrent_sweeps_never_train_the_same_run(tmp_path):
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     rows = _statuses(db)
     assert len(rows) == 6 and all(s == "done" and attempts == 1 for _, s, attempts, _ in rows)
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    db = tmp_path / "r.db"
+    cmd, env = _cli("sweep", "--data", "synthetic", "--weights", "none", "--epochs", "3", "--limit-train", "600", "--limit-test", "50",
+                    "--size", "8,16,24", "--precision", "fp32", db=db, cwd=tmp_path)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (db.exists() and any(s == "running" for _, s, _, _ in _statuses(db))):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "run the same command again to resume" in err
+    assert not any(s == "running" for _, s, _, _ in _statuses(db))  # the claim was given back

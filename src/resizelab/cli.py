@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows", type=int, default=3, help="timed windows; the median is reported (default 3)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the plain pipeline (default 2)")
     p.add_argument("--compile", action="store_true", help="torch.compile resizelab's model")
+    p.add_argument("--no-ablation", action="store_true", help="skip timing resizelab with fp32/NCHW and fp32/channels_last")
     p.add_argument("--json-out", default="bench.json", help="where to write the JSON record (default bench.json)")
     return parser
 
@@ -332,8 +333,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     config = BenchConfig(sizes=_int_tuple(args.sizes), arch=args.arch, batch_size=args.batch_size, data=args.data,
                          data_dir=args.data_dir, device=args.device, precision=args.precision, steps=args.steps,
-                         windows=args.windows, workers=args.workers, compile=args.compile)
-    result = run_bench(config)
+                         windows=args.windows, workers=args.workers, compile=args.compile, ablation=not args.no_ablation)
+    result = run_bench(config, progress=lambda message: print(message, file=sys.stderr, flush=True))
     print(format_bench(result))
     with open(args.json_out, "w") as f:
         json.dump(result.to_json_dict(), f, indent=2)

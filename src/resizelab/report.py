@@ -87,6 +87,10 @@ def _varying(configs: list[dict], always: tuple[str, ...] = ()) -> list[str]:
     """The config fields that differ between configs, `always` first and in that order."""
     keys = sorted(k for k in configs[0] if k not in ("seed", "data_dir", "test_sizes")) if configs else []
     varying = [k for k in keys if k not in always and len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    # A test size or method that only mirrors the train one says nothing new.
+    for derived, source in (("test_size", "size"), ("test_interpolation", "interpolation")):
+        if derived in varying and all(c.get(derived) == c.get(source) for c in configs):
+            varying.remove(derived)
     return [k for k in always if not configs or k in configs[0]] + varying
 
 
@@ -317,8 +321,8 @@ def figure_train_test_heatmap(groups: list[Group], path: Path) -> bool:
             cells[(_train_size(g), test_size)].extend(accs)
     train_sizes = sorted({a for a, _ in cells})
     test_sizes = sorted({b for _, b in cells})
-    if len(test_sizes) < 2:
-        return False
+    if not any(len(g.evals) > 1 for g in groups):
+        return False  # only the diagonal: nothing a heatmap would add to the table
     import numpy as np
 
     plt = _plt()

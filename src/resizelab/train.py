@@ -230,6 +230,23 @@ def _optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, criterion: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               device: torch.device, precision: str, scaler=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step under the run's precision; returns logits and loss, still on the device."""
+    with autocast(device, precision):
+        logits = model(x)
+        loss = criterion(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return logits, loss
+
+
 def _peak_memory(device: torch.device) -> tuple[int, str]:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device)), "cuda max_memory_allocated"
@@ -285,17 +302,7 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
             t_epoch = time.perf_counter()
             for start in range(0, len(data), cfg.batch_size):
                 x, y = data.batch(perm[start:start + cfg.batch_size])
-                with autocast(device, precision):
-                    logits = step_model(x)
-                    loss = criterion(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
+                logits, loss = train_step(step_model, optimizer, criterion, x, y, device, precision, scaler)
                 if scheduler is not None:
                     scheduler.step()
                 # Accumulated on the device: no .item() per step, so no host sync in the loop.
