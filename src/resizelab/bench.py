@@ -124,6 +124,17 @@ def _time_windows(step: Callable[[], int], steps: int, windows: int, device: tor
     return rates
 
 
+def _first_step_then_windows(step: Callable[[], int], t0: float, cfg: BenchConfig, size: int,
+                             device: torch.device) -> tuple[float, list[float]]:
+    """Seconds from t0 to the first finished step, then the timed windows after a warm-up."""
+    step()
+    _sync(device)
+    first = time.perf_counter() - t0
+    for _ in range(WARMUP_STEPS):
+        step()
+    return first, _time_windows(step, cfg.steps_for(size), cfg.windows, device)
+
+
 def _model(cfg: BenchConfig, num_classes: int, device: torch.device, channels_last: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model, _ = build_model(cfg.arch, num_classes, "none")
@@ -159,12 +170,7 @@ def bench_plain(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.dev
         return len(y)
 
     model.train()
-    step()
-    _sync(device)
-    first = time.perf_counter() - t0
-    for _ in range(WARMUP_STEPS):
-        step()
-    rates = _time_windows(step, cfg.steps_for(size), cfg.windows, device)
+    first, rates = _first_step_then_windows(step, t0, cfg, size, device)
     del iterator
     model.eval()
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
@@ -200,12 +206,7 @@ def bench_resizelab(cfg: BenchConfig, dataset: Dataset, size: int, device: torch
         return len(y)
 
     step_model.train()
-    step()
-    _sync(device)
-    first = time.perf_counter() - t0
-    for _ in range(WARMUP_STEPS):
-        step()
-    rates = _time_windows(step, cfg.steps_for(size), cfg.windows, device)
+    first, rates = _first_step_then_windows(step, t0, cfg, size, device)
     test = to_nhwc(resize(dataset.test_images[:cfg.eval_images].to(device), run_cfg.size, run_cfg.interpolation,
                           run_cfg.antialias, run_cfg.backend))
     labels = dataset.test_labels[:cfg.eval_images].to(device)
