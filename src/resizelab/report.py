@@ -221,6 +221,22 @@ def _plt():
     return plt
 
 
+def _log_axis(ax, axis: str, ticks: list[float] | None = None, base: float = 10) -> None:
+    """Log scale labelled with plain numbers (16, 32, 64), not 2^4 or 6x10^0."""
+    from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, ScalarFormatter
+
+    getattr(ax, f"set_{axis}scale")("log", base=base)
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if ticks:
+        target.set_major_locator(FixedLocator(sorted(set(ticks))))
+    else:
+        target.set_major_locator(LogLocator(base=base, subs=(1.0, 2.0, 5.0)))
+    formatter = ScalarFormatter()
+    formatter.set_scientific(False)
+    target.set_major_formatter(formatter)
+    target.set_minor_formatter(NullFormatter())
+
+
 def figure_accuracy_vs_size(groups: list[Group], path: Path) -> bool:
     varying = _varying([g.config for g in groups])
     series = defaultdict(list)
@@ -230,7 +246,7 @@ def figure_accuracy_vs_size(groups: list[Group], path: Path) -> bool:
         return False
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours = {}
+    colours, seed_values, sizes = {}, [], []
     for (name, aa), members in sorted(series.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
         members.sort(key=_train_size)
         xs = [_train_size(g) for g in members]
@@ -239,11 +255,31 @@ def figure_accuracy_vs_size(groups: list[Group], path: Path) -> bool:
         hw = [0.0 if math.isnan(s.half_width) else s.half_width for s in stats]
         colour = colours.setdefault(name, f"C{len(colours) % 10}")
         ax.plot(xs, ys, marker="o", color=colour, linestyle="-" if aa else "--", label=f"{name}, antialias {'on' if aa else 'off'}")
-        ax.fill_between(xs, [y - h for y, h in zip(ys, hw)], [y + h for y, h in zip(ys, hw)], color=colour, alpha=0.15)
-    ax.set_xscale("log", base=2)
+        lo, hi = [max(0.0, y - h) for y, h in zip(ys, hw)], [min(100.0, y + h) for y, h in zip(ys, hw)]
+        if min(len(g.runs) for g in members) >= 3:
+            ax.fill_between(xs, lo, hi, color=colour, alpha=0.12, linewidth=0)
+        else:
+            # Two seeds give a t interval of +-9 standard deviations: overlapping bands would hide
+            # everything, so show it as nudged error bars instead.
+            nudge = 2 ** (0.03 * (len(colours) - 1) + (0.015 if not aa else 0))
+            ax.errorbar([x * nudge for x in xs], ys, yerr=[[y - l for y, l in zip(ys, lo)], [h - y for y, h in zip(ys, hi)]],
+                        fmt="none", ecolor=colour, elinewidth=1, capsize=3, alpha=0.5)
+        # The seeds themselves: with few seeds the interval is wide, and the points show why.
+        for g, x in zip(members, xs):
+            accs = [r["test_accuracy"] for r in g.runs]
+            seed_values += accs
+            ax.scatter([x] * len(accs), accs, color=colour, s=10, alpha=0.5, zorder=3)
+        sizes += xs
+    _log_axis(ax, "x", sizes, base=2)
+    # Scale to the seeds, not to the bands: with n=2 a 95% band spans +-9 standard deviations.
+    low, high = min(seed_values), max(seed_values)
+    margin = max(2.0, 0.3 * (high - low))
+    ax.set_ylim(max(0.0, low - margin), min(100.0, high + margin))
+    n = sorted({len(g.runs) for g in groups})
     ax.set_xlabel("train/test input size (px, shorter edge; log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Test accuracy vs input size (mean, 95% CI band over seeds)")
+    ax.set_title(f"Test accuracy vs input size (n={'/'.join(map(str, n))} seeds; line: mean, dots: seeds, "
+                 f"{'band' if min(n) >= 3 else 'bars'}: 95% CI)", fontsize=10)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
@@ -265,9 +301,10 @@ def figure_cost_vs_size(groups: list[Group], path: Path) -> bool:
         xs = [_train_size(g) for g in members]
         ax1.plot(xs, [g.summary("train_seconds").mean for g in members], marker="o", label=name)
         ax2.plot(xs, [g.summary("images_per_second").mean for g in members], marker="o", label=name)
+    sizes = [_train_size(g) for g in groups]
     for ax, label in ((ax1, "train time (s, all epochs)"), (ax2, "training throughput (images/s)")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        _log_axis(ax, "x", sizes, base=2)
+        _log_axis(ax, "y")
         ax.set_xlabel("input size (px, log scale)")
         ax.set_ylabel(label)
     ax1.set_title("Training time vs input size")
@@ -303,7 +340,7 @@ def figure_accuracy_vs_cost(groups: list[Group], path: Path) -> bool:
     ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="C3", marker="o", label="Pareto front")
     for i in front:
         ax.annotate(labels[i], points[i], textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.set_xscale("log")
+    _log_axis(ax, "x")
     ax.set_xlabel("cost: multiply-accumulates per image (millions of MACs, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy vs cost")
@@ -365,7 +402,7 @@ def figure_examples(groups: list[Group], path: Path, n_images: int) -> bool:
     picks = [int((labels == c).nonzero()[0]) for c in range(min(n_images, dataset.num_classes))]
     images = dataset.test_images[picks]
     plt = _plt()
-    fig, axes = plt.subplots(len(methods), len(sizes), figsize=(1.6 * len(sizes) * max(1, n_images / 2) + 1, 1.6 * len(methods) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(methods), len(sizes), figsize=(0.8 * len(picks) * len(sizes) + 1, 1.25 * len(methods) + 0.7), squeeze=False)
     for i, (method, aa, backend) in enumerate(methods):
         for j, size in enumerate(sizes):
             small = resize(images, size, method, aa, backend)
@@ -388,7 +425,8 @@ def figure_examples(groups: list[Group], path: Path, n_images: int) -> bool:
 
 FIGURES = (
     ("accuracy_vs_size.png", "Test accuracy vs input size", figure_accuracy_vs_size,
-     "One line per interpolation method (solid: antialias on, dashed: off); the band is the 95% confidence interval of the mean over seeds."),
+     "One line per interpolation method through the mean over seeds (solid: antialias on, dashed: off); dots are the "
+     "single seeds; the band (error bars when there are fewer than 3 seeds) is the 95% t confidence interval of the mean."),
     ("cost_vs_size.png", "Training time and throughput vs input size", figure_cost_vs_size,
      "Training time covers all epochs of the training loop (not data loading or evaluation); throughput is training images per second."),
     ("accuracy_vs_cost.png", "Accuracy vs cost", figure_accuracy_vs_cost,
