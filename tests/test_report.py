@@ -36,3 +36,15 @@ def test_report_has_every_table_and_figure(tmp_path):
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5
     assert len((out / "runs.csv").read_text().strip().splitlines()) == 13
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # Parquet is written only when the optional pyarrow is there
+        assert not (out / "runs.parquet").exists()
+    else:
+        import csv
+
+        table = pq.read_table(out / "runs.parquet").to_pylist()
+        with open(out / "runs.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["config_hash"] for r in table] == [r["config_hash"] for r in rows]
+        assert [r["test_accuracy"] for r in table] == [float(r["test_accuracy"]) for r in rows]

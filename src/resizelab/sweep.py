@@ -276,10 +276,13 @@ def _run_ray(todo, store: Store, owner: str, options: SweepOptions, outcome: Swe
         raise ConfigError("executor 'ray' needs Ray: pip install 'resizelab[ray]' (or use --executor local)") from None
     if not ray.is_initialized():
         ray.init(address=options.ray_address, ignore_reinit_error=True, log_to_driver=not quiet)
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0))
-    remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1 if gpus else max(1, int(resources.get("CPU", 1))))(_train_remote)
-    limit = options.max_concurrent or max(1, gpus or 1)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    # Without GPUs a run takes a whole node's cores (Ray sets its torch threads to match); asking
+    # for the cluster's total would never schedule on a cluster of several nodes.
+    node_cpus = max(1, int(min((r.get("CPU", 1) for r in nodes), default=1)))
+    remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1 if gpus else node_cpus)(_train_remote)
+    limit = options.max_concurrent or max(1, gpus or len(nodes))
     queue = list(todo)
     in_flight: dict = {}
     try:
