@@ -4,7 +4,9 @@
     workers, shuffle, fp32, NCHW, SGD 0.001/0.9;
 (b) resizelab: the default pipeline of `resizelab run` for the same recipe;
 (c) model-only: the same model, precision and layout as (b) stepping on one pre-staged batch.
-Each figure is the median of several timed windows after a warm-up; start-up is reported apart.
+All pipelines of one size are set up and warmed first, then timed in rounds, one window each, back to
+back: on a shared or throttling machine the speed drifts by tens of percent over minutes, and a drift
+then moves every pipeline of a round alike. Start-up (time to the first step) is reported apart.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -23,9 +25,10 @@ from . import provenance
 from .config import RunConfig
 from .data import Dataset, load_dataset
 from .errors import ConfigError
-from .models import build_model
+from .models import build_model, count_macs
 from .resize import ResizeCache, resize
-from .train import TrainData, autocast, evaluate, normalize, resolve_device, resolve_precision, to_nhwc, train_step
+from .train import (TrainData, autocast, evaluate, normalize, resolve_channels_last, resolve_device, resolve_precision,
+                    to_nhwc, train_step)
 
 WARMUP_STEPS = 3
 
@@ -39,12 +42,12 @@ class BenchConfig:
     data_dir: str | None = None
     device: str = "auto"
     precision: str = "auto"
-    steps: int = 40  # per window at <= 32 px; scaled down by area above (never below 5)
-    windows: int = 3
+    steps: int = 20  # per window at <= 32 px; scaled down by area above (never below 3)
+    windows: int = 7
     workers: int = 2
     compile: bool = False
     eval_images: int = 1000
-    ablation: bool = True  # also time resizelab with fp32 + NCHW and fp32 + channels_last
+    ablation: bool = True  # also time resizelab's pipeline under each precision x memory layout
 
     def __post_init__(self):
         if not self.sizes or any(s < 4 or s > 1024 for s in self.sizes):
@@ -52,37 +55,45 @@ class BenchConfig:
         for name in ("batch_size", "steps", "windows", "eval_images"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be auto, fp32, bf16 or fp16; got {self.precision!r}")
         if self.workers < 0:
             raise ConfigError(f"workers must be 0 or more; got {self.workers}")
 
     def steps_for(self, size: int) -> int:
         # Equal work per window whatever the size: a 224 px step costs ~49x a 32 px one.
-        return max(5, round(self.steps * min(1.0, (32 / size) ** 2)))
+        return max(3, round(self.steps * min(1.0, (32 / size) ** 2)))
 
 
 @dataclass
 class PipelineTiming:
-    train_images_per_second: float
+    train_images_per_second: float  # median over the timed windows
     eval_images_per_second: float | None
     time_to_first_step_seconds: float | None
-    windows: list[float] = field(default_factory=list)
+    windows: list[float]  # images/s of each window, in round order
+    precision: str
+    channels_last: bool
+
+
+def ratio(row: dict[str, PipelineTiming], num: str, den: str) -> float:
+    """Median over rounds of the per-round ratio: each round's windows ran back to back."""
+    return statistics.median(n / d for n, d in zip(row[num].windows, row[den].windows))
 
 
 @dataclass
 class BenchResult:
     config: BenchConfig
     machine: dict
-    precision: str
     rows: dict[int, dict[str, PipelineTiming]]
 
     def to_json_dict(self) -> dict:
         rows = {}
         for size, pipes in self.rows.items():
             entry = {name: dataclasses.asdict(t) for name, t in pipes.items()}
-            entry["b_over_a"] = pipes["resizelab"].train_images_per_second / pipes["plain"].train_images_per_second
-            entry["b_over_c"] = pipes["resizelab"].train_images_per_second / pipes["model-only"].train_images_per_second
+            entry["b_over_a"] = ratio(pipes, "resizelab", "plain")
+            entry["b_over_c"] = ratio(pipes, "resizelab", "model-only")
             rows[str(size)] = entry
-        return {"config": dataclasses.asdict(self.config), "machine": self.machine, "resizelab_precision": self.precision, "sizes": rows}
+        return {"config": dataclasses.asdict(self.config), "machine": self.machine, "sizes": rows}
 
 
 class PlainDataset(torch.utils.data.Dataset):
@@ -105,34 +116,38 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_windows(step: Callable[[], int], steps: int, windows: int, device: torch.device) -> list[float]:
-    """Images/s of `windows` timed windows of `steps` calls each (CUDA events on a GPU)."""
-    rates = []
-    for _ in range(windows):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            images = sum(step() for _ in range(steps))
-            end.record()
-            end.synchronize()
-            seconds = start.elapsed_time(end) / 1000
-        else:
-            t0 = time.perf_counter()
-            images = sum(step() for _ in range(steps))
-            seconds = time.perf_counter() - t0
-        rates.append(images / seconds)
-    return rates
+def _time_window(step: Callable[[], int], steps: int, device: torch.device) -> float:
+    """Images/s of `steps` calls (CUDA events on a GPU, so queued work is counted, not just launched)."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        images = sum(step() for _ in range(steps))
+        end.record()
+        end.synchronize()
+        return images / (start.elapsed_time(end) / 1000)
+    t0 = time.perf_counter()
+    images = sum(step() for _ in range(steps))
+    return images / (time.perf_counter() - t0)
 
 
-def _first_step_then_windows(step: Callable[[], int], t0: float, cfg: BenchConfig, size: int,
-                             device: torch.device) -> tuple[float, list[float]]:
-    """Seconds from t0 to the first finished step, then the timed windows after a warm-up."""
+@dataclass
+class _Pipeline:
+    """One way of training, set up and warm: `step()` trains on one batch and returns its size."""
+
+    step: Callable[[], int]
+    evaluate: Callable[[], float]  # images/s of one pass over the evaluation images
+    first_step_seconds: float | None
+    close: Callable[[], None] = lambda: None
+
+
+def _first_step(step: Callable[[], int], t0: float, device: torch.device) -> float:
+    """Seconds from t0 (before any set-up) to the end of the first training step, then the warm-up."""
     step()
     _sync(device)
     first = time.perf_counter() - t0
     for _ in range(WARMUP_STEPS):
         step()
-    return first, _time_windows(step, cfg.steps_for(size), cfg.windows, device)
+    return first
 
 
 def _model(cfg: BenchConfig, num_classes: int, device: torch.device, channels_last: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -144,9 +159,10 @@ def _model(cfg: BenchConfig, num_classes: int, device: torch.device, channels_la
     return model, torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
 
 
-def bench_plain(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device) -> PipelineTiming:
+def plain_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device) -> _Pipeline:
     from torchvision import transforms
 
+    t0 = time.perf_counter()
     native = dataset.native_size[0]
     steps = ([transforms.Resize(size)] if size != native else []) + [transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)]
     transform = transforms.Compose(steps)
@@ -154,7 +170,6 @@ def bench_plain(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.dev
     test_set = PlainDataset(dataset.test_images[:cfg.eval_images].permute(0, 2, 3, 1).numpy(), dataset.test_labels[:cfg.eval_images].numpy(), transform)
     model, optimizer = _model(cfg, dataset.num_classes, device, channels_last=False)
     criterion = nn.CrossEntropyLoss()
-    t0 = time.perf_counter()
     loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.workers)
     iterator = iter(loader)
 
@@ -162,35 +177,40 @@ def bench_plain(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.dev
         nonlocal iterator
         try:
             x, y = next(iterator)
-        except StopIteration:  # an epoch boundary: a new iterator, as a training loop would make
+        except StopIteration:  # an epoch boundary: a new iterator (and new workers), as a training loop makes
             iterator = iter(loader)
             x, y = next(iterator)
-        x, y = x.to(device), y.to(device)
-        train_step(model, optimizer, criterion, x, y, device, "fp32")
+        model.train()
+        train_step(model, optimizer, criterion, x.to(device), y.to(device), device, "fp32")
         return len(y)
 
-    model.train()
-    first, rates = _first_step_then_windows(step, t0, cfg, size, device)
-    del iterator
-    model.eval()
-    test_loader = torch.utils.data.DataLoader(test_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
-    _sync(device)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        n = sum(len(model(x.to(device)).argmax(1)) for x, _ in test_loader)
-    _sync(device)
-    return PipelineTiming(statistics.median(rates), n / (time.perf_counter() - t0), first, rates)
+    def evaluate_plain() -> float:
+        model.eval()
+        test_loader = torch.utils.data.DataLoader(test_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
+        _sync(device)
+        t = time.perf_counter()
+        with torch.inference_mode():
+            n = sum(len(model(x.to(device)).argmax(1)) for x, _ in test_loader)
+        _sync(device)
+        return n / (time.perf_counter() - t)
+
+    def close() -> None:
+        nonlocal iterator
+        iterator = None  # shuts its workers down
+
+    return _Pipeline(step, evaluate_plain, _first_step(step, t0, device), close)
 
 
-def bench_resizelab(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device, precision: str,
-                    channels_last: bool = True) -> PipelineTiming:
+def resizelab_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device, precision: str,
+                       channels_last: bool, cache: ResizeCache) -> _Pipeline:
+    """What `resizelab run` does for the same recipe: the same TrainData, train_step and evaluate."""
     run_cfg = RunConfig(data="synthetic", size=size if size != dataset.native_size[0] else None, precision=precision,
                         batch_size=cfg.batch_size, weights="none", arch=cfg.arch, channels_last=channels_last,
                         compile=cfg.compile, device=str(device))
     t0 = time.perf_counter()
     model, optimizer = _model(cfg, dataset.num_classes, device, channels_last)
     step_model = torch.compile(model) if cfg.compile else model
-    data = TrainData(run_cfg, dataset, device, ResizeCache(disk=False))
+    data = TrainData(run_cfg, dataset, device, cache, channels_last)
     criterion = nn.CrossEntropyLoss()
     gen = torch.Generator(device=device).manual_seed(0)
     perm = torch.randperm(len(data), device=device, generator=gen)
@@ -202,96 +222,149 @@ def bench_resizelab(cfg: BenchConfig, dataset: Dataset, size: int, device: torch
             perm, position = torch.randperm(len(data), device=device, generator=gen), 0
         x, y = data.batch(perm[position:position + cfg.batch_size])
         position += cfg.batch_size
+        step_model.train()
         train_step(step_model, optimizer, criterion, x, y, device, precision)
         return len(y)
 
-    step_model.train()
-    first, rates = _first_step_then_windows(step, t0, cfg, size, device)
+    first = _first_step(step, t0, device)
     test = to_nhwc(resize(dataset.test_images[:cfg.eval_images].to(device), run_cfg.size, run_cfg.interpolation,
                           run_cfg.antialias, run_cfg.backend))
     labels = dataset.test_labels[:cfg.eval_images].to(device)
-    evaluate(step_model, test[:64], labels[:64], dataset.classes, device, precision, 1024, channels_last)  # warm-up
-    _sync(device)
-    t0 = time.perf_counter()
-    evaluate(step_model, test, labels, dataset.classes, device, precision, 1024, channels_last)
-    eval_rate = len(labels) / (time.perf_counter() - t0)
-    return PipelineTiming(statistics.median(rates), eval_rate, first, rates)
+
+    def evaluate_resizelab() -> float:
+        evaluate(step_model, test[:64], labels[:64], dataset.classes, device, precision, 1024, channels_last)  # warm-up
+        _sync(device)
+        t = time.perf_counter()
+        evaluate(step_model, test, labels, dataset.classes, device, precision, 1024, channels_last)
+        return len(labels) / (time.perf_counter() - t)
+
+    return _Pipeline(step, evaluate_resizelab, first)
 
 
-def bench_model_only(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device, precision: str) -> PipelineTiming:
-    model, optimizer = _model(cfg, dataset.num_classes, device, channels_last=True)
+def model_only_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device, precision: str,
+                        channels_last: bool) -> _Pipeline:
+    model, optimizer = _model(cfg, dataset.num_classes, device, channels_last)
     step_model = torch.compile(model) if cfg.compile else model
     criterion = nn.CrossEntropyLoss()
-    x = normalize(to_nhwc(torch.randint(0, 256, (cfg.batch_size, 3, size, size), dtype=torch.uint8, device=device)))
+    x = normalize(to_nhwc(torch.randint(0, 256, (cfg.batch_size, 3, size, size), dtype=torch.uint8, device=device)), channels_last)
     y = torch.randint(0, dataset.num_classes, (cfg.batch_size,), device=device)
 
     def step() -> int:
+        step_model.train()
         train_step(step_model, optimizer, criterion, x, y, device, precision)
         return cfg.batch_size
 
-    step_model.train()
-    for _ in range(WARMUP_STEPS + 1):
-        step()
-    rates = _time_windows(step, cfg.steps_for(size), cfg.windows, device)
-    step_model.eval()
-    xe = normalize(to_nhwc(torch.randint(0, 256, (min(1024, cfg.eval_images), 3, size, size), dtype=torch.uint8, device=device)))
+    xe = normalize(to_nhwc(torch.randint(0, 256, (min(1024, cfg.eval_images), 3, size, size), dtype=torch.uint8, device=device)), channels_last)
 
     def eval_step() -> int:
         with torch.inference_mode(), autocast(device, precision):
             step_model(xe)
         return len(xe)
 
-    eval_step()
-    eval_rates = _time_windows(eval_step, 1, cfg.windows, device)
-    return PipelineTiming(statistics.median(rates), statistics.median(eval_rates), None, rates)
+    def evaluate_model_only() -> float:
+        step_model.eval()
+        eval_step()
+        return statistics.median(_time_window(eval_step, 1, device) for _ in range(cfg.windows))
+
+    _first_step(step, time.perf_counter(), device)
+    return _Pipeline(step, evaluate_model_only, None)
+
+
+def _interleaved(pipes: dict[str, _Pipeline], steps: int, windows: int, device: torch.device) -> dict[str, list[float]]:
+    """Round-robin timed windows: a machine that speeds up or slows down (turbo, a noisy neighbour)
+    shifts every pipeline alike, so ratios within a round stay fair."""
+    rates: dict[str, list[float]] = {name: [] for name in pipes}
+    for _ in range(windows):
+        for name, pipe in pipes.items():
+            rates[name].append(_time_window(pipe.step, steps, device))
+    return rates
+
+
+def _ablations(device: torch.device) -> dict[str, tuple[str, bool]]:
+    """resizelab's pipeline under each precision x layout, to show what each contributes."""
+    combos = {"fp32 NCHW": ("fp32", False), "fp32 channels_last": ("fp32", True)}
+    if device.type == "cuda" or provenance.cpu_supports_bf16():  # emulated bf16 would say nothing useful
+        combos |= {"bf16 NCHW": ("bf16", False), "bf16 channels_last": ("bf16", True)}
+    return combos
+
+
+def bench_size(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device, say: Callable[[str], None]) -> dict[str, PipelineTiming]:
+    # The precision and layout `resizelab run` picks for this size (train.resolve_precision).
+    probe, info = build_model(cfg.arch, dataset.num_classes, "none")
+    macs = count_macs(probe, (3, size, size))
+    precision = resolve_precision(cfg.precision, device, macs * cfg.batch_size, info.params)
+    channels_last = resolve_channels_last(None, device, precision)
+    cache = ResizeCache(disk=False)  # shared by (b) and its ablations: one resized copy in memory
+    layout = "channels_last" if channels_last else "NCHW"
+    say(f"{size} px: setting up (a) plain, (b) resizelab ({precision}, {layout}), (c) the model alone")
+    pipes = {"plain": plain_pipeline(cfg, dataset, size, device),
+             "resizelab": resizelab_pipeline(cfg, dataset, size, device, precision, channels_last, cache),
+             "model-only": model_only_pipeline(cfg, dataset, size, device, precision, channels_last)}
+    settings = {"plain": ("fp32", False), "resizelab": (precision, channels_last), "model-only": (precision, channels_last)}
+    if cfg.ablation:
+        for name, (prec, cl) in _ablations(device).items():
+            if (prec, cl) != (precision, channels_last):  # the default's own numbers come from (b)
+                pipes[name] = resizelab_pipeline(cfg, dataset, size, device, prec, cl, cache)
+                settings[name] = (prec, cl)
+    say(f"{size} px: {cfg.windows} rounds of {cfg.steps_for(size)} steps, round-robin over {len(pipes)} pipelines")
+    rates = _interleaved(pipes, cfg.steps_for(size), cfg.windows, device)
+    row = {}
+    for name, pipe in pipes.items():
+        pipe.close()
+        eval_rate = pipe.evaluate() if name in ("plain", "resizelab", "model-only") else None
+        row[name] = PipelineTiming(statistics.median(rates[name]), eval_rate, pipe.first_step_seconds, rates[name], *settings[name])
+    return row
 
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     dataset = load_dataset(cfg.data, cfg.data_dir)
     machine = provenance.collect(device)
     machine["torch_threads"] = torch.get_num_threads()
-    rows: dict[int, dict[str, PipelineTiming]] = {}
-    for size in cfg.sizes:
-        say = progress or (lambda m: None)
-        row = {}
-        say(f"{size} px: plain pipeline")
-        row["plain"] = bench_plain(cfg, dataset, size, device)
-        say(f"{size} px: resizelab ({precision})")
-        row["resizelab"] = bench_resizelab(cfg, dataset, size, device, precision)
-        say(f"{size} px: model only")
-        row["model-only"] = bench_model_only(cfg, dataset, size, device, precision)
-        if cfg.ablation:
-            say(f"{size} px: resizelab ablations")
-            row["resizelab fp32 NCHW"] = bench_resizelab(cfg, dataset, size, device, "fp32", channels_last=False)
-            row["resizelab fp32 channels_last"] = bench_resizelab(cfg, dataset, size, device, "fp32", channels_last=True)
-        rows[size] = row
-    return BenchResult(cfg, machine, precision, rows)
+    say = progress or (lambda m: None)
+    rows = {size: bench_size(cfg, dataset, size, device, say) for size in cfg.sizes}
+    return BenchResult(cfg, machine, rows)
+
+
+def _settings_text(t: PipelineTiming) -> str:
+    return f"{t.precision} {'CL' if t.channels_last else 'NCHW'}"
 
 
 def format_bench(result: BenchResult) -> str:
     cfg = result.config
     lines = [f"machine: {result.machine['device_name']}; torch {result.machine['torch']}; {cfg.arch}, batch {cfg.batch_size}, "
-             f"data {cfg.data}; resizelab precision {result.precision}; median of {cfg.windows} windows",
+             f"data {cfg.data}; {cfg.windows} rounds, each timing every pipeline back to back",
              "",
-             f"{'size':>5}  {'a plain':>9}  {'b resizelab':>11}  {'c model':>9}  {'b/a':>5}  {'b/c':>5}  "
-             f"{'first step a':>12}  {'first step b':>12}  {'eval a':>8}  {'eval b':>8}  {'eval c':>8}"]
+             f"{'size':>5}  {'a plain':>8}  {'b resizelab':>11}  {'b runs as':>11}  {'c model':>8}  {'b/a':>5}  {'b/c':>5}  "
+             f"{'1st step a':>10}  {'1st step b':>10}  {'eval a':>7}  {'eval b':>7}  {'eval c':>7}"]
     for size, row in result.rows.items():
         a, b, c = row["plain"], row["resizelab"], row["model-only"]
-        lines.append(f"{size:>5}  {a.train_images_per_second:>9.0f}  {b.train_images_per_second:>11.0f}  {c.train_images_per_second:>9.0f}  "
-                     f"{b.train_images_per_second / a.train_images_per_second:>5.2f}  {b.train_images_per_second / c.train_images_per_second:>5.2f}  "
-                     f"{a.time_to_first_step_seconds:>11.2f}s  {b.time_to_first_step_seconds:>11.2f}s  "
-                     f"{a.eval_images_per_second:>8.0f}  {b.eval_images_per_second:>8.0f}  {c.eval_images_per_second:>8.0f}")
+        lines.append(f"{size:>5}  {a.train_images_per_second:>8.0f}  {b.train_images_per_second:>11.0f}  {_settings_text(b):>11}  "
+                     f"{c.train_images_per_second:>8.0f}  {ratio(row, 'resizelab', 'plain'):>5.2f}  {ratio(row, 'resizelab', 'model-only'):>5.2f}  "
+                     f"{a.time_to_first_step_seconds:>9.2f}s  {b.time_to_first_step_seconds:>9.2f}s  "
+                     f"{a.eval_images_per_second:>7.0f}  {b.eval_images_per_second:>7.0f}  {c.eval_images_per_second:>7.0f}")
     if cfg.ablation:
-        lines += ["", "what each optimisation contributes (training images/s of resizelab's pipeline):",
-                  f"{'size':>5}  {'fp32 NCHW':>10}  {'+channels_last':>14}  {'+' + result.precision + ' (default)':>16}"]
+        names = [n for n in ("fp32 NCHW", "fp32 channels_last", "bf16 NCHW", "bf16 channels_last")
+                 if any(n in row or _settings_text(row["resizelab"]) == _short(n) for row in result.rows.values())]
+        lines += ["", "what each setting gives resizelab's pipeline (training images/s; * = the default b runs as):",
+                  f"{'size':>5}  " + "  ".join(f"{n:>18}" for n in names)]
         for size, row in result.rows.items():
-            lines.append(f"{size:>5}  {row['resizelab fp32 NCHW'].train_images_per_second:>10.0f}  "
-                         f"{row['resizelab fp32 channels_last'].train_images_per_second:>14.0f}  {row['resizelab'].train_images_per_second:>16.0f}")
+            cells = []
+            for n in names:
+                if _settings_text(row["resizelab"]) == _short(n):
+                    cells.append(f"{row['resizelab'].train_images_per_second:>17.0f}*")
+                else:
+                    cells.append(f"{row[n].train_images_per_second:>18.0f}" if n in row else f"{'-':>18}")
+            lines.append(f"{size:>5}  " + "  ".join(cells))
     lines.append("")
-    lines.append("images/s of training (eval: of evaluation); a: PIL per image + DataLoader, fp32 NCHW; b: resizelab default; "
-                 "c: b's model stepping on one pre-staged batch; first step: from start to the first finished training step")
+    lines.append("images/s of training (eval: of evaluation), median over rounds; b/a and b/c: median of the per-round ratios. "
+                 "a: PIL per image + DataLoader, fp32 NCHW; b: resizelab's default; c: b's model, precision and layout stepping on "
+                 "one pre-staged batch; 1st step: from the start of set-up to the end of the first training step")
     return "\n".join(lines)
+
+
+def _short(ablation_name: str) -> str:
+    prec, layout = ablation_name.split()
+    return f"{prec} {'CL' if layout == 'channels_last' else 'NCHW'}"

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any, Callable
 
-from .config import RunConfig, parse_bool
+from .config import RunConfig, parse_auto_bool, parse_bool
 from .errors import ConfigError, ResizelabError
 
 
@@ -63,14 +63,16 @@ RUN_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--schedule": ("schedule", str, "constant or cosine (default constant)"),
     "--label-smoothing": ("label_smoothing", _float, "label smoothing (default 0)"),
     "--augment": ("augment", str, "none or crop-flip (random crop + flip before the resize; needs --backend tensor)"),
-    "--precision": ("precision", str, "auto, fp32, bf16 or fp16 (default auto: bf16 where the hardware has it, else fp32)"),
+    "--precision": ("precision", str, "auto, fp32, bf16 or fp16 (default auto: bf16 on CUDA; on a CPU with native bf16, "
+                    "bf16 when a step has enough compute to pay for autocast's weight casts, else fp32)"),
     "--seed": ("seed", _int, "random seed (default 0)"),
     "--limit-train": ("limit_train", _int, "train on a class-balanced subset of N images"),
     "--limit-test": ("limit_test", _int, "test on a class-balanced subset of N images"),
     "--device": ("device", str, "auto, cpu, cuda or cuda:N (default auto)"),
     "--compile": ("compile", parse_bool, "torch.compile the model (default false)"),
     "--deterministic": ("deterministic", parse_bool, "torch.use_deterministic_algorithms (default false: fast mode)"),
-    "--channels-last": ("channels_last", parse_bool, "channels_last memory format (default true)"),
+    "--channels-last": ("channels_last", parse_auto_bool, "auto, true or false (default auto: channels_last on CUDA "
+                        "and under bf16/fp16; contiguous NCHW for fp32 on a CPU, where oneDNN runs it faster)"),
     "--eval-batch-size": ("eval_batch_size", _int, "evaluation batch size (default 1024)"),
 }
 BOOL_FLAGS = {"--compile", "--deterministic"}
@@ -157,12 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="synthetic", help="dataset for the benchmark (default synthetic)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="auto", help="resizelab's precision (the plain pipeline is always fp32)")
-    p.add_argument("--steps", type=int, default=40, help="timed training steps per window (default 40)")
-    p.add_argument("--windows", type=int, default=3, help="timed windows; the median is reported (default 3)")
+    p.add_argument("--precision", default="auto", help="resizelab's precision, auto as in `run` (the plain pipeline is always fp32)")
+    p.add_argument("--steps", type=int, default=20, help="timed training steps per window at <= 32 px, fewer by area above (default 20)")
+    p.add_argument("--windows", type=int, default=7, help="rounds of one timed window per pipeline; medians are reported (default 7)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the plain pipeline (default 2)")
     p.add_argument("--compile", action="store_true", help="torch.compile resizelab's model")
-    p.add_argument("--no-ablation", action="store_true", help="skip timing resizelab with fp32/NCHW and fp32/channels_last")
+    p.add_argument("--no-ablation", action="store_true", help="skip timing resizelab's pipeline under each precision x memory layout")
     p.add_argument("--json-out", default="bench.json", help="where to write the JSON record (default bench.json)")
     return parser
 
@@ -305,7 +307,8 @@ def cmd_env(args: argparse.Namespace) -> int:
         f"torch          {torch.__version__} (cuda {torch.version.cuda or 'none'}, available: {torch.cuda.is_available()})",
         f"torchvision    {torchvision.__version__}",
         f"device         {info['device_name']}",
-        f"precision auto {resolve_precision('auto', device)}",
+        f"precision auto {resolve_precision('auto', device)}" + ("" if device.type == "cuda" or resolve_precision('auto', device) == "fp32"
+                                                                  else " when a step has enough compute, else fp32 (see BENCHMARKS.md)"),
         f"cache dir      {cache_root()}  ($RESIZELAB_CACHE_DIR)",
         f"data dir       {args.data_dir or default_data_dir()}  ($RESIZELAB_DATA_DIR, --data-dir)",
         f"weights dir    {torch.hub.get_dir()}/checkpoints  ($TORCH_HOME)",

@@ -103,7 +103,7 @@ class RunConfig:
     device: str = "auto"
     compile: bool = False
     deterministic: bool = False
-    channels_last: bool = True
+    channels_last: bool | None = None  # None: auto, see train.resolve_channels_last
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
@@ -159,9 +159,13 @@ class RunConfig:
                 _int_in(name, value, 1)
         if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+        if self.channels_last == "auto":  # as a sweep file spells it
+            object.__setattr__(self, "channels_last", None)
         for name in ("compile", "deterministic", "channels_last"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false; got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not isinstance(value, bool) and not (name == "channels_last" and value is None):
+                allowed = "auto, true or false" if name == "channels_last" else "true or false"
+                raise ConfigError(f"{name} must be {allowed}; got {value!r}")
 
     def _validate_data(self) -> None:
         if not isinstance(self.data, str):
@@ -239,6 +243,10 @@ class RunConfig:
 
 def _weights_tag_short(weights: str) -> str:
     return weights if weights in ("imagenet", "none") else os.path.basename(weights)
+
+
+def parse_auto_bool(text: str) -> bool | None:
+    return None if str(text).strip().lower() == "auto" else parse_bool(text)
 
 
 def parse_bool(text: str) -> bool:

@@ -105,15 +105,35 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' is bf16 where the hardware runs it natively, else fp32 (fp16 only when asked)."""
+# CPU autocast casts every weight to bf16 and every weight gradient back on each step, a cost that
+# grows with the parameters, while bf16's gain grows with the step's compute. Measured for ResNet-18,
+# batch 32, on a 2-core AVX512-BF16 EPYC (BENCHMARKS.md): fp32 is faster at 16 and 24 px (45 and 81
+# MACs per parameter per step), bf16 1.2-1.3x faster at 32 px (106) and ~1.7x at 64 px (424).
+CPU_BF16_MIN_MACS_PER_PARAM = 96
+
+
+def resolve_precision(precision: str, device: torch.device, macs_per_step: int | None = None, params: int | None = None) -> str:
+    """'auto': bf16 on CUDA (fp16 on GPUs without bf16); on a CPU with native bf16, bf16 when a training
+    step has at least CPU_BF16_MIN_MACS_PER_PARAM multiply-accumulates per parameter, else fp32."""
     if precision != "auto":
         if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("precision bf16 is not supported on this GPU; use fp16 or fp32")
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if provenance.cpu_supports_bf16() else "fp32"
+    if not provenance.cpu_supports_bf16():
+        return "fp32"
+    if macs_per_step is not None and params:
+        return "bf16" if macs_per_step / params >= CPU_BF16_MIN_MACS_PER_PARAM else "fp32"
+    return "bf16"
+
+
+def resolve_channels_last(channels_last: bool | None, device: torch.device, precision: str) -> bool:
+    """None (auto): channels_last on CUDA and under reduced precision; NCHW for fp32 on a CPU, where
+    oneDNN's fp32 kernels ran 15-20% faster NCHW at 16-24 px and no slower at 32-64 px here."""
+    if channels_last is not None:
+        return channels_last
+    return device.type == "cuda" or precision != "fp32"
 
 
 def autocast(device: torch.device, precision: str):
@@ -164,15 +184,19 @@ def crop_flip(batch: torch.Tensor, generator: torch.Generator, padding: int = 4)
     return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
+def input_shape(cfg: RunConfig, dataset: Dataset) -> tuple[int, int]:
+    """(H, W) the model is trained on."""
+    h, w = dataset.native_size
+    return output_size(h, w, cfg.size) if cfg.size else (h, w)
+
+
 class TrainData:
     """The training split on the device, and how to turn a batch of indices into model input."""
 
-    def __init__(self, cfg: RunConfig, dataset: Dataset, device: torch.device, cache: ResizeCache):
-        self.cfg = cfg
+    def __init__(self, cfg: RunConfig, dataset: Dataset, device: torch.device, cache: ResizeCache, channels_last: bool):
+        self.cfg, self.channels_last = cfg, channels_last
         self.labels = dataset.train_labels.to(device)
-        h, w = dataset.native_size
-        out_h, out_w = output_size(h, w, cfg.size) if cfg.size else (h, w)
-        self.shape = (out_h, out_w)
+        out_h, out_w = self.shape = input_shape(cfg, dataset)
         projected = len(dataset.train_labels) * 3 * out_h * out_w
         # Augmentation must see native pixels, and a huge resized copy would not fit: both resize per batch.
         self.per_batch_resize = cfg.size is not None and (cfg.augment != "none" or (cfg.backend == "tensor" and projected > MAX_RESIZED_TRAIN_BYTES))
@@ -189,12 +213,12 @@ class TrainData:
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.per_batch_resize:
-            return normalize(self.images[idx], self.cfg.channels_last), self.labels[idx]
+            return normalize(self.images[idx], self.channels_last), self.labels[idx]
         x = self.images[idx]
         if self.cfg.augment == "crop-flip":
             x = crop_flip(x, self.generator)
         x = resize_tensor(x, self.cfg.size, self.cfg.interpolation, self.cfg.effective_antialias)
-        return normalize(to_nhwc(x), self.cfg.channels_last), self.labels[idx]
+        return normalize(to_nhwc(x), self.channels_last), self.labels[idx]
 
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -260,7 +284,6 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
     t_start = time.perf_counter()
     cfg = config.resolved()
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
     seed_everything(cfg.seed, cfg.deterministic)
     cache = cache if cache is not None else ResizeCache()
     if dataset is None:
@@ -269,9 +292,11 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
     dataset = subset(dataset, cfg.limit_train, cfg.limit_test, seed=0)
     model, info = build_model(cfg.arch, dataset.num_classes, cfg.weights, cfg.stem)
     model.to(device)
-    data = TrainData(cfg, dataset, device, cache)
-    macs = count_macs(model, (3, *data.shape), device)
-    if cfg.channels_last:
+    macs = count_macs(model, (3, *input_shape(cfg, dataset)), device)
+    precision = resolve_precision(cfg.precision, device, macs * cfg.batch_size, info.params)
+    channels_last = resolve_channels_last(cfg.channels_last, device, precision)
+    data = TrainData(cfg, dataset, device, cache, channels_last)
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if cfg.compile else model
     optimizer = _optimizer(cfg, model)
@@ -338,7 +363,7 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
         key = ResizeKey(dataset.key, "test", size, cfg.test_interpolation,
                         effective_antialias(cfg.test_interpolation, cfg.backend, cfg.antialias), cfg.backend)
         images = to_nhwc(cache.get(key, test_native))
-        acc, per_class = evaluate(step_model, images, test_labels, dataset.classes, device, precision, cfg.eval_batch_size, cfg.channels_last)
+        acc, per_class = evaluate(step_model, images, test_labels, dataset.classes, device, precision, cfg.eval_batch_size, channels_last)
         evals.append(EvalResult(int(images.shape[1]) if size is None else size, cfg.test_interpolation, acc, per_class, len(test_labels), time.perf_counter() - t0))
     eval_seconds = time.perf_counter() - t_eval
     peak, peak_kind = _peak_memory(device)
@@ -366,6 +391,7 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
         provenance={**provenance.collect(device), "antialias_requested": config.antialias,
                     "antialias_effective": cfg.effective_antialias, "backend": cfg.backend,
                     "weights_skipped_keys": info.skipped_keys, "normalize": {"mean": NORM_MEAN, "std": NORM_STD},
-                    "train_seconds_includes": TRAIN_SECONDS_INCLUDES, "per_batch_resize": data.per_batch_resize},
+                    "train_seconds_includes": TRAIN_SECONDS_INCLUDES, "per_batch_resize": data.per_batch_resize,
+                    "channels_last": channels_last},
     )
 
