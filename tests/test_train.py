@@ -54,3 +54,49 @@ def test_divergence_is_a_failed_run(synthetic):
     cfg = RunConfig(data="synthetic", weights="none", size=16, epochs=1, lr=10.0, momentum=0.99, limit_train=256, limit_test=50, precision="fp32")
     with pytest.raises(RunFailed, match="diverged"):
         train(cfg, dataset=synthetic, progress=False)
+
+
+def test_auto_precision_and_layout_follow_the_step_size_on_cpu(monkeypatch):
+    from resizelab import provenance
+    from resizelab.train import CPU_BF16_MIN_MACS_PER_PARAM, resolve_channels_last, resolve_precision
+
+    cpu = torch.device("cpu")
+    params = 11_000_000
+    monkeypatch.setattr(provenance, "cpu_supports_bf16", lambda: True)
+    assert resolve_precision("auto", cpu, (CPU_BF16_MIN_MACS_PER_PARAM - 1) * params, params) == "fp32"
+    assert resolve_precision("auto", cpu, CPU_BF16_MIN_MACS_PER_PARAM * params, params) == "bf16"
+    assert resolve_precision("fp32", cpu, 10**15, params) == "fp32"  # asked for: never overridden
+    monkeypatch.setattr(provenance, "cpu_supports_bf16", lambda: False)
+    assert resolve_precision("auto", cpu, 10**15, params) == "fp32"
+    assert resolve_channels_last(None, cpu, "fp32") is False and resolve_channels_last(None, cpu, "bf16") is True
+    assert resolve_channels_last(True, cpu, "fp32") is True
+
+
+def test_recorded_run_says_which_precision_and_layout_ran(synthetic):
+    result = train(RunConfig(data="synthetic", weights="none", size=8, epochs=1, limit_train=64, limit_test=32), dataset=synthetic, progress=False)
+    assert result.effective_precision in ("fp32", "bf16")
+    assert result.provenance["channels_last"] == (result.effective_precision != "fp32")
+
+
+def test_first_epoch_fills_the_resized_split_exactly_once(synthetic):
+    from resizelab.resize import ResizeCache, resize
+    from resizelab.train import TrainData, normalize, to_nhwc
+
+    cfg = RunConfig(data="synthetic", weights="none", size=24, interpolation="bicubic", backend="tensor", limit_train=100)
+    data_small = synthetic
+    cache = ResizeCache(disk=False)
+    data = TrainData(cfg, data_small, torch.device("cpu"), cache, channels_last=False)
+    assert data.filling
+    with pytest.raises(RuntimeError, match="epoch"):
+        data.batch(torch.arange(4))
+    gen = torch.Generator().manual_seed(0)
+    seen = torch.cat([y for _, y in data.epoch(32, gen)])
+    assert len(seen) == len(data) and not data.filling
+    # Batch by batch gives the same pixels as resizing the whole split at once
+    whole = to_nhwc(resize(data_small.train_images, 24, "bicubic", True, "tensor"))
+    assert torch.equal(data.images, whole)
+    # The next run of this (size, method) finds it in the cache and does no resizing
+    again = TrainData(cfg, data_small, torch.device("cpu"), cache, channels_last=False)
+    assert not again.filling and again.images is data.images
+    x, y = again.batch(torch.arange(3))
+    assert torch.equal(x, normalize(whole[:3], False)) and torch.equal(y, data_small.train_labels[:3])

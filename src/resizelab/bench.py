@@ -213,22 +213,22 @@ def resizelab_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: to
     data = TrainData(run_cfg, dataset, device, cache, channels_last)
     criterion = nn.CrossEntropyLoss()
     gen = torch.Generator(device=device).manual_seed(0)
-    perm = torch.randperm(len(data), device=device, generator=gen)
-    position = 0
+    batches = data.epoch(cfg.batch_size, gen)
 
     def step() -> int:
-        nonlocal perm, position
-        if position >= len(data):
-            perm, position = torch.randperm(len(data), device=device, generator=gen), 0
-        x, y = data.batch(perm[position:position + cfg.batch_size])
-        position += cfg.batch_size
+        nonlocal batches
+        try:
+            x, y = next(batches)
+        except StopIteration:  # the next epoch, as train() runs it
+            batches = data.epoch(cfg.batch_size, gen)
+            x, y = next(batches)
         step_model.train()
         train_step(step_model, optimizer, criterion, x, y, device, precision)
         return len(y)
 
     first = _first_step(step, t0, device)
     test = to_nhwc(resize(dataset.test_images[:cfg.eval_images].to(device), run_cfg.size, run_cfg.interpolation,
-                          run_cfg.antialias, run_cfg.backend))
+                          run_cfg.effective_antialias, run_cfg.backend))
     labels = dataset.test_labels[:cfg.eval_images].to(device)
 
     def evaluate_resizelab() -> float:

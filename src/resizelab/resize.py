@@ -108,7 +108,7 @@ class ResizeKey:
 
     def filename(self) -> str:
         aa = "aa" if self.antialias else "noaa"
-        return f"{self.data_key}-{self.split}-{self.size}-{self.method}-{aa}-{self.backend}.pt"
+        return f"{self.data_key}-{self.split}-{self.size}-{self.method}-{aa}-{self.backend}-nhwc.pt"
 
 
 class ResizeCache:
@@ -124,25 +124,42 @@ class ResizeCache:
         self._items: OrderedDict[ResizeKey, torch.Tensor] = OrderedDict()
 
     def get(self, key: ResizeKey, images: torch.Tensor) -> torch.Tensor:
-        """The resized tensor for `key`, computed from `images` (on their device) when not cached."""
+        """The resized split for `key` as uint8 N x H x W x C, computed from `images` (N x C x H x W,
+        on their device) when not cached. NHWC because a gathered batch is then channels_last for free."""
+        out = self.lookup(key, images.device)
+        if out is None:
+            out = resize(images, key.size, key.method, key.antialias, key.backend).permute(0, 2, 3, 1).contiguous()
+            self.store(key, out)
+        return out
+
+    def lookup(self, key: ResizeKey, device: torch.device) -> torch.Tensor | None:
+        """The cached NHWC tensor for `key` (memory, then disk), or None."""
         if key in self._items:
             self._items.move_to_end(key)
-            return self._items[key].to(images.device)
-        from .data import cache_root, load_tensors, save_tensors
-
-        path = cache_root() / "resized" / key.filename()
-        out = None
+            return self._items[key].to(device)
         if self.disk:
-            payload = load_tensors(path)
+            from .data import load_tensors
+
+            payload = load_tensors(self._path(key))
             if payload is not None and payload.get("images") is not None:
-                out = payload["images"].to(images.device)
-        if out is None:
-            out = resize(images, key.size, key.method, key.antialias, key.backend)
-            nbytes = out.numel() * out.element_size()
-            if self.disk and key.size is not None and nbytes <= DISK_CACHE_MAX_BYTES:
-                save_tensors(path, {"images": out.cpu()})
-        self._put(key, out)
-        return out
+                out = payload["images"].to(device)
+                self._put(key, out)
+                return out
+        return None
+
+    def store(self, key: ResizeKey, images_nhwc: torch.Tensor) -> None:
+        self._put(key, images_nhwc)
+        nbytes = images_nhwc.numel() * images_nhwc.element_size()
+        if self.disk and key.size is not None and nbytes <= DISK_CACHE_MAX_BYTES:
+            from .data import save_tensors
+
+            save_tensors(self._path(key), {"images": images_nhwc.cpu()})
+
+    @staticmethod
+    def _path(key: ResizeKey):
+        from .data import cache_root
+
+        return cache_root() / "resized" / key.filename()
 
     def _put(self, key: ResizeKey, value: torch.Tensor) -> None:
         self._items[key] = value

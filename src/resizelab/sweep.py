@@ -217,29 +217,29 @@ def _run_local(todo, store: Store, owner: str, options: SweepOptions, outcome: S
                 outcome.held_elsewhere.append(h)
                 _log(f"[{i}/{len(todo)}] {cfg.label()}: held by {row['owner']}, left to it", quiet)
             continue
-        _log(f"[{i}/{len(todo)}] {cfg.label()} ...", quiet)
-        beat = Heartbeat(options.db, h, owner, options.lease_seconds)
-        beat.start()
+        # From here the claim is ours: every way out gives it back, records it, or completes it.
         try:
-            dataset = _dataset_for(cfg, datasets)
-            result = train(cfg, dataset=dataset, cache=cache, progress=options.progress and not quiet)
+            _log(f"[{i}/{len(todo)}] {cfg.label()} ...", quiet)
+            beat = Heartbeat(options.db, h, owner, options.lease_seconds)
+            beat.start()
+            try:
+                dataset = _dataset_for(cfg, datasets)
+                result = train(cfg, dataset=dataset, cache=cache, progress=options.progress and not quiet)
+            finally:
+                beat.stop()
         except KeyboardInterrupt:
-            beat.stop()
             store.release(h, owner)
             outcome.interrupted = True
             return
         except (DataUnavailable, WeightsError):
             # Missing data or weights fail every run alike: stop and say so once.
-            beat.stop()
             store.release(h, owner)
             raise
         except Exception as e:  # a failing run is recorded and the sweep goes on
-            beat.stop()
             store.fail(h, owner, _reason(e))
             outcome.failed.append((h, cfg.label(), _reason(e)))
             _log(f"    failed: {_reason(e)}", quiet)
             continue
-        beat.stop()
         store.complete(result, owner)
         outcome.ran.append(result)
         _log(f"    {result.test_accuracy:.2f}% test accuracy, {result.train_seconds:.1f} s, {result.images_per_second:.0f} img/s", quiet)

@@ -15,7 +15,7 @@ import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -37,7 +37,8 @@ DIVERGED_LOSS_FACTOR = 100
 MAX_RESIZED_TRAIN_BYTES = 4 << 30
 
 TRAIN_SECONDS_INCLUDES = (
-    "the training loop over all epochs: batch gather, on-device augmentation/resize, normalisation, "
+    "the training loop over all epochs: batch gather, on-device augmentation/resize (and, in the first epoch of a "
+    "tensor-backend run whose resized split was not cached yet, resizing each batch once), normalisation, "
     "forward, backward and optimizer steps (and torch.compile's compilation when --compile is on); "
     "not the one-off dataset load and resize, model construction or evaluation"
 )
@@ -191,27 +192,61 @@ def input_shape(cfg: RunConfig, dataset: Dataset) -> tuple[int, int]:
 
 
 class TrainData:
-    """The training split on the device, and how to turn a batch of indices into model input."""
+    """The training split on the device, and how to turn a batch of indices into model input.
+
+    Resized once and kept: from the cache when an earlier run made it, else batch by batch as the
+    first epoch meets each image (tensor backend), so the first step does not wait for the whole
+    split; a complete first epoch leaves the resized split in the cache for later runs.
+    """
 
     def __init__(self, cfg: RunConfig, dataset: Dataset, device: torch.device, cache: ResizeCache, channels_last: bool):
-        self.cfg, self.channels_last = cfg, channels_last
+        self.cfg, self.channels_last, self.cache = cfg, channels_last, cache
         self.labels = dataset.train_labels.to(device)
         out_h, out_w = self.shape = input_shape(cfg, dataset)
         projected = len(dataset.train_labels) * 3 * out_h * out_w
         # Augmentation must see native pixels, and a huge resized copy would not fit: both resize per batch.
         self.per_batch_resize = cfg.size is not None and (cfg.augment != "none" or (cfg.backend == "tensor" and projected > MAX_RESIZED_TRAIN_BYTES))
+        self.key = ResizeKey(dataset.key, "train", cfg.size, cfg.interpolation, cfg.effective_antialias, cfg.backend)
+        self.filling = False
         native = dataset.train_images.to(device)
         if self.per_batch_resize:
             self.images = native
-        else:
-            key = ResizeKey(dataset.key, "train", cfg.size, cfg.interpolation, cfg.effective_antialias, cfg.backend)
-            self.images = to_nhwc(cache.get(key, native))
+        elif cfg.size is not None and cfg.backend == "tensor":
+            cached = cache.lookup(self.key, device)
+            self.filling = cached is None
+            if self.filling:
+                self.native = native
+                self.images = torch.empty((len(native), out_h, out_w, native.shape[1]), dtype=torch.uint8, device=device)
+            else:
+                self.images = cached
+        else:  # native size, or PIL, which works image by image on the host: all at once, up front
+            self.images = cache.get(self.key, native)
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def epoch(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One pass in a seeded device-side random order, as (normalised input, labels) batches."""
+        perm = torch.randperm(len(self), device=self.labels.device, generator=generator)
+        filling = self.filling
+        for start in range(0, len(self), batch_size):
+            idx = perm[start:start + batch_size]
+            if filling:
+                # A permutation meets every image exactly once, so this epoch fills the whole buffer.
+                x = to_nhwc(resize_tensor(self.native[idx], self.cfg.size, self.cfg.interpolation, self.cfg.effective_antialias))
+                self.images[idx] = x
+                yield normalize(x, self.channels_last), self.labels[idx]
+            else:
+                yield self.batch(idx)
+        if filling:
+            self.filling = False
+            del self.native
+            self.cache.store(self.key, self.images)
+
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.filling:
+            raise RuntimeError("TrainData.batch() before the first epoch() has resized every image; iterate epoch()")
         if not self.per_batch_resize:
             return normalize(self.images[idx], self.channels_last), self.labels[idx]
         x = self.images[idx]
@@ -320,13 +355,11 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
             step_model.train()
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), dtype=torch.long, device=device)
-            perm = torch.randperm(len(data), device=device, generator=perm_gen)
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", file=sys.stderr, leave=False,
                        disable=not (progress and sys.stderr.isatty()))
             _sync(device)
             t_epoch = time.perf_counter()
-            for start in range(0, len(data), cfg.batch_size):
-                x, y = data.batch(perm[start:start + cfg.batch_size])
+            for x, y in data.epoch(cfg.batch_size, perm_gen):
                 logits, loss = train_step(step_model, optimizer, criterion, x, y, device, precision, scaler)
                 if scheduler is not None:
                     scheduler.step()
@@ -362,7 +395,7 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
         t0 = time.perf_counter()
         key = ResizeKey(dataset.key, "test", size, cfg.test_interpolation,
                         effective_antialias(cfg.test_interpolation, cfg.backend, cfg.antialias), cfg.backend)
-        images = to_nhwc(cache.get(key, test_native))
+        images = cache.get(key, test_native)
         acc, per_class = evaluate(step_model, images, test_labels, dataset.classes, device, precision, cfg.eval_batch_size, channels_last)
         evals.append(EvalResult(int(images.shape[1]) if size is None else size, cfg.test_interpolation, acc, per_class, len(test_labels), time.perf_counter() - t0))
     eval_seconds = time.perf_counter() - t_eval
