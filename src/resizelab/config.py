@@ -238,7 +238,9 @@ class RunConfig:
         """A short human name for tables and logs."""
         size = "native" if self.size is None else f"{self.size}px"
         aa = "aa" if self.effective_antialias else "no-aa"
-        return f"{self.arch}/{self.stem} {size} {self.interpolation}/{aa}/{self.backend} w={_weights_tag_short(self.weights)} seed={self.seed}"
+        precision = "" if self.precision == "auto" else f" {self.precision}"
+        return (f"{self.arch}/{self.stem} {size} {self.interpolation}/{aa}/{self.backend} w={_weights_tag_short(self.weights)}"
+                f"{precision} seed={self.seed}")
 
 
 def _weights_tag_short(weights: str) -> str:
