@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from . import provenance
-from .config import RunConfig
+from .config import PRECISIONS, RunConfig
 from .data import Dataset, load_dataset
 from .errors import ConfigError
 from .models import build_model, count_macs
@@ -55,8 +55,8 @@ class BenchConfig:
         for name in ("batch_size", "steps", "windows", "eval_images"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(f"precision must be auto, fp32, bf16 or fp16; got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.workers < 0:
             raise ConfigError(f"workers must be 0 or more; got {self.workers}")
 

@@ -234,7 +234,7 @@ class TrainData:
             idx = perm[start:start + batch_size]
             if filling:
                 # A permutation meets every image exactly once, so this epoch fills the whole buffer.
-                x = to_nhwc(resize_tensor(self.native[idx], self.cfg.size, self.cfg.interpolation, self.cfg.effective_antialias))
+                x = self._resize(self.native[idx])
                 self.images[idx] = x
                 yield normalize(x, self.channels_last), self.labels[idx]
             else:
@@ -252,8 +252,10 @@ class TrainData:
         x = self.images[idx]
         if self.cfg.augment == "crop-flip":
             x = crop_flip(x, self.generator)
-        x = resize_tensor(x, self.cfg.size, self.cfg.interpolation, self.cfg.effective_antialias)
-        return normalize(to_nhwc(x), self.channels_last), self.labels[idx]
+        return normalize(self._resize(x), self.channels_last), self.labels[idx]
+
+    def _resize(self, batch_nchw: torch.Tensor) -> torch.Tensor:
+        return to_nhwc(resize_tensor(batch_nchw, self.cfg.size, self.cfg.interpolation, self.cfg.effective_antialias))
 
 
 # --- evaluation ------------------------------------------------------------------------------
