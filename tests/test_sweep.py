@@ -101,7 +101,10 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "run the same command again to resume" in err
+    # 130, or death by SIGINT, which a shell also shows as 130: in about 1 of 8 timings the process,
+    # having handled the interrupt, released the claim and printed the message, still ends by SIGINT
+    # at interpreter exit (CPython's exit_sigint path); what the user sees is the same.
+    assert proc.returncode in (130, -signal.SIGINT) and "run the same command again to resume" in err
     assert not any(s == "running" for _, s, _, _ in _statuses(db))  # the claim was given back
 
 
