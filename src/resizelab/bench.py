@@ -328,6 +328,9 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     return BenchResult(cfg, machine, rows)
 
 
+_ABLATION_ORDER = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True), ("fp16", False), ("fp16", True))
+
+
 def _settings_text(t: PipelineTiming) -> str:
     return f"{t.precision} {'CL' if t.channels_last else 'NCHW'}"
 
@@ -346,25 +349,19 @@ def format_bench(result: BenchResult) -> str:
                      f"{a.time_to_first_step_seconds:>9.2f}s  {b.time_to_first_step_seconds:>9.2f}s  "
                      f"{a.eval_images_per_second:>7.0f}  {b.eval_images_per_second:>7.0f}  {c.eval_images_per_second:>7.0f}")
     if cfg.ablation:
-        names = [n for n in ("fp32 NCHW", "fp32 channels_last", "bf16 NCHW", "bf16 channels_last")
-                 if any(n in row or _settings_text(row["resizelab"]) == _short(n) for row in result.rows.values())]
+        # b and its ablations by (precision, channels_last): b fills the column of the setting it runs as.
+        by_setting = [{(t.precision, t.channels_last): t for name, t in row.items() if name not in ("plain", "model-only")}
+                      for row in result.rows.values()]
+        settings = [s for s in _ABLATION_ORDER if any(s in r for r in by_setting)]
         lines += ["", "what each setting gives resizelab's pipeline (training images/s; * = the default b runs as):",
-                  f"{'size':>5}  " + "  ".join(f"{n:>18}" for n in names)]
-        for size, row in result.rows.items():
-            cells = []
-            for n in names:
-                if _settings_text(row["resizelab"]) == _short(n):
-                    cells.append(f"{row['resizelab'].train_images_per_second:>17.0f}*")
-                else:
-                    cells.append(f"{row[n].train_images_per_second:>18.0f}" if n in row else f"{'-':>18}")
+                  f"{'size':>5}  " + "  ".join(f"{p + (' channels_last' if cl else ' NCHW'):>18}" for p, cl in settings)]
+        for (size, row), timings in zip(result.rows.items(), by_setting):
+            default = (row["resizelab"].precision, row["resizelab"].channels_last)
+            cells = [f"{timings[s].train_images_per_second:>17.0f}" + ("*" if s == default else " ") if s in timings else f"{'-':>18}"
+                     for s in settings]
             lines.append(f"{size:>5}  " + "  ".join(cells))
     lines.append("")
     lines.append("images/s of training (eval: of evaluation), median over rounds; b/a and b/c: median of the per-round ratios. "
                  "a: PIL per image + DataLoader, fp32 NCHW; b: resizelab's default; c: b's model, precision and layout stepping on "
                  "one pre-staged batch; 1st step: from the start of set-up to the end of the first training step")
     return "\n".join(lines)
-
-
-def _short(ablation_name: str) -> str:
-    prec, layout = ablation_name.split()
-    return f"{prec} {'CL' if layout == 'channels_last' else 'NCHW'}"

@@ -300,6 +300,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     from .train import resolve_device, resolve_precision
 
     device = resolve_device("auto")
+    auto = resolve_precision("auto", device)
     info = provenance.collect(device)
     lines = [
         f"resizelab      {__import__('resizelab').__version__} (git {info['git_revision']})",
@@ -307,8 +308,7 @@ def cmd_env(args: argparse.Namespace) -> int:
         f"torch          {torch.__version__} (cuda {torch.version.cuda or 'none'}, available: {torch.cuda.is_available()})",
         f"torchvision    {torchvision.__version__}",
         f"device         {info['device_name']}",
-        f"precision auto {resolve_precision('auto', device)}" + ("" if device.type == "cuda" or resolve_precision('auto', device) == "fp32"
-                                                                  else " when a step has enough compute, else fp32 (see BENCHMARKS.md)"),
+        f"precision auto {auto}" + ("" if device.type == "cuda" or auto == "fp32" else " when a step has enough compute, else fp32 (see BENCHMARKS.md)"),
         f"cache dir      {cache_root()}  ($RESIZELAB_CACHE_DIR)",
         f"data dir       {args.data_dir or default_data_dir()}  ($RESIZELAB_DATA_DIR, --data-dir)",
         f"weights dir    {torch.hub.get_dir()}/checkpoints  ($TORCH_HOME)",

@@ -248,7 +248,12 @@ def _weights_tag_short(weights: str) -> str:
 
 
 def parse_auto_bool(text: str) -> bool | None:
-    return None if str(text).strip().lower() == "auto" else parse_bool(text)
+    if str(text).strip().lower() == "auto":
+        return None
+    try:
+        return parse_bool(text)
+    except ConfigError:
+        raise ConfigError(f"expected auto, true or false; got {text!r}") from None
 
 
 def parse_bool(text: str) -> bool:
