@@ -20,6 +20,7 @@ def test_every_config_field_has_a_flag():
     ({"weights": "/nonexistent.pt"}, "is not a file"),
     ({"data": "imagenet"}, "data must be one of"),
     ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N"),
+    ({"single_window_matmul": "yes"}, "single_window_matmul must be true or false"),
 ])
 def test_invalid_values_are_refused_with_the_valid_ones(kwargs, message):
     with pytest.raises(ConfigError) as info:
@@ -36,7 +37,8 @@ def test_unknown_keys_are_errors():
 def test_hash_is_stable_and_ignores_execution_fields():
     a = RunConfig(data="synthetic", size=16)
     assert a.config_hash() == RunConfig(data="synthetic", size=16).config_hash()
-    assert a.config_hash() == RunConfig(data="synthetic", size=16, device="cpu", compile=True, eval_batch_size=7).config_hash()
+    assert a.config_hash() == RunConfig(data="synthetic", size=16, device="cpu", compile=True, eval_batch_size=7,
+                                                  channels_last=False, single_window_matmul=False).config_hash()
     assert a.config_hash() != RunConfig(data="synthetic", size=16, seed=1).config_hash()
     assert a.config_hash() != RunConfig(data="synthetic", size=32).config_hash()
 

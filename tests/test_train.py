@@ -56,26 +56,29 @@ def test_divergence_is_a_failed_run(synthetic):
         train(cfg, dataset=synthetic, progress=False)
 
 
-def test_auto_precision_and_layout_follow_the_step_size_on_cpu(monkeypatch):
+def test_auto_precision_and_layout_on_cpu(monkeypatch):
     from resizelab import provenance
     from resizelab.train import CPU_BF16_MIN_MACS_PER_PARAM, resolve_channels_last, resolve_precision
 
     cpu = torch.device("cpu")
     params = 11_000_000
     monkeypatch.setattr(provenance, "cpu_supports_bf16", lambda: True)
-    assert resolve_precision("auto", cpu, (CPU_BF16_MIN_MACS_PER_PARAM - 1) * params, params) == "fp32"
-    assert resolve_precision("auto", cpu, CPU_BF16_MIN_MACS_PER_PARAM * params, params) == "bf16"
+    # With the single-window matmul bf16 paid off at every size; without it, only for large enough steps.
+    assert resolve_precision("auto", cpu, params, params) == "bf16"
+    assert resolve_precision("auto", cpu, (CPU_BF16_MIN_MACS_PER_PARAM - 1) * params, params, single_window_matmul=False) == "fp32"
+    assert resolve_precision("auto", cpu, CPU_BF16_MIN_MACS_PER_PARAM * params, params, single_window_matmul=False) == "bf16"
     assert resolve_precision("fp32", cpu, 10**15, params) == "fp32"  # asked for: never overridden
     monkeypatch.setattr(provenance, "cpu_supports_bf16", lambda: False)
     assert resolve_precision("auto", cpu, 10**15, params) == "fp32"
-    assert resolve_channels_last(None, cpu, "fp32") is False and resolve_channels_last(None, cpu, "bf16") is True
-    assert resolve_channels_last(True, cpu, "fp32") is True
+    assert resolve_channels_last(None, cpu, "fp32") is True and resolve_channels_last(None, cpu, "bf16") is True
+    assert resolve_channels_last(None, cpu, "fp32", single_window_matmul=False) is False
+    assert resolve_channels_last(False, cpu, "bf16") is False
 
 
 def test_recorded_run_says_which_precision_and_layout_ran(synthetic):
     result = train(RunConfig(data="synthetic", weights="none", size=8, epochs=1, limit_train=64, limit_test=32), dataset=synthetic, progress=False)
     assert result.effective_precision in ("fp32", "bf16")
-    assert result.provenance["channels_last"] == (result.effective_precision != "fp32")
+    assert result.provenance["channels_last"] is True and result.provenance["single_window_matmul"] is True
 
 
 def test_first_epoch_fills_the_resized_split_exactly_once(synthetic):

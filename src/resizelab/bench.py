@@ -27,6 +27,7 @@ from .data import Dataset, load_dataset
 from .errors import ConfigError
 from .models import build_model, count_macs
 from .resize import ResizeCache, resize
+from .singlewindow import use_single_window_matmul
 from .train import (TrainData, autocast, evaluate, normalize, resolve_channels_last, resolve_device, resolve_precision,
                     to_nhwc, train_step)
 
@@ -47,7 +48,7 @@ class BenchConfig:
     workers: int = 2
     compile: bool = False
     eval_images: int = 1000
-    ablation: bool = True  # also time resizelab's pipeline under each precision x memory layout
+    ablation: bool = True  # also time resizelab's pipeline with each of its settings changed, and all off
 
     def __post_init__(self):
         if not self.sizes or any(s < 4 or s > 1024 for s in self.sizes):
@@ -73,6 +74,7 @@ class PipelineTiming:
     windows: list[float]  # images/s of each window, in round order
     precision: str
     channels_last: bool
+    single_window_matmul: bool
 
 
 def ratio(row: dict[str, PipelineTiming], num: str, den: str) -> float:
@@ -150,11 +152,28 @@ def _first_step(step: Callable[[], int], t0: float, device: torch.device) -> flo
     return first
 
 
-def _model(cfg: BenchConfig, num_classes: int, device: torch.device, channels_last: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
+@dataclass(frozen=True)
+class Setting:
+    """How resizelab's pipeline runs the model: what the ablation varies."""
+
+    precision: str
+    channels_last: bool
+    single_window_matmul: bool
+
+    def text(self) -> str:
+        return f"{self.precision} {'CL' if self.channels_last else 'NCHW'}{' 1x1mm' if self.single_window_matmul else ''}"
+
+
+PLAIN = Setting("fp32", False, False)
+
+
+def _model(cfg: BenchConfig, num_classes: int, device: torch.device, setting: Setting) -> tuple[nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model, _ = build_model(cfg.arch, num_classes, "none")
     model.to(device)
-    if channels_last:
+    if setting.single_window_matmul:
+        use_single_window_matmul(model)
+    if setting.channels_last:
         model.to(memory_format=torch.channels_last)
     return model, torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
 
@@ -168,7 +187,7 @@ def plain_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.
     transform = transforms.Compose(steps)
     train_set = PlainDataset(dataset.train_images.permute(0, 2, 3, 1).numpy(), dataset.train_labels.numpy(), transform)
     test_set = PlainDataset(dataset.test_images[:cfg.eval_images].permute(0, 2, 3, 1).numpy(), dataset.test_labels[:cfg.eval_images].numpy(), transform)
-    model, optimizer = _model(cfg, dataset.num_classes, device, channels_last=False)
+    model, optimizer = _model(cfg, dataset.num_classes, device, PLAIN)
     criterion = nn.CrossEntropyLoss()
     loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.workers)
     iterator = iter(loader)
@@ -201,14 +220,15 @@ def plain_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.
     return _Pipeline(step, evaluate_plain, _first_step(step, t0, device), close)
 
 
-def resizelab_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device, precision: str,
-                       channels_last: bool, cache: ResizeCache) -> _Pipeline:
+def resizelab_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device, setting: Setting,
+                       cache: ResizeCache) -> _Pipeline:
     """What `resizelab run` does for the same recipe: the same TrainData, train_step and evaluate."""
+    precision, channels_last = setting.precision, setting.channels_last
     run_cfg = RunConfig(data="synthetic", size=size if size != dataset.native_size[0] else None, precision=precision,
                         batch_size=cfg.batch_size, weights="none", arch=cfg.arch, channels_last=channels_last,
-                        compile=cfg.compile, device=str(device))
+                        single_window_matmul=setting.single_window_matmul, compile=cfg.compile, device=str(device))
     t0 = time.perf_counter()
-    model, optimizer = _model(cfg, dataset.num_classes, device, channels_last)
+    model, optimizer = _model(cfg, dataset.num_classes, device, setting)
     step_model = torch.compile(model) if cfg.compile else model
     data = TrainData(run_cfg, dataset, device, cache, channels_last)
     criterion = nn.CrossEntropyLoss()
@@ -241,9 +261,9 @@ def resizelab_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: to
     return _Pipeline(step, evaluate_resizelab, first)
 
 
-def model_only_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device, precision: str,
-                        channels_last: bool) -> _Pipeline:
-    model, optimizer = _model(cfg, dataset.num_classes, device, channels_last)
+def model_only_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device, setting: Setting) -> _Pipeline:
+    precision, channels_last = setting.precision, setting.channels_last
+    model, optimizer = _model(cfg, dataset.num_classes, device, setting)
     step_model = torch.compile(model) if cfg.compile else model
     criterion = nn.CrossEntropyLoss()
     x = normalize(to_nhwc(torch.randint(0, 256, (cfg.batch_size, 3, size, size), dtype=torch.uint8, device=device)), channels_last)
@@ -280,39 +300,40 @@ def _interleaved(pipes: dict[str, _Pipeline], steps: int, windows: int, device: 
     return rates
 
 
-def _ablations(device: torch.device) -> dict[str, tuple[str, bool]]:
-    """resizelab's pipeline under each precision x layout, to show what each contributes."""
-    combos = {"fp32 NCHW": ("fp32", False), "fp32 channels_last": ("fp32", True)}
-    if device.type == "cuda" or provenance.cpu_supports_bf16():  # emulated bf16 would say nothing useful
-        combos |= {"bf16 NCHW": ("bf16", False), "bf16 channels_last": ("bf16", True)}
-    return combos
+def _ablations(default: Setting, device: torch.device) -> dict[str, Setting]:
+    """b with one optimisation changed at a time, and with all of them off: what each contributes."""
+    variants = {"other precision": dataclasses.replace(default, precision="fp32" if default.precision != "fp32" else "bf16"),
+                "other layout": dataclasses.replace(default, channels_last=not default.channels_last),
+                "other 1x1 convs": dataclasses.replace(default, single_window_matmul=not default.single_window_matmul),
+                "all off": PLAIN}
+    bf16 = device.type == "cuda" or provenance.cpu_supports_bf16()  # emulated bf16 would say nothing useful
+    return {name: s for name, s in variants.items() if s != default and (s.precision != "bf16" or bf16)}
 
 
 def bench_size(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device, say: Callable[[str], None]) -> dict[str, PipelineTiming]:
-    # The precision and layout `resizelab run` picks for this size (train.resolve_precision).
+    # The setting `resizelab run` picks for this size (train.resolve_precision, resolve_channels_last).
     probe, info = build_model(cfg.arch, dataset.num_classes, "none")
     macs = count_macs(probe, (3, size, size))
     precision = resolve_precision(cfg.precision, device, macs * cfg.batch_size, info.params)
-    channels_last = resolve_channels_last(None, device, precision)
+    default = Setting(precision, resolve_channels_last(None, device, precision), True)
     cache = ResizeCache(disk=False)  # shared by (b) and its ablations: one resized copy in memory
-    layout = "channels_last" if channels_last else "NCHW"
-    say(f"{size} px: setting up (a) plain, (b) resizelab ({precision}, {layout}), (c) the model alone")
+    say(f"{size} px: setting up (a) plain, (b) resizelab ({default.text()}), (c) the model alone")
     pipes = {"plain": plain_pipeline(cfg, dataset, size, device),
-             "resizelab": resizelab_pipeline(cfg, dataset, size, device, precision, channels_last, cache),
-             "model-only": model_only_pipeline(cfg, dataset, size, device, precision, channels_last)}
-    settings = {"plain": ("fp32", False), "resizelab": (precision, channels_last), "model-only": (precision, channels_last)}
+             "resizelab": resizelab_pipeline(cfg, dataset, size, device, default, cache),
+             "model-only": model_only_pipeline(cfg, dataset, size, device, default)}
+    settings = {"plain": PLAIN, "resizelab": default, "model-only": default}
     if cfg.ablation:
-        for name, (prec, cl) in _ablations(device).items():
-            if (prec, cl) != (precision, channels_last):  # the default's own numbers come from (b)
-                pipes[name] = resizelab_pipeline(cfg, dataset, size, device, prec, cl, cache)
-                settings[name] = (prec, cl)
+        for name, setting in _ablations(default, device).items():
+            pipes[name] = resizelab_pipeline(cfg, dataset, size, device, setting, cache)
+            settings[name] = setting
     say(f"{size} px: {cfg.windows} rounds of {cfg.steps_for(size)} steps, round-robin over {len(pipes)} pipelines")
     rates = _interleaved(pipes, cfg.steps_for(size), cfg.windows, device)
     row = {}
     for name, pipe in pipes.items():
         pipe.close()
         eval_rate = pipe.evaluate() if name in ("plain", "resizelab", "model-only") else None
-        row[name] = PipelineTiming(statistics.median(rates[name]), eval_rate, pipe.first_step_seconds, rates[name], *settings[name])
+        row[name] = PipelineTiming(statistics.median(rates[name]), eval_rate, pipe.first_step_seconds, rates[name],
+                                   **dataclasses.asdict(settings[name]))
     return row
 
 
@@ -328,11 +349,11 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     return BenchResult(cfg, machine, rows)
 
 
-_ABLATION_ORDER = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True), ("fp16", False), ("fp16", True))
+ABLATION_COLUMNS = ("other precision", "other layout", "other 1x1 convs", "all off")
 
 
 def _settings_text(t: PipelineTiming) -> str:
-    return f"{t.precision} {'CL' if t.channels_last else 'NCHW'}"
+    return Setting(t.precision, t.channels_last, t.single_window_matmul).text()
 
 
 def format_bench(result: BenchResult) -> str:
@@ -349,17 +370,13 @@ def format_bench(result: BenchResult) -> str:
                      f"{a.time_to_first_step_seconds:>9.2f}s  {b.time_to_first_step_seconds:>9.2f}s  "
                      f"{a.eval_images_per_second:>7.0f}  {b.eval_images_per_second:>7.0f}  {c.eval_images_per_second:>7.0f}")
     if cfg.ablation:
-        # b and its ablations by (precision, channels_last): b fills the column of the setting it runs as.
-        by_setting = [{(t.precision, t.channels_last): t for name, t in row.items() if name not in ("plain", "model-only")}
-                      for row in result.rows.values()]
-        settings = [s for s in _ABLATION_ORDER if any(s in r for r in by_setting)]
-        lines += ["", "what each setting gives resizelab's pipeline (training images/s; * = the default b runs as):",
-                  f"{'size':>5}  " + "  ".join(f"{p + (' channels_last' if cl else ' NCHW'):>18}" for p, cl in settings)]
-        for (size, row), timings in zip(result.rows.items(), by_setting):
-            default = (row["resizelab"].precision, row["resizelab"].channels_last)
-            cells = [f"{timings[s].train_images_per_second:>17.0f}" + ("*" if s == default else " ") if s in timings else f"{'-':>18}"
-                     for s in settings]
-            lines.append(f"{size:>5}  " + "  ".join(cells))
+        lines += ["", "b with one setting changed, and with all off (training images/s, its setting, and its speed "
+                  "relative to b in the same rounds):",
+                  f"{'size':>5}  " + "  ".join(f"{name:>26}" for name in ABLATION_COLUMNS)]
+        for size, row in result.rows.items():
+            cells = [f"{row[n].train_images_per_second:>5.0f} {_settings_text(row[n]):>13} x{ratio(row, n, 'resizelab'):.2f}"
+                     if n in row else f"{'-':>26}" for n in ABLATION_COLUMNS]
+            lines.append(f"{size:>5}  " + "  ".join(f"{c:>26}" for c in cells))
     lines.append("")
     lines.append("images/s of training (eval: of evaluation), median over rounds; b/a and b/c: median of the per-round ratios. "
                  "a: PIL per image + DataLoader, fp32 NCHW; b: resizelab's default; c: b's model, precision and layout stepping on "

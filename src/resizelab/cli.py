@@ -63,16 +63,19 @@ RUN_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--schedule": ("schedule", str, "constant or cosine (default constant)"),
     "--label-smoothing": ("label_smoothing", _float, "label smoothing (default 0)"),
     "--augment": ("augment", str, "none or crop-flip (random crop + flip before the resize; needs --backend tensor)"),
-    "--precision": ("precision", str, "auto, fp32, bf16 or fp16 (default auto: bf16 on CUDA; on a CPU with native bf16, "
-                    "bf16 when a step has enough compute to pay for autocast's weight casts, else fp32)"),
+    "--precision": ("precision", str, "auto, fp32, bf16 or fp16 (default auto: bf16 on CUDA and on a CPU with native bf16, "
+                    "fp32 on other CPUs)"),
     "--seed": ("seed", _int, "random seed (default 0)"),
     "--limit-train": ("limit_train", _int, "train on a class-balanced subset of N images"),
     "--limit-test": ("limit_test", _int, "test on a class-balanced subset of N images"),
     "--device": ("device", str, "auto, cpu, cuda or cuda:N (default auto)"),
     "--compile": ("compile", parse_bool, "torch.compile the model (default false)"),
     "--deterministic": ("deterministic", parse_bool, "torch.use_deterministic_algorithms (default false: fast mode)"),
-    "--channels-last": ("channels_last", parse_auto_bool, "auto, true or false (default auto: channels_last on CUDA "
-                        "and under bf16/fp16; contiguous NCHW for fp32 on a CPU, where oneDNN runs it faster)"),
+    "--channels-last": ("channels_last", parse_auto_bool, "auto, true or false (default auto: channels_last, except "
+                        "NCHW for fp32 on a CPU with --single-window-matmul false, where oneDNN runs it faster)"),
+    "--single-window-matmul": ("single_window_matmul", parse_bool, "true or false (default true): run a convolution whose "
+                               "output is 1x1 (layer4 of a ResNet at 32 px) as the matrix product it is; same result, "
+                               "several times faster on a CPU"),
     "--eval-batch-size": ("eval_batch_size", _int, "evaluation batch size (default 1024)"),
 }
 BOOL_FLAGS = {"--compile", "--deterministic"}
@@ -164,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows", type=int, default=7, help="rounds of one timed window per pipeline; medians are reported (default 7)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the plain pipeline (default 2)")
     p.add_argument("--compile", action="store_true", help="torch.compile resizelab's model")
-    p.add_argument("--no-ablation", action="store_true", help="skip timing resizelab's pipeline under each precision x memory layout")
+    p.add_argument("--no-ablation", action="store_true", help="skip timing resizelab's pipeline with each of its settings changed")
     p.add_argument("--json-out", default="bench.json", help="where to write the JSON record (default bench.json)")
     return parser
 
@@ -308,7 +311,7 @@ def cmd_env(args: argparse.Namespace) -> int:
         f"torch          {torch.__version__} (cuda {torch.version.cuda or 'none'}, available: {torch.cuda.is_available()})",
         f"torchvision    {torchvision.__version__}",
         f"device         {info['device_name']}",
-        f"precision auto {auto}" + ("" if device.type == "cuda" or auto == "fp32" else " when a step has enough compute, else fp32 (see BENCHMARKS.md)"),
+        f"precision auto {auto}",
         f"cache dir      {cache_root()}  ($RESIZELAB_CACHE_DIR)",
         f"data dir       {args.data_dir or default_data_dir()}  ($RESIZELAB_DATA_DIR, --data-dir)",
         f"weights dir    {torch.hub.get_dir()}/checkpoints  ($TORCH_HOME)",

@@ -29,7 +29,8 @@ DATASETS = ("cifar10", "cifar100", "synthetic", "imagefolder:PATH")
 
 # Fields that say where or how a run executes, not what it measures: two runs that differ only
 # here are the same experiment, so they share a hash (and a sweep never repeats one).
-EXECUTION_FIELDS = frozenset({"data_dir", "device", "compile", "deterministic", "eval_batch_size", "channels_last"})
+EXECUTION_FIELDS = frozenset({"data_dir", "device", "compile", "deterministic", "eval_batch_size", "channels_last",
+                              "single_window_matmul"})
 
 MIN_SIZE_PX, MAX_SIZE_PX = 4, 1024
 
@@ -104,6 +105,7 @@ class RunConfig:
     compile: bool = False
     deterministic: bool = False
     channels_last: bool | None = None  # None: auto, see train.resolve_channels_last
+    single_window_matmul: bool = True  # convolutions with a 1x1 output as matrix products, see singlewindow.py
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
@@ -161,7 +163,7 @@ class RunConfig:
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
         if self.channels_last == "auto":  # as a sweep file spells it
             object.__setattr__(self, "channels_last", None)
-        for name in ("compile", "deterministic", "channels_last"):
+        for name in ("compile", "deterministic", "channels_last", "single_window_matmul"):
             value = getattr(self, name)
             if not isinstance(value, bool) and not (name == "channels_last" and value is None):
                 allowed = "auto, true or false" if name == "channels_last" else "true or false"

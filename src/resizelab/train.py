@@ -27,6 +27,7 @@ from .config import RunConfig, effective_antialias
 from .data import Dataset, load_dataset, subset
 from .errors import ConfigError, RunFailed
 from .models import build_model, count_macs
+from .singlewindow import use_single_window_matmul
 from .resize import ResizeCache, ResizeKey, output_size, resize_tensor
 
 # Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), as in the study being reproduced.
@@ -107,15 +108,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 # CPU autocast casts every weight to bf16 and every weight gradient back on each step, a cost that
-# grows with the parameters, while bf16's gain grows with the step's compute. Measured for ResNet-18,
-# batch 32, on a 2-core AVX512-BF16 EPYC (BENCHMARKS.md): fp32 is faster at 16 and 24 px (45 and 81
-# MACs per parameter per step), bf16 1.2-1.3x faster at 32 px (106) and ~1.7x at 64 px (424).
+# grows with the parameters, while bf16's gain grows with the step's compute. With the single-window
+# matmul, layer4's large weights are cast only at the taps that meet pixels, and bf16 (channels_last)
+# was the fastest setting from 8 to 224 px for ResNet-18, batch 32, on a 2-core AVX512-BF16 EPYC
+# (BENCHMARKS.md). Without it, oneDNN's convolutions on 1x1 maps dominate small inputs and fp32 NCHW was
+# faster at 16 and 24 px (45 and 81 MACs per parameter per step); bf16 won from 32 px (106).
 CPU_BF16_MIN_MACS_PER_PARAM = 96
 
 
-def resolve_precision(precision: str, device: torch.device, macs_per_step: int | None = None, params: int | None = None) -> str:
-    """'auto': bf16 on CUDA (fp16 on GPUs without bf16); on a CPU with native bf16, bf16 when a training
-    step has at least CPU_BF16_MIN_MACS_PER_PARAM multiply-accumulates per parameter, else fp32."""
+def resolve_precision(precision: str, device: torch.device, macs_per_step: int | None = None, params: int | None = None,
+                      single_window_matmul: bool = True) -> str:
+    """'auto': bf16 on CUDA (fp16 on GPUs without bf16) and on a CPU with native bf16, fp32 on other
+    CPUs; with single_window_matmul off, a CPU picks bf16 only when a training step has at least
+    CPU_BF16_MIN_MACS_PER_PARAM multiply-accumulates per parameter."""
     if precision != "auto":
         if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("precision bf16 is not supported on this GPU; use fp16 or fp32")
@@ -124,17 +129,17 @@ def resolve_precision(precision: str, device: torch.device, macs_per_step: int |
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if not provenance.cpu_supports_bf16():
         return "fp32"
-    if macs_per_step is not None and params:
+    if not single_window_matmul and macs_per_step is not None and params:
         return "bf16" if macs_per_step / params >= CPU_BF16_MIN_MACS_PER_PARAM else "fp32"
     return "bf16"
 
 
-def resolve_channels_last(channels_last: bool | None, device: torch.device, precision: str) -> bool:
-    """None (auto): channels_last on CUDA and under reduced precision; NCHW for fp32 on a CPU, where
-    oneDNN's fp32 kernels ran 15-20% faster NCHW at 16-24 px and no slower at 32-64 px here."""
+def resolve_channels_last(channels_last: bool | None, device: torch.device, precision: str, single_window_matmul: bool = True) -> bool:
+    """None (auto): channels_last, except NCHW for fp32 on a CPU without the single-window matmul, where
+    oneDNN's channels_last kernels for 1x1 maps made 16-32 px steps 10-18% slower."""
     if channels_last is not None:
         return channels_last
-    return device.type == "cuda" or precision != "fp32"
+    return device.type == "cuda" or precision != "fp32" or single_window_matmul
 
 
 def autocast(device: torch.device, precision: str):
@@ -329,9 +334,12 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
     dataset = subset(dataset, cfg.limit_train, cfg.limit_test, seed=0)
     model, info = build_model(cfg.arch, dataset.num_classes, cfg.weights, cfg.stem)
     model.to(device)
+    # Counted before the single-window swap: the architecture's MACs, whichever kernels run them.
     macs = count_macs(model, (3, *input_shape(cfg, dataset)), device)
-    precision = resolve_precision(cfg.precision, device, macs * cfg.batch_size, info.params)
-    channels_last = resolve_channels_last(cfg.channels_last, device, precision)
+    if cfg.single_window_matmul:
+        use_single_window_matmul(model)
+    precision = resolve_precision(cfg.precision, device, macs * cfg.batch_size, info.params, cfg.single_window_matmul)
+    channels_last = resolve_channels_last(cfg.channels_last, device, precision, cfg.single_window_matmul)
     data = TrainData(cfg, dataset, device, cache, channels_last)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -427,6 +435,6 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
                     "antialias_effective": cfg.effective_antialias, "backend": cfg.backend,
                     "weights_skipped_keys": info.skipped_keys, "normalize": {"mean": NORM_MEAN, "std": NORM_STD},
                     "train_seconds_includes": TRAIN_SECONDS_INCLUDES, "per_batch_resize": data.per_batch_resize,
-                    "channels_last": channels_last},
+                    "channels_last": channels_last, "single_window_matmul": cfg.single_window_matmul},
     )
 
