@@ -3,7 +3,8 @@
 (a) plain: per-image PIL Resize -> ToTensor -> Normalize in a torchvision-style dataset, DataLoader with
     workers, shuffle, fp32, NCHW, SGD 0.001/0.9;
 (b) resizelab: the default pipeline of `resizelab run` for the same recipe;
-(c) model-only: the same model, precision and layout as (b) stepping on one pre-staged batch.
+(c) model-only: the same model and settings (precision, layout, single-window matmul) as (b) stepping on
+    one pre-staged batch.
 All pipelines of one size are set up and warmed first, then timed in rounds, one window each, back to
 back: on a shared or throttling machine the speed drifts by tens of percent over minutes, and a drift
 then moves every pipeline of a round alike. Start-up (time to the first step) is reported apart.
@@ -379,6 +380,6 @@ def format_bench(result: BenchResult) -> str:
             lines.append(f"{size:>5}  " + "  ".join(f"{c:>26}" for c in cells))
     lines.append("")
     lines.append("images/s of training (eval: of evaluation), median over rounds; b/a and b/c: median of the per-round ratios. "
-                 "a: PIL per image + DataLoader, fp32 NCHW; b: resizelab's default; c: b's model, precision and layout stepping on "
+                 "a: PIL per image + DataLoader, fp32 NCHW; b: resizelab's default; c: b's model and settings stepping on "
                  "one pre-staged batch; 1st step: from the start of set-up to the end of the first training step")
     return "\n".join(lines)

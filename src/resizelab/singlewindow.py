@@ -3,9 +3,9 @@
 An ImageNet ResNet fed CIFAR-sized images shrinks its feature maps to 1x1 in the last stage (layer4
 at 32 px; layer3 as well at 16 px). A 3x3 convolution with padding 1 on a 1x1 map has one output
 position, and its window meets the input only at the kernel's centre; the other eight taps multiply
-zero padding. oneDNN computes all nine, and on a CPU its kernels for these shapes ran 10-20x slower
-than the equivalent matrix product (BENCHMARKS.md), so a third of a 32 px training step went to a few
-percent of its work.
+zero padding. oneDNN computes all nine: on a 2-core CPU these convolutions took 4-7x as long as the
+equivalent matrix product under bf16 and channels_last, forward and backward (1.4-4.5x in fp32;
+benchmarks/single_window_conv.py), and over a third of a 32 px training step went to them.
 
 `SingleWindowConv2d` keeps the parameters and state_dict of the nn.Conv2d it replaces; when the output
 is 1x1 it computes y = x[:, :, :rows, :cols] · weight[:, :, taps] as one product, the same function up

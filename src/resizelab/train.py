@@ -27,8 +27,8 @@ from .config import RunConfig, effective_antialias
 from .data import Dataset, load_dataset, subset
 from .errors import ConfigError, RunFailed
 from .models import build_model, count_macs
-from .singlewindow import use_single_window_matmul
 from .resize import ResizeCache, ResizeKey, output_size, resize_tensor
+from .singlewindow import use_single_window_matmul
 
 # Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), as in the study being reproduced.
 NORM_MEAN, NORM_STD = 0.5, 0.5
