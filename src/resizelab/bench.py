@@ -28,9 +28,8 @@ from .data import Dataset, load_dataset
 from .errors import ConfigError
 from .models import build_model, count_macs
 from .resize import ResizeCache, resize
-from .singlewindow import use_single_window_matmul
-from .train import (TrainData, autocast, evaluate, normalize, resolve_channels_last, resolve_device, resolve_precision,
-                    to_nhwc, train_step)
+from .train import (TrainData, autocast, evaluate, normalize, ready_model, resolve_channels_last, resolve_device,
+                    resolve_precision, to_nhwc, train_step)
 
 WARMUP_STEPS = 3
 
@@ -171,11 +170,7 @@ PLAIN = Setting("fp32", False, False)
 def _model(cfg: BenchConfig, num_classes: int, device: torch.device, setting: Setting) -> tuple[nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model, _ = build_model(cfg.arch, num_classes, "none")
-    model.to(device)
-    if setting.single_window_matmul:
-        use_single_window_matmul(model)
-    if setting.channels_last:
-        model.to(memory_format=torch.channels_last)
+    ready_model(model.to(device), setting.single_window_matmul, setting.channels_last)
     return model, torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
 
 

@@ -142,6 +142,15 @@ def resolve_channels_last(channels_last: bool | None, device: torch.device, prec
     return device.type == "cuda" or precision != "fp32" or single_window_matmul
 
 
+def ready_model(model: nn.Module, single_window_matmul: bool, channels_last: bool) -> nn.Module:
+    """The model as resizelab runs it, in place: 1x1-output convolutions as matmuls, the chosen memory format."""
+    if single_window_matmul:
+        use_single_window_matmul(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -334,15 +343,12 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
     dataset = subset(dataset, cfg.limit_train, cfg.limit_test, seed=0)
     model, info = build_model(cfg.arch, dataset.num_classes, cfg.weights, cfg.stem)
     model.to(device)
-    # Counted before the single-window swap: the architecture's MACs, whichever kernels run them.
+    # Counted before ready_model's single-window swap: the architecture's MACs, whichever kernels run them.
     macs = count_macs(model, (3, *input_shape(cfg, dataset)), device)
-    if cfg.single_window_matmul:
-        use_single_window_matmul(model)
     precision = resolve_precision(cfg.precision, device, macs * cfg.batch_size, info.params, cfg.single_window_matmul)
     channels_last = resolve_channels_last(cfg.channels_last, device, precision, cfg.single_window_matmul)
+    ready_model(model, cfg.single_window_matmul, channels_last)
     data = TrainData(cfg, dataset, device, cache, channels_last)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if cfg.compile else model
     optimizer = _optimizer(cfg, model)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
