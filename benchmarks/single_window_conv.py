@@ -17,22 +17,18 @@ import torch
 import torch.nn as nn
 
 from resizelab.singlewindow import use_single_window_matmul
+from resizelab.train import synchronize
 
 # (in channels, out channels, input px, stride) at 32 px
 SHAPES = [(512, 512, 1, 1), (256, 512, 2, 2)]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _window_ms(fn, device: torch.device, steps: int = 20) -> float:
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         fn()
-    _sync(device)
+    synchronize(device)
     return (time.perf_counter() - t0) / steps * 1e3
 
 

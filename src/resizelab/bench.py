@@ -29,7 +29,7 @@ from .errors import ConfigError
 from .models import build_model, count_macs
 from .resize import ResizeCache, resize
 from .train import (TrainData, autocast, evaluate, normalize, ready_model, resolve_channels_last, resolve_device,
-                    resolve_precision, to_nhwc, train_step)
+                    resolve_precision, synchronize, to_nhwc, train_step)
 
 WARMUP_STEPS = 3
 
@@ -113,11 +113,6 @@ class PlainDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _time_window(step: Callable[[], int], steps: int, device: torch.device) -> float:
     """Images/s of `steps` calls (CUDA events on a GPU, so queued work is counted, not just launched)."""
     if device.type == "cuda":
@@ -145,7 +140,7 @@ class _Pipeline:
 def _first_step(step: Callable[[], int], t0: float, device: torch.device) -> float:
     """Seconds from t0 (before any set-up) to the end of the first training step, then the warm-up."""
     step()
-    _sync(device)
+    synchronize(device)
     first = time.perf_counter() - t0
     for _ in range(WARMUP_STEPS):
         step()
@@ -202,11 +197,11 @@ def plain_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.
     def evaluate_plain() -> float:
         model.eval()
         test_loader = torch.utils.data.DataLoader(test_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
-        _sync(device)
+        synchronize(device)
         t = time.perf_counter()
         with torch.inference_mode():
             n = sum(len(model(x.to(device)).argmax(1)) for x, _ in test_loader)
-        _sync(device)
+        synchronize(device)
         return n / (time.perf_counter() - t)
 
     def close() -> None:
@@ -249,7 +244,7 @@ def resizelab_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: to
 
     def evaluate_resizelab() -> float:
         evaluate(step_model, test[:64], labels[:64], dataset.classes, device, precision, 1024, channels_last)  # warm-up
-        _sync(device)
+        synchronize(device)
         t = time.perf_counter()
         evaluate(step_model, test, labels, dataset.classes, device, precision, 1024, channels_last)
         return len(labels) / (time.perf_counter() - t)

@@ -294,7 +294,8 @@ def evaluate(model: nn.Module, images_nhwc: torch.Tensor, labels: torch.Tensor, 
 
 # --- the run ---------------------------------------------------------------------------------
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so a host clock measures it; nothing to wait for on a CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -358,7 +359,7 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    _sync(device)
+    synchronize(device)
     prepare_seconds = time.perf_counter() - t_start
 
     epochs: list[EpochResult] = []
@@ -373,7 +374,7 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
             correct = torch.zeros((), dtype=torch.long, device=device)
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", file=sys.stderr, leave=False,
                        disable=not (progress and sys.stderr.isatty()))
-            _sync(device)
+            synchronize(device)
             t_epoch = time.perf_counter()
             for x, y in data.epoch(cfg.batch_size, perm_gen):
                 logits, loss = train_step(step_model, optimizer, criterion, x, y, device, precision, scaler)
@@ -383,10 +384,10 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
                 loss_sum += loss.detach().float() * y.shape[0]
                 correct += (logits.detach().argmax(1) == y).sum()
                 if first_step_at is None:
-                    _sync(device)
+                    synchronize(device)
                     first_step_at = time.perf_counter()
                 bar.update()
-            _sync(device)
+            synchronize(device)
             seconds = time.perf_counter() - t_epoch
             bar.close()
             mean_loss = loss_sum.item() / len(data)
