@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The classic study; tests/test_online.py runs exactly these arguments.
+STUDY_ARGS := study --preset seed
 
 .PHONY: setup study test bench clean
 
@@ -14,9 +16,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 study: $(STAMP)
-	$(BIN)/resizelab study --preset seed
+	$(BIN)/resizelab $(STUDY_ARGS)
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

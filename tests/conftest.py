@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import pickle
 from pathlib import Path
 
@@ -53,3 +54,44 @@ def write_cifar10(folder: Path, n_per_batch: int = 20) -> Path:
     meta = {b"label_names": [n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")]}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return folder
+
+
+@pytest.fixture
+def serve_files(tmp_path_factory, monkeypatch):
+    """An HTTP server on 127.0.0.1 serving a temporary folder: where a download's bytes come from in a test.
+
+    Yields (folder, base_url); the download code under test is the real one, only the address is local.
+    """
+    import functools
+    import threading
+
+    folder = tmp_path_factory.mktemp("served")
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - http.server's signature
+        pass
+
+
+def cifar10_archive(path: Path, n_per_batch: int = 20) -> tuple[Path, str]:
+    """cifar-10-python.tar.gz as the original is laid out (cifar-10-batches-py/...); returns (path, md5)."""
+    import hashlib
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_cifar10(Path(tmp) / "cifar-10-batches-py", n_per_batch)
+        with tarfile.open(path, "w:gz") as tar:
+            tar.add(folder, arcname="cifar-10-batches-py")
+    return path, hashlib.md5(path.read_bytes()).hexdigest()

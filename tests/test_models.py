@@ -3,7 +3,6 @@ import urllib.error
 import pytest
 import torch
 
-from resizelab import models
 from resizelab.errors import WeightsError
 from resizelab.models import build_model, count_macs
 

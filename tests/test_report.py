@@ -1,6 +1,5 @@
 import math
 
-import pytest
 
 from resizelab.report import ReportConfig, mean_ci, pareto_front, t_critical_95, write_report
 from resizelab.sweep import SweepOptions, expand, run_sweep

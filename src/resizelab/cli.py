@@ -6,10 +6,12 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any, Callable
 
 from .config import RunConfig, parse_auto_bool, parse_bool
 from .errors import ConfigError, ResizelabError
+from .store import DEFAULT_LEASE_SECONDS
 
 
 def _size(text: str) -> int | None:
@@ -129,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="train and evaluate one configuration, store it, print the result")
     _add_common(p)
+    p.add_argument("--force", action="store_true", help="train again even if the store holds this configuration as done "
+                   "(the earlier result is kept as an earlier attempt)")
     _add_run_options(p, grid=False)
 
     p = sub.add_parser("study", help="run a named preset study, print its table and write its report")
@@ -179,16 +183,34 @@ def _print_json(obj: dict) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .report import format_run
     from .store import Store, new_owner_id
+    from .sweep import Heartbeat, ensure_inputs
     from .train import train
 
     cfg = RunConfig.from_dict(_run_options(args, grid=False))
+    h = cfg.config_hash()
+    if os.path.exists(args.db) and not args.force:
+        with Store(args.db) as store:
+            row = store.get(h)
+        if row is not None and row["status"] == "done" and row["result_json"]:
+            data = json.loads(row["result_json"])
+            if args.json:
+                _print_json(data)
+            else:
+                print(format_run(data, row["label"]))
+                print(f"already stored as {h} in {args.db} (finished {time.strftime('%Y-%m-%d %H:%M', time.localtime(row['finished_at']))}); "
+                      "--force trains it again and keeps both results")
+            return 0
+    # Inputs are checked before the store is touched: a missing dataset or weights file leaves no database behind.
+    ensure_inputs([cfg])
     store = Store(args.db)
     store.register([cfg])
     owner = new_owner_id()
-    h = cfg.config_hash()
     if not store.claim(h, owner, force=True):
         raise ConfigError(f"run {h} is being trained by another process ({store.get(h)['owner']}); wait for it or use another --db")
+    beat = Heartbeat(args.db, h, owner, DEFAULT_LEASE_SECONDS)
+    beat.start()
     try:
         result = train(cfg, progress=not args.quiet)
     except KeyboardInterrupt:
@@ -201,15 +223,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     except Exception as e:
         store.fail(h, owner, f"{type(e).__name__}: {e}")
         raise
+    finally:
+        beat.stop()
     store.complete(result, owner)
+    attempts = len(store.attempts(h))
     store.close()
+    data = result.to_json_dict()
     if args.json:
-        _print_json(result.to_json_dict())
+        _print_json(data)
     else:
-        from .report import format_run
-
-        print(format_run(result))
-        print(f"stored as {h} in {args.db}")
+        print(format_run(data, result.config.label()))
+        print(f"stored as {h} in {args.db}" + (f" (attempt {attempts}; earlier results kept)" if attempts > 1 else ""))
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,29 +117,96 @@ def safe_unpickle(path: Path) -> dict:
     return obj
 
 
+def _cifar_files(name: str) -> list[str]:
+    spec = CIFAR[name]
+    return spec["train"] + spec["test"] + [spec["meta"][0]]
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    """A regular, non-empty file that opens with a pickle protocol marker: cheap enough for `env`,
+    and what tells a CIFAR batch from a folder or an image of the same name. Decoding checks the rest."""
+    try:
+        with open(path, "rb") as f:
+            return path.is_file() and f.read(1) == b"\x80"
+    except OSError:
+        return False
+
+
 def _find_cifar_folder(name: str, data_dir: Path) -> Path | None:
-    # Accept both the folder that holds cifar-10-batches-py and that folder itself.
+    """The folder holding `name`'s batches, found by content: the folder itself or its usual subfolder."""
     for candidate in (data_dir / CIFAR[name]["folder"], data_dir):
-        if (candidate / CIFAR[name]["train"][0]).exists():
+        if all(_looks_like_pickle(candidate / f) for f in _cifar_files(name)):
             return candidate
     return None
 
 
+def describe_folder(path: Path) -> str:
+    """What a data directory holds, in words, for messages that say why a dataset was not found there."""
+    if not path.exists():
+        return "does not exist"
+    if not path.is_dir():
+        return "is not a folder"
+    for other in CIFAR:
+        if _find_cifar_folder(other, path):
+            return f"holds {other}"
+    if (path / "train").is_dir() and any((path / d).is_dir() for d in ("val", "test")):
+        return f"holds an ImageFolder tree (use --data imagefolder:{path})"
+    for name, spec in CIFAR.items():
+        folder = path / spec["folder"]
+        if folder.is_dir():
+            bad = [f for f in _cifar_files(name) if not _looks_like_pickle(folder / f)]
+            return f"holds an incomplete or corrupt {spec['folder']} ({', '.join(bad[:3])} missing or unreadable)"
+    return "holds no CIFAR batches"
+
+
 def _download_cifar(name: str, data_dir: Path) -> Path:
-    from torchvision.datasets.utils import download_and_extract_archive
+    """Download, verify (MD5), extract and check the archive in a scratch folder, then move the extracted
+    folder into place: a failed, corrupt or truncated download leaves nothing that a later run would trust.
+
+    An archive already at data_dir/<filename> with the right checksum (fetched on another machine) is
+    used instead of downloading.
+    """
+    import contextlib
+    import io
+    import shutil
+    import tarfile
+    import tempfile
+    import zlib
+
+    from torchvision.datasets.utils import check_integrity, download_url, extract_archive
 
     spec = CIFAR[name]
     expected = data_dir / spec["folder"]
+    archive = data_dir / spec["filename"]
+    scratch = None
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        download_and_extract_archive(spec["url"], str(data_dir), filename=spec["filename"], md5=spec["md5"])
-    except Exception as e:  # URLError, socket errors, checksum failures: all mean "not here"
+        scratch = Path(tempfile.mkdtemp(prefix=f".{name}-download-", dir=data_dir))
+        if check_integrity(str(archive), spec["md5"]):
+            source = archive
+        else:
+            # torchvision announces on stdout, which belongs to --json output; success is said below, so
+            # that an offline failure stays the one line of the error.
+            with contextlib.redirect_stdout(sys.stderr if sys.stderr.isatty() else io.StringIO()):
+                download_url(spec["url"], str(scratch), filename=spec["filename"], md5=spec["md5"])
+            source = scratch / spec["filename"]
+            print(f"downloaded {spec['url']} ({source.stat().st_size / 2**20:.0f} MiB, MD5 verified)", file=sys.stderr, flush=True)
+        extract_archive(str(source), str(scratch))
+        if _find_cifar_folder(name, scratch / spec["folder"]) is None:
+            raise DataError(f"the archive {spec['filename']} holds no complete {spec['folder']} folder")
+        os.replace(scratch / spec["folder"], expected)
+    # What a failed download or a bad archive raises: no route or HTTP error (URLError is an OSError),
+    # torchvision's RuntimeError for a checksum mismatch, and tar/gzip errors for a truncated file.
+    except (OSError, RuntimeError, EOFError, tarfile.TarError, zlib.error, DataError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataUnavailable(
-            f"{name} not found at {expected} and the download failed ({reason}); "
-            f"put the extracted '{spec['folder']}' folder there, or pass --data-dir DIR / set RESIZELAB_DATA_DIR "
-            f"to the folder that holds it, or use --data imagefolder:PATH"
+            f"{name} not found at {expected} ({data_dir} {describe_folder(data_dir)}) and the download from {spec['url']} "
+            f"failed ({reason}); put the extracted '{spec['folder']}' folder or {spec['filename']} there, "
+            f"or pass --data-dir DIR / set RESIZELAB_DATA_DIR to the folder that holds it"
         ) from None
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return expected
 
 
@@ -154,8 +222,11 @@ def _decode_cifar_batches(folder: Path, files: list[str], label_key: bytes) -> t
             raise DataError(f"{path}: expected uint8 'data' of shape N x 3072, got {getattr(data, 'shape', type(data).__name__)}")
         if lab is None or len(lab) != data.shape[0]:
             raise DataError(f"{path}: labels missing or not one per image")
+        lab = np.asarray(lab)
+        if lab.dtype.kind not in "iu":
+            raise DataError(f"{path}: labels must be integers, got {lab.dtype}; replace it with the original CIFAR file")
         images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()))
-        labels.append(torch.as_tensor(np.asarray(lab, dtype=np.int64)))
+        labels.append(torch.as_tensor(lab.astype(np.int64)))
     return torch.cat(images), torch.cat(labels)
 
 
@@ -163,6 +234,12 @@ def load_cifar(name: str, data_dir: Path | None = None, *, download: bool = True
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     spec = CIFAR[name]
     folder = _find_cifar_folder(name, data_dir)
+    partial = data_dir / spec["folder"]
+    if folder is None and partial.is_dir():
+        # Downloading over a damaged folder would hide what happened to it: say so instead.
+        bad = [f for f in _cifar_files(name) if not _looks_like_pickle(partial / f)]
+        raise DataError(f"{partial} is incomplete or corrupt ({', '.join(bad[:3])} missing or unreadable); "
+                        "delete it to download again, or re-extract the archive there")
     if folder is None:
         if not download:
             raise DataUnavailable(f"{name} not found at {data_dir / spec['folder']}; put the extracted folder there or pass --data-dir")
@@ -174,12 +251,16 @@ def load_cifar(name: str, data_dir: Path | None = None, *, download: bool = True
         tr_x, tr_y = _decode_cifar_batches(folder, spec["train"], spec["label_key"])
         te_x, te_y = _decode_cifar_batches(folder, spec["test"], spec["label_key"])
         meta_file, meta_key = spec["meta"]
-        classes = [str(i) for i in range(int(tr_y.max()) + 1)]
-        if (folder / meta_file).exists():
-            meta = safe_unpickle(folder / meta_file)
-            names = meta.get(meta_key, meta.get(meta_key.decode()))
-            if names:
-                classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        meta = safe_unpickle(folder / meta_file)
+        names = meta.get(meta_key, meta.get(meta_key.decode()))
+        if not isinstance(names, list) or not names:
+            raise DataError(f"{folder / meta_file}: no class names under {meta_key.decode()!r}; replace it with the original CIFAR file")
+        classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        # A label outside the class list would be stored as a 0% class or crash mid-run: refuse it here.
+        for split, labels in (("train", tr_y), ("test", te_y)):
+            if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(classes)):
+                raise DataError(f"{folder}: {split} labels run from {int(labels.min())} to {int(labels.max())} but there are "
+                                f"{len(classes)} classes; replace the batches with the original CIFAR files")
         return {"train_images": tr_x, "train_labels": tr_y, "test_images": te_x, "test_labels": te_y, "classes": classes}
 
     return _from_cache(name, key, decode)
@@ -363,5 +444,5 @@ def data_status(data_dir: str | Path | None = None) -> dict[str, str]:
     out = {}
     for name, spec in CIFAR.items():
         folder = _find_cifar_folder(name, root)
-        out[name] = f"present at {folder}" if folder else f"missing (expected {root / spec['folder']})"
+        out[name] = f"present at {folder}" if folder else f"missing (expected {root / spec['folder']}; {root} {describe_folder(root)})"
     return out

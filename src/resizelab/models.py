@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
+import pickle
+import sys
+import zipfile
 from dataclasses import dataclass, field
 
 import torch
@@ -37,48 +38,79 @@ def hub_checkpoint_path(url: str) -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
 
 
-def imagenet_weights_status(arch: str) -> str:
+def imagenet_weights_url(arch: str) -> str:
+    """The address torchvision downloads `arch`'s pinned ImageNet checkpoint from."""
     from torchvision.models import get_weight
 
-    url = get_weight(IMAGENET_WEIGHTS[arch]).url
-    path = hub_checkpoint_path(url)
-    return f"present at {path}" if os.path.exists(path) else f"missing (expected {path})"
+    return get_weight(IMAGENET_WEIGHTS[arch]).url
+
+
+def imagenet_weights_status(arch: str) -> str:
+    path = hub_checkpoint_path(imagenet_weights_url(arch))
+    return f"present at {path}" if os.path.isfile(path) else f"missing (expected {path})"
+
+
+def _download_checkpoint(url: str, path: str) -> None:
+    """Fetch `url` into torch.hub's cache, verified against the SHA-256 prefix in its file name.
+
+    torch.hub writes to a temporary file and moves it into place only once the hash matched, so a
+    failed or tampered download never leaves a file that a later run would trust.
+    """
+    import http.client
+
+    match = torch.hub.HASH_REGEX.search(os.path.basename(url))
+    hash_prefix = match.group(1) if match else None
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.hub.download_url_to_file(url, path, hash_prefix, progress=sys.stderr.isatty())
+        print(f"downloaded {url} to {path} (SHA-256 verified)", file=sys.stderr, flush=True)
+    # What a failed download raises: no route or HTTP error (URLError is an OSError), a cut
+    # connection, or torch.hub's RuntimeError for a hash that does not match.
+    except (OSError, http.client.HTTPException, RuntimeError) as e:
+        raise WeightsError(
+            f"ImageNet weights not found at {path} and the download from {url} failed ({_first_line(e)}); "
+            f"fetch that file elsewhere and put it there (or set TORCH_HOME), pass --weights PATH to a local "
+            f"state_dict, or use --weights none"
+        ) from None
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text[:limit]
+
+
+def load_state_dict_file(path: str, what: str) -> dict:
+    """torch.load with weights_only=True: a checkpoint is data, and a pickle that would run code is refused."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    # What a corrupt, truncated or code-carrying file raises: UnpicklingError (weights_only refused a
+    # global), RuntimeError (a bad zip archive), EOFError, OSError, ValueError.
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise WeightsError(f"{what} {path} is not a readable state_dict ({type(e).__name__}: {_first_line(e)}); "
+                           "replace or delete it") from None
 
 
 def _imagenet_state_dict(arch: str) -> tuple[dict, str]:
-    from torchvision.models import get_weight
-
-    weights = get_weight(IMAGENET_WEIGHTS[arch])
-    path = hub_checkpoint_path(weights.url)
-    try:
-        # torch.hub announces downloads on stdout, which belongs to --json output: pass it on to
-        # stderr, and only when the download worked (offline, the error below says it all).
-        announced = io.StringIO()
-        with contextlib.redirect_stdout(announced):
-            state = weights.get_state_dict(progress=False, check_hash=True)
-        sys.stderr.write(announced.getvalue())
-    except Exception as e:  # offline: URLError; partial download: RuntimeError on the hash
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise WeightsError(
-            f"ImageNet weights for {arch} not found at {path} and the download failed ({reason}); "
-            f"put {os.path.basename(path)} there (or set TORCH_HOME), pass --weights PATH to a local state_dict, or use --weights none"
-        ) from None
+    url = imagenet_weights_url(arch)
+    path = hub_checkpoint_path(url)
+    if not os.path.isfile(path):
+        _download_checkpoint(url, path)
+    state = load_state_dict_file(path, f"the cached ImageNet checkpoint for {arch}")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"the cached ImageNet checkpoint {path} is not a state_dict (a dict of tensors); delete it to download again")
     return state, IMAGENET_WEIGHTS[arch]
 
 
 def ensure_imagenet_weights(arch: str) -> None:
     """Download the ImageNet checkpoint into torch.hub's cache if it is not there (WeightsError offline)."""
-    from torchvision.models import get_weight
-
-    if not os.path.exists(hub_checkpoint_path(get_weight(IMAGENET_WEIGHTS[arch]).url)):
-        _imagenet_state_dict(arch)
+    url = imagenet_weights_url(arch)
+    path = hub_checkpoint_path(url)
+    if not os.path.isfile(path):
+        _download_checkpoint(url, path)
 
 
 def _file_state_dict(path: str) -> tuple[dict, str]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightsError(f"{path}: not a readable state_dict ({type(e).__name__}: {str(e).splitlines()[0][:200]}); save one with torch.save(model.state_dict(), path)") from None
+    obj = load_state_dict_file(path, "weights file")
     # Accept the usual wrappers: {"state_dict": ...}, {"model": ...}, and DataParallel's "module." prefix.
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):

@@ -66,21 +66,26 @@ def mean_ci(values: list[float]) -> Summary:
 
 # --- one-run and sweep tables (stdout) -------------------------------------------------------
 
-def format_run(result) -> str:
-    cfg = result.config
+def format_run(result: dict, label: str) -> str:
+    """A finished run as a few readable lines, from its JSON form (fresh or read back from the store)."""
+    shape = result["input_shape"]
     lines = [
-        f"config       {result.config_hash}  {cfg.label()}",
-        f"input        {result.input_shape[0]}x{result.input_shape[1]} px, precision {result.effective_precision}, weights {result.weights_tag}",
-        f"train        {result.train_seconds:.2f} s ({result.images_per_second:.0f} img/s) over {len(result.epochs)} epochs; "
-        f"first step after {result.time_to_first_step_seconds:.2f} s",
+        f"config       {result['config_hash']}  {label}",
+        f"input        {shape[0]}x{shape[1]} px, precision {result['effective_precision']}, weights {result['weights_tag']}",
+        f"train        {result['train_seconds']:.2f} s ({result['images_per_second']:.0f} img/s) over {_plural(result['epochs'], 'epoch')}; "
+        f"first step after {result['time_to_first_step_seconds']:.2f} s",
     ]
-    for e in result.epochs:
-        lines.append(f"  epoch {e.epoch}    loss {e.train_loss:.4f}  train accuracy {e.train_accuracy:.2f}%  {e.seconds:.2f} s")
-    for ev in result.evals:
-        lines.append(f"test         {ev.accuracy:.2f}% at {ev.size_px} px ({ev.interpolation}, {ev.images} images)")
-    lines.append(f"cost         {result.macs_per_image / 1e6:.1f} M MACs/image, {result.params / 1e6:.2f} M params, "
-                 f"peak memory {result.peak_memory_bytes / 2**20:.0f} MiB ({result.peak_memory_kind})")
+    for e in result["epoch_history"]:
+        lines.append(f"  epoch {e['epoch']}    loss {e['train_loss']:.4f}  train accuracy {e['train_accuracy']:.2f}%  {e['seconds']:.2f} s")
+    for ev in result["evals"]:
+        lines.append(f"test         {ev['accuracy']:.2f}% at {ev['size_px']} px ({ev['interpolation']}, {ev['images']} images)")
+    lines.append(f"cost         {result['macs_per_image'] / 1e6:.1f} M MACs/image, {result['params'] / 1e6:.2f} M params, "
+                 f"peak memory {result['peak_memory_bytes'] / 2**20:.0f} MiB ({result['peak_memory_kind']})")
     return "\n".join(lines)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _varying(configs: list[dict], always: tuple[str, ...] = ()) -> list[str]:

@@ -58,6 +58,18 @@ CREATE TABLE IF NOT EXISTS evals (
     per_class_json TEXT,
     PRIMARY KEY (config_hash, test_size_px, interpolation)
 );
+CREATE TABLE IF NOT EXISTS attempts (
+    attempt_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    config_hash TEXT NOT NULL REFERENCES runs(config_hash),
+    status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    owner TEXT,
+    error TEXT,
+    result_json TEXT,
+    provenance_json TEXT,
+    started_at REAL,
+    finished_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_by_run ON attempts(config_hash);
 CREATE TABLE IF NOT EXISTS sweep_runs (
     sweep TEXT NOT NULL,
     config_hash TEXT NOT NULL REFERENCES runs(config_hash),
@@ -188,10 +200,12 @@ class Store:
             return cur.rowcount == 1
 
     def release(self, config_hash: str, owner: str) -> None:
-        """Give an unfinished claim back (Ctrl-C), so the next sweep runs it straight away."""
+        """Give an unfinished claim back (Ctrl-C), so the next sweep runs it straight away; a forced rerun
+        of a finished run goes back to 'done' with the result it had, never to a pending row that hides it."""
         with self.transaction() as c:
-            c.execute("UPDATE runs SET status = 'pending', owner = NULL, lease_expires = NULL "
-                      "WHERE config_hash = ? AND owner = ? AND status = 'running'", (config_hash, owner))
+            c.execute("UPDATE runs SET status = CASE WHEN result_json IS NOT NULL THEN 'done' ELSE 'pending' END, "
+                      "owner = NULL, lease_expires = NULL WHERE config_hash = ? AND owner = ? AND status = 'running'",
+                      (config_hash, owner))
 
     # --- writing outcomes --------------------------------------------------------------------
 
@@ -199,7 +213,12 @@ class Store:
         """Write a finished run, its epochs and evaluations, and mark it done: all or nothing."""
         data = result.to_json_dict()
         h = result.config_hash
+        now = time.time()
         with self.transaction() as c:
+            # Every finished attempt is kept: the runs row shows the latest, a forced rerun never erases the earlier one.
+            c.execute("INSERT INTO attempts (config_hash, status, owner, result_json, provenance_json, started_at, finished_at) "
+                      "SELECT ?, 'done', ?, ?, ?, started_at, ? FROM runs WHERE config_hash = ?",
+                      (h, owner, json.dumps(_finite(data)), json.dumps(result.provenance), now, h))
             c.execute("DELETE FROM epochs WHERE config_hash = ?", (h,))
             c.execute("DELETE FROM evals WHERE config_hash = ?", (h,))
             for e in result.epochs:
@@ -212,7 +231,7 @@ class Store:
                 "train_seconds = ?, images_per_second = ?, macs_per_image = ?, params = ?, peak_memory_bytes = ?, "
                 "result_json = ?, provenance_json = ?, finished_at = ? WHERE config_hash = ?",
                 (result.test_accuracy, result.train_seconds, result.images_per_second, result.macs_per_image, result.params,
-                 result.peak_memory_bytes, json.dumps(_finite(data)), json.dumps(result.provenance), time.time(), h),
+                 result.peak_memory_bytes, json.dumps(_finite(data)), json.dumps(result.provenance), now, h),
             )
 
     def record_invalid(self, values: dict, reason: str, sweep: str | None = None) -> str:
@@ -230,9 +249,15 @@ class Store:
         return h
 
     def fail(self, config_hash: str, owner: str, reason: str) -> None:
+        now = time.time()
         with self.transaction() as c:
-            c.execute("UPDATE runs SET status = 'failed', owner = NULL, lease_expires = NULL, error = ?, finished_at = ? "
-                      "WHERE config_hash = ? AND (owner = ? OR owner IS NULL)", (reason[:2000], time.time(), config_hash, owner))
+            c.execute("INSERT INTO attempts (config_hash, status, owner, error, started_at, finished_at) "
+                      "SELECT ?, 'failed', ?, ?, started_at, ? FROM runs WHERE config_hash = ? AND (owner = ? OR owner IS NULL)",
+                      (config_hash, owner, reason[:2000], now, config_hash, owner))
+            # A forced rerun that fails leaves the earlier result standing (the failure is an attempt of its own).
+            c.execute("UPDATE runs SET status = CASE WHEN result_json IS NOT NULL THEN 'done' ELSE 'failed' END, owner = NULL, "
+                      "lease_expires = NULL, error = ?, finished_at = ? WHERE config_hash = ? AND (owner = ? OR owner IS NULL)",
+                      (reason[:2000], now, config_hash, owner))
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -263,6 +288,10 @@ class Store:
         if config_hash is None:
             return [dict(r) for r in self.conn.execute("SELECT * FROM evals ORDER BY config_hash, test_size_px")]
         return [dict(r) for r in self.conn.execute("SELECT * FROM evals WHERE config_hash = ? ORDER BY test_size_px", (config_hash,))]
+
+    def attempts(self, config_hash: str) -> list[dict]:
+        """Every finished or failed attempt at a run, oldest first."""
+        return [dict(r) for r in self.conn.execute("SELECT * FROM attempts WHERE config_hash = ? ORDER BY attempt_id", (config_hash,))]
 
     def sweeps(self) -> list[tuple[str, int]]:
         return [(r[0], r[1]) for r in self.conn.execute("SELECT sweep, COUNT(*) FROM sweep_runs GROUP BY sweep ORDER BY sweep")]
