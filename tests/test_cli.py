@@ -23,7 +23,8 @@ def test_run_json_on_synthetic(tmp_path, capsys):
 def test_run_on_an_imagefolder_learns_and_stores(tmp_path, capsys):
     root = write_imagefolder(tmp_path / "imgs", n_train=40, n_val=10)
     db = tmp_path / "r.db"
-    assert main(["run", "--data", f"imagefolder:{root}", "--db", str(db), "--weights", "none", "--epochs", "3", "--lr", "0.01"]) == 0
+    assert main(["run", "--data", f"imagefolder:{root}", "--db", str(db), "--weights", "none", "--epochs", "3", "--lr", "0.003",
+                 "--batch-size", "8"]) == 0
     out = capsys.readouterr().out
     assert "stored as" in out
     from resizelab.store import Store

@@ -30,7 +30,9 @@ def test_report_has_every_table_and_figure(tmp_path):
                  "accuracy_vs_cost.png", "train_test_heatmap.png", "examples.png"):
         assert (out / name).stat().st_size > 0, name
     md = (out / "report.md").read_text()
-    assert "95%" in md and "| n |" in md.replace(" n ", " n ") and " ± " in md
+    assert "95%" in md and " ± " in md
+    header = next(line for line in md.splitlines() if line.startswith("| size"))
+    assert [c.strip() for c in header.strip("|").split("|")][-6:] == ["n", "test acc % (95% CI)", "train s", "img/s", "M MACs", "params M"]
     assert md.count("![") == 5
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5

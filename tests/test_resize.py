@@ -6,7 +6,7 @@ from torchvision import transforms
 from resizelab.data import make_synthetic
 from resizelab.errors import ConfigError
 from resizelab.resize import ResizeCache, ResizeKey, output_size, resize
-from resizelab.train import normalize, to_nhwc
+from resizelab.pipeline import normalize, to_nhwc
 
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,4 @@
+import dataclasses
 import subprocess
 import sys
 import time
@@ -56,17 +57,23 @@ def test_done_and_failed_runs_are_not_claimed_again(store):
 
 
 def test_a_failed_write_leaves_nothing_half_done(store):
-    store.register([CFG])
-    h = CFG.config_hash()
+    from resizelab.engine import train
+
+    cfg = RunConfig(data="synthetic", size=16, weights="none", epochs=1, limit_train=32, limit_test=20, precision="fp32")
+    store.register([cfg])
+    h = cfg.config_hash()
     store.claim(h, "a:1:a")
-
-    class Broken:
-        config_hash = h
-        epochs = []
-        evals = [type("E", (), {"size_px": 16, "interpolation": "bilinear", "accuracy": 50.0, "per_class_accuracy": {}})()]
-        def to_json_dict(self):
-            raise RuntimeError("crash while serialising")
-
-    with pytest.raises(RuntimeError):
-        store.complete(Broken(), "a:1:a")
-    assert store.get(h)["status"] == "running" and store.evals(h) == []
+    result = train(cfg, progress=False)
+    # The second evaluation cannot be written: the failure comes after the epochs, the attempt row and the
+    # first evaluation were inserted, inside the transaction.
+    second = dataclasses.replace(result.evals[0], size_px=8, per_class_accuracy={"cat": object()})
+    result.evals.append(second)
+    with pytest.raises(TypeError):
+        store.complete(result, "a:1:a")
+    row = store.get(h)
+    assert row["status"] == "running" and row["result_json"] is None
+    assert store.evals(h) == [] and store.attempts(h) == []
+    assert store.conn.execute("SELECT COUNT(*) FROM epochs WHERE config_hash = ?", (h,)).fetchone()[0] == 0
+    result.evals.pop()
+    store.complete(result, "a:1:a")  # the same result, writable, goes in whole
+    assert store.get(h)["status"] == "done" and len(store.evals(h)) == 1 and len(store.attempts(h)) == 1

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from resizelab.errors import ConfigError
-from resizelab.sweep import SweepOptions, expand, load_sweep_file, run_sweep
+from resizelab.sweep import expand_spec, SweepOptions, expand, load_sweep_file, run_sweep
 
 FAST = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 200, "limit_test": 100, "precision": "fp32"}
 
@@ -36,14 +36,19 @@ def test_expand_grid_seeds_variants_and_invalid_combinations():
 def test_sweep_file_rejects_unknown_keys(tmp_path):
     path = tmp_path / "grid.toml"
     path.write_text('name = "x"\nseeds = 2\n[base]\ndata = "synthetic"\n[grid]\nsize = [8, 16]\n')
-    base, grid, seeds, variants, name = load_sweep_file(path)
-    assert name == "x" and seeds == [0, 1] and grid == {"size": [8, 16]}
+    spec, name = load_sweep_file(path)
+    assert name == "x" and spec.seeds == [0, 1] and spec.grid == {"size": [8, 16]}
     path.write_text('nmae = "x"\n')
     with pytest.raises(ConfigError, match="unknown key.*nmae"):
         load_sweep_file(path)
     path.write_text('[grid]\nsizes = [8]\n')
     with pytest.raises(ConfigError, match="unknown run option 'sizes'"):
-        expand(*load_sweep_file(path)[:4])
+        expand_spec(*load_sweep_file(path))
+    for bad, message in [("seeds = 0", "at least 1"), ("seeds = -3", "at least 1"), ("seeds = true", "count of at least 1"),
+                         ("seeds = [1, 'a']", "each seed"), ("", "defines no runs"), ("variants = [1, 2]", "array of tables")]:
+        path.write_text(bad + "\n" + ("[base]\nsize = 8\n" if bad.startswith("seeds") else ""))
+        with pytest.raises(ConfigError, match=message):
+            load_sweep_file(path)
 
 
 def test_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):

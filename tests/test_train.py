@@ -6,7 +6,8 @@ import torch
 from resizelab.config import RunConfig
 from resizelab.data import make_synthetic
 from resizelab.errors import RunFailed
-from resizelab.train import crop_flip, train
+from resizelab.engine import train
+from resizelab.pipeline import crop_flip
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_divergence_is_a_failed_run(synthetic):
 
 def test_auto_precision_and_layout_on_cpu(monkeypatch):
     from resizelab import provenance
-    from resizelab.train import CPU_BF16_MIN_MACS_PER_PARAM, resolve_channels_last, resolve_precision
+    from resizelab.runtime import CPU_BF16_MIN_MACS_PER_PARAM, resolve_channels_last, resolve_precision
 
     cpu = torch.device("cpu")
     params = 11_000_000
@@ -75,15 +76,19 @@ def test_auto_precision_and_layout_on_cpu(monkeypatch):
     assert resolve_channels_last(False, cpu, "bf16") is False
 
 
-def test_recorded_run_says_which_precision_and_layout_ran(synthetic):
+@pytest.mark.parametrize("native_bf16, expected", [(True, "bf16"), (False, "fp32")])
+def test_recorded_run_says_which_precision_and_layout_ran(synthetic, monkeypatch, native_bf16, expected):
+    from resizelab import provenance
+
+    monkeypatch.setattr(provenance, "cpu_supports_bf16", lambda: native_bf16)
     result = train(RunConfig(data="synthetic", weights="none", size=8, epochs=1, limit_train=64, limit_test=32), dataset=synthetic, progress=False)
-    assert result.effective_precision in ("fp32", "bf16")
+    assert result.effective_precision == expected
     assert result.provenance["channels_last"] is True and result.provenance["single_window_matmul"] is True
 
 
 def test_first_epoch_fills_the_resized_split_exactly_once(synthetic):
     from resizelab.resize import ResizeCache, resize
-    from resizelab.train import TrainData, normalize, to_nhwc
+    from resizelab.pipeline import TrainData, normalize, to_nhwc
 
     cfg = RunConfig(data="synthetic", weights="none", size=24, interpolation="bicubic", backend="tensor", limit_train=100)
     data_small = synthetic
@@ -92,8 +97,7 @@ def test_first_epoch_fills_the_resized_split_exactly_once(synthetic):
     assert data.filling
     with pytest.raises(RuntimeError, match="epoch"):
         data.batch(torch.arange(4))
-    gen = torch.Generator().manual_seed(0)
-    seen = torch.cat([y for _, y in data.epoch(32, gen)])
+    seen = torch.cat([y for _, y in data.epoch(32)])
     assert len(seen) == len(data) and not data.filling
     # Batch by batch gives the same pixels as resizing the whole split at once
     whole = to_nhwc(resize(data_small.train_images, 24, "bicubic", True, "tensor"))

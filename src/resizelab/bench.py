@@ -23,41 +23,39 @@ import torch
 import torch.nn as nn
 
 from . import provenance
-from .config import PRECISIONS, RunConfig
+from .config import RunConfig
 from .data import Dataset, load_dataset
+from .engine import Run
 from .errors import ConfigError
-from .models import build_model, count_macs
-from .resize import ResizeCache, resize
-from .train import (TrainData, autocast, evaluate, normalize, ready_model, resolve_channels_last, resolve_device,
-                    resolve_precision, synchronize, to_nhwc, train_step)
+from .models import build_model
+from .pipeline import normalize, to_nhwc
+from .resize import ResizeCache
+from .runtime import autocast, resolve_device, synchronize
 
 WARMUP_STEPS = 3
 
 
+def default_recipe() -> RunConfig:
+    # No download for a benchmark: the built-in synthetic set at CIFAR's size, random weights.
+    return RunConfig(data="synthetic", weights="none")
+
+
 @dataclass(frozen=True)
 class BenchConfig:
+    run: RunConfig = dataclasses.field(default_factory=default_recipe)  # the recipe; its size is set per row
     sizes: tuple[int, ...] = (16, 32, 64, 128, 224)
-    arch: str = "resnet18"
-    batch_size: int = 32
-    data: str = "synthetic"
-    data_dir: str | None = None
-    device: str = "auto"
-    precision: str = "auto"
     steps: int = 20  # per window at <= 32 px; scaled down by area above (never below 3)
     windows: int = 7
     workers: int = 2
-    compile: bool = False
     eval_images: int = 1000
     ablation: bool = True  # also time resizelab's pipeline with each of its settings changed, and all off
 
     def __post_init__(self):
-        if not self.sizes or any(s < 4 or s > 1024 for s in self.sizes):
-            raise ConfigError(f"sizes must be between 4 and 1024 px; got {self.sizes}")
-        for name in ("batch_size", "steps", "windows", "eval_images"):
+        if not self.sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 4 or s > 1024 for s in self.sizes):
+            raise ConfigError(f"sizes must be whole numbers between 4 and 1024 px; got {self.sizes}")
+        for name in ("steps", "windows", "eval_images"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.workers < 0:
             raise ConfigError(f"workers must be 0 or more; got {self.workers}")
 
@@ -95,7 +93,9 @@ class BenchResult:
             entry["b_over_a"] = ratio(pipes, "resizelab", "plain")
             entry["b_over_c"] = ratio(pipes, "resizelab", "model-only")
             rows[str(size)] = entry
-        return {"config": dataclasses.asdict(self.config), "machine": self.machine, "sizes": rows}
+        config = dataclasses.asdict(self.config)
+        config["run"] = self.config.run.to_dict()
+        return {"config": config, "machine": self.machine, "sizes": rows}
 
 
 class PlainDataset(torch.utils.data.Dataset):
@@ -135,6 +135,7 @@ class _Pipeline:
     evaluate: Callable[[], float]  # images/s of one pass over the evaluation images
     first_step_seconds: float | None
     close: Callable[[], None] = lambda: None
+    run: Run | None = None  # the engine Run behind resizelab's pipelines
 
 
 def _first_step(step: Callable[[], int], t0: float, device: torch.device) -> float:
@@ -162,25 +163,24 @@ class Setting:
 PLAIN = Setting("fp32", False, False)
 
 
-def _model(cfg: BenchConfig, num_classes: int, device: torch.device, setting: Setting) -> tuple[nn.Module, torch.optim.Optimizer]:
-    torch.manual_seed(0)
-    model, _ = build_model(cfg.arch, num_classes, "none")
-    ready_model(model.to(device), setting.single_window_matmul, setting.channels_last)
-    return model, torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
-
-
 def plain_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device) -> _Pipeline:
+    """The classic recipe: per-image PIL Resize -> ToTensor -> Normalize, a DataLoader, fp32 NCHW, the same
+    model and optimizer settings as the run's recipe."""
     from torchvision import transforms
 
+    recipe = cfg.run
     t0 = time.perf_counter()
     native = dataset.native_size[0]
     steps = ([transforms.Resize(size)] if size != native else []) + [transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)]
     transform = transforms.Compose(steps)
     train_set = PlainDataset(dataset.train_images.permute(0, 2, 3, 1).numpy(), dataset.train_labels.numpy(), transform)
     test_set = PlainDataset(dataset.test_images[:cfg.eval_images].permute(0, 2, 3, 1).numpy(), dataset.test_labels[:cfg.eval_images].numpy(), transform)
-    model, optimizer = _model(cfg, dataset.num_classes, device, PLAIN)
+    torch.manual_seed(recipe.seed)
+    model, _ = build_model(recipe.arch, dataset.num_classes, "none", recipe.stem)
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     criterion = nn.CrossEntropyLoss()
-    loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.workers)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True, num_workers=cfg.workers)
     iterator = iter(loader)
 
     def step() -> int:
@@ -191,12 +191,15 @@ def plain_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.
             iterator = iter(loader)
             x, y = next(iterator)
         model.train()
-        train_step(model, optimizer, criterion, x.to(device), y.to(device), device, "fp32")
+        loss = criterion(model(x.to(device)), y.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
         return len(y)
 
     def evaluate_plain() -> float:
         model.eval()
-        test_loader = torch.utils.data.DataLoader(test_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers)
+        test_loader = torch.utils.data.DataLoader(test_set, batch_size=recipe.batch_size, shuffle=False, num_workers=cfg.workers)
         synchronize(device)
         t = time.perf_counter()
         with torch.inference_mode():
@@ -211,74 +214,70 @@ def plain_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.
     return _Pipeline(step, evaluate_plain, _first_step(step, t0, device), close)
 
 
-def resizelab_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device, setting: Setting,
-                       cache: ResizeCache) -> _Pipeline:
-    """What `resizelab run` does for the same recipe: the same TrainData, train_step and evaluate."""
-    precision, channels_last = setting.precision, setting.channels_last
-    run_cfg = RunConfig(data="synthetic", size=size if size != dataset.native_size[0] else None, precision=precision,
-                        batch_size=cfg.batch_size, weights="none", arch=cfg.arch, channels_last=channels_last,
-                        single_window_matmul=setting.single_window_matmul, compile=cfg.compile, device=str(device))
-    t0 = time.perf_counter()
-    model, optimizer = _model(cfg, dataset.num_classes, device, setting)
-    step_model = torch.compile(model) if cfg.compile else model
-    data = TrainData(run_cfg, dataset, device, cache, channels_last)
-    criterion = nn.CrossEntropyLoss()
-    gen = torch.Generator(device=device).manual_seed(0)
-    batches = data.epoch(cfg.batch_size, gen)
+def recipe_at(cfg: BenchConfig, dataset: Dataset, size: int, setting: Setting | None = None) -> RunConfig:
+    """The run's recipe at one size (native: no resize), with a setting forced when the ablation asks."""
+    changes: dict = {"size": None if size == dataset.native_size[0] else size,
+                     "limit_test": min(cfg.eval_images, cfg.run.limit_test or cfg.eval_images)}
+    if setting is not None:
+        changes.update(dataclasses.asdict(setting))
+    return dataclasses.replace(cfg.run, **changes)
 
+
+def run_step(run: Run) -> Callable[[], int]:
+    """`Run.step`, rolling over to the next epoch as `train()` does, for as many steps as a benchmark wants."""
     def step() -> int:
-        nonlocal batches
-        try:
-            x, y = next(batches)
-        except StopIteration:  # the next epoch, as train() runs it
-            batches = data.epoch(cfg.batch_size, gen)
-            x, y = next(batches)
-        step_model.train()
-        train_step(step_model, optimizer, criterion, x, y, device, precision)
-        return len(y)
+        if run.steps_in_epoch == run.steps_per_epoch:
+            run.end_epoch(0.0)
+            run.begin_epoch()
+        return run.step()
+    return step
 
-    first = _first_step(step, t0, device)
-    test = to_nhwc(resize(dataset.test_images[:cfg.eval_images].to(device), run_cfg.size, run_cfg.interpolation,
-                          run_cfg.effective_antialias, run_cfg.backend))
-    labels = dataset.test_labels[:cfg.eval_images].to(device)
+
+def resizelab_pipeline(run_cfg: RunConfig, dataset: Dataset, cache: ResizeCache) -> _Pipeline:
+    """What `resizelab run` does: an engine `Run` from the recipe, stepped by `Run.step` itself."""
+    t0 = time.perf_counter()
+    run = Run(run_cfg, dataset=dataset, cache=cache).setup()
+    run.begin_epoch()
+    step = run_step(run)
+    first = _first_step(step, t0, run.device)
+    test = run.test_images(run.config.test_size)
+    labels = run.dataset.test_labels.to(run.device)
 
     def evaluate_resizelab() -> float:
-        evaluate(step_model, test[:64], labels[:64], dataset.classes, device, precision, 1024, channels_last)  # warm-up
-        synchronize(device)
+        run.accuracy(test[:64], labels[:64])  # warm-up
+        synchronize(run.device)
         t = time.perf_counter()
-        evaluate(step_model, test, labels, dataset.classes, device, precision, 1024, channels_last)
+        run.accuracy(test, labels)
         return len(labels) / (time.perf_counter() - t)
 
-    return _Pipeline(step, evaluate_resizelab, first)
+    return _Pipeline(step, evaluate_resizelab, first, run=run)
 
 
-def model_only_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device, setting: Setting) -> _Pipeline:
-    precision, channels_last = setting.precision, setting.channels_last
-    model, optimizer = _model(cfg, dataset.num_classes, device, setting)
-    step_model = torch.compile(model) if cfg.compile else model
-    criterion = nn.CrossEntropyLoss()
-    x = normalize(to_nhwc(torch.randint(0, 256, (cfg.batch_size, 3, size, size), dtype=torch.uint8, device=device)), channels_last)
-    y = torch.randint(0, dataset.num_classes, (cfg.batch_size,), device=device)
+def model_only_pipeline(run_cfg: RunConfig, dataset: Dataset, size: int, cache: ResizeCache) -> _Pipeline:
+    """The same Run's step (`Run.step_on`) on one batch staged on the device: the model alone."""
+    run = Run(run_cfg, dataset=dataset, cache=cache).setup()
+    run.begin_epoch()
+    device, n = run.device, run.config.batch_size
+    x = normalize(to_nhwc(torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, device=device)), run.channels_last)
+    y = torch.randint(0, dataset.num_classes, (n,), device=device)
+    n_eval = min(1024, run.config.limit_test or 1024)
+    xe = normalize(to_nhwc(torch.randint(0, 256, (n_eval, 3, size, size), dtype=torch.uint8, device=device)), run.channels_last)
 
     def step() -> int:
-        step_model.train()
-        train_step(step_model, optimizer, criterion, x, y, device, precision)
-        return cfg.batch_size
-
-    xe = normalize(to_nhwc(torch.randint(0, 256, (min(1024, cfg.eval_images), 3, size, size), dtype=torch.uint8, device=device)), channels_last)
+        return run.step_on(x, y)
 
     def eval_step() -> int:
-        with torch.inference_mode(), autocast(device, precision):
-            step_model(xe)
+        with torch.inference_mode(), autocast(device, run.precision):
+            run.step_model(xe)
         return len(xe)
 
     def evaluate_model_only() -> float:
-        step_model.eval()
+        run.step_model.eval()
         eval_step()
-        return statistics.median(_time_window(eval_step, 1, device) for _ in range(cfg.windows))
+        return statistics.median(_time_window(eval_step, 1, device) for _ in range(5))
 
     _first_step(step, time.perf_counter(), device)
-    return _Pipeline(step, evaluate_model_only, None)
+    return _Pipeline(step, evaluate_model_only, None, run=run)
 
 
 def _interleaved(pipes: dict[str, _Pipeline], steps: int, windows: int, device: torch.device) -> dict[str, list[float]]:
@@ -302,20 +301,17 @@ def _ablations(default: Setting, device: torch.device) -> dict[str, Setting]:
 
 
 def bench_size(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.device, say: Callable[[str], None]) -> dict[str, PipelineTiming]:
-    # The setting `resizelab run` picks for this size (train.resolve_precision, resolve_channels_last).
-    probe, info = build_model(cfg.arch, dataset.num_classes, "none")
-    macs = count_macs(probe, (3, size, size))
-    precision = resolve_precision(cfg.precision, device, macs * cfg.batch_size, info.params)
-    default = Setting(precision, resolve_channels_last(None, device, precision), True)
     cache = ResizeCache(disk=False)  # shared by (b) and its ablations: one resized copy in memory
-    say(f"{size} px: setting up (a) plain, (b) resizelab ({default.text()}), (c) the model alone")
-    pipes = {"plain": plain_pipeline(cfg, dataset, size, device),
-             "resizelab": resizelab_pipeline(cfg, dataset, size, device, default, cache),
-             "model-only": model_only_pipeline(cfg, dataset, size, device, default)}
+    say(f"{size} px: setting up (a) plain, (b) resizelab as `resizelab run` runs it, (c) the model alone")
+    b = resizelab_pipeline(recipe_at(cfg, dataset, size), dataset, cache)
+    # The setting `resizelab run` picked for this size, made explicit for (c) and the ablations.
+    default = Setting(b.run.precision, b.run.channels_last, b.run.config.single_window_matmul)
+    pipes = {"plain": plain_pipeline(cfg, dataset, size, device), "resizelab": b,
+             "model-only": model_only_pipeline(recipe_at(cfg, dataset, size, default), dataset, size, cache)}
     settings = {"plain": PLAIN, "resizelab": default, "model-only": default}
     if cfg.ablation:
         for name, setting in _ablations(default, device).items():
-            pipes[name] = resizelab_pipeline(cfg, dataset, size, device, setting, cache)
+            pipes[name] = resizelab_pipeline(recipe_at(cfg, dataset, size, setting), dataset, cache)
             settings[name] = setting
     say(f"{size} px: {cfg.windows} rounds of {cfg.steps_for(size)} steps, round-robin over {len(pipes)} pipelines")
     rates = _interleaved(pipes, cfg.steps_for(size), cfg.windows, device)
@@ -329,10 +325,10 @@ def bench_size(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.devi
 
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.run.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    dataset = load_dataset(cfg.data, cfg.data_dir)
+    dataset = load_dataset(cfg.run.data, cfg.run.data_dir)
     machine = provenance.collect(device)
     machine["torch_threads"] = torch.get_num_threads()
     say = progress or (lambda m: None)
@@ -349,8 +345,8 @@ def _settings_text(t: PipelineTiming) -> str:
 
 def format_bench(result: BenchResult) -> str:
     cfg = result.config
-    lines = [f"machine: {result.machine['device_name']}; torch {result.machine['torch']}; {cfg.arch}, batch {cfg.batch_size}, "
-             f"data {cfg.data}; {cfg.windows} rounds, each timing every pipeline back to back",
+    lines = [f"machine: {result.machine['device_name']}; torch {result.machine['torch']}; {cfg.run.arch}, batch {cfg.run.batch_size}, "
+             f"data {cfg.run.data}; {cfg.windows} rounds, each timing every pipeline back to back",
              "",
              f"{'size':>5}  {'a plain':>8}  {'b resizelab':>11}  {'b runs as':>11}  {'c model':>8}  {'b/a':>5}  {'b/c':>5}  "
              f"{'1st step a':>10}  {'1st step b':>10}  {'eval a':>7}  {'eval b':>7}  {'eval c':>7}"]

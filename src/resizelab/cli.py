@@ -1,132 +1,99 @@
-"""The command line: parses arguments and calls the library. `resizelab --help` lists the commands."""
+"""The command line: parses arguments and calls the library. `resizelab --help` lists the commands.
+
+Run options are not declared here: every flag, its metavar, choices and help come from the option
+declarations on `RunConfig` (config.py).
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
-from .config import RunConfig, parse_auto_bool, parse_bool
+from .config import RunConfig, option_default, options
 from .errors import ConfigError, ResizelabError
-from .store import DEFAULT_LEASE_SECONDS
+from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS
 
 
-def _size(text: str) -> int | None:
-    if text.strip().lower() in ("native", "none"):
-        return None
-    return _int(text)
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"expected a whole number; got {text!r}") from None
+def _default_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
 
 
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"expected a number; got {text!r}") from None
-
-
-def _int_tuple(text: str) -> tuple[int, ...]:
-    return tuple(_int(t) for t in text.split(",") if t.strip())
-
-
-def _optional_str(text: str) -> str | None:
-    return None if text.strip().lower() in ("", "none", "same") else text
-
-
-# flag name -> (field, value parser, help). Every run option is a flag; nothing is config-file-only.
-RUN_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
-    "--data": ("data", str, "cifar10, cifar100, synthetic or imagefolder:PATH (default cifar10)"),
-    "--data-dir": ("data_dir", str, "where CIFAR is found or downloaded (default $RESIZELAB_DATA_DIR or ~/.cache/resizelab/data)"),
-    "--size": ("size", _size, "train input size in px, shorter edge (default native: no resize)"),
-    "--test-size": ("test_size", _size, "size for the headline test accuracy (default: the train size)"),
-    "--test-sizes": ("test_sizes", _int_tuple, "extra test sizes, comma-separated (train at A, test at B)"),
-    "--interpolation": ("interpolation", str, "nearest, bilinear, bicubic, area or lanczos (default bilinear)"),
-    "--test-interpolation": ("test_interpolation", _optional_str, "interpolation for test images (default: same)"),
-    "--antialias": ("antialias", parse_bool, "true or false (default true); the effective value is recorded"),
-    "--backend": ("backend", str, "pil (torchvision Resize on PIL images) or tensor (batched, on the device); default tensor"),
-    "--arch": ("arch", str, "resnet18, resnet34, resnet50 or mobilenet_v2 (default resnet18)"),
-    "--weights": ("weights", str, "imagenet, none, or a path to a state_dict file (default imagenet)"),
-    "--stem": ("stem", str, "imagenet or cifar (3x3 stride-1 conv, no max-pool); default imagenet"),
-    "--epochs": ("epochs", _int, "training epochs (default 2)"),
-    "--batch-size": ("batch_size", _int, "training batch size (default 32)"),
-    "--lr": ("lr", _float, "learning rate (default 0.001)"),
-    "--momentum": ("momentum", _float, "SGD momentum (default 0.9)"),
-    "--weight-decay": ("weight_decay", _float, "weight decay (default 0)"),
-    "--optimizer": ("optimizer", str, "sgd or adamw (default sgd)"),
-    "--schedule": ("schedule", str, "constant or cosine (default constant)"),
-    "--label-smoothing": ("label_smoothing", _float, "label smoothing (default 0)"),
-    "--augment": ("augment", str, "none or crop-flip (random crop + flip before the resize; needs --backend tensor)"),
-    "--precision": ("precision", str, "auto, fp32, bf16 or fp16 (default auto: bf16 on CUDA and on a CPU with native bf16, "
-                    "fp32 on other CPUs)"),
-    "--seed": ("seed", _int, "random seed (default 0)"),
-    "--limit-train": ("limit_train", _int, "train on a class-balanced subset of N images"),
-    "--limit-test": ("limit_test", _int, "test on a class-balanced subset of N images"),
-    "--device": ("device", str, "auto, cpu, cuda or cuda:N (default auto)"),
-    "--compile": ("compile", parse_bool, "torch.compile the model (default false)"),
-    "--deterministic": ("deterministic", parse_bool, "torch.use_deterministic_algorithms (default false: fast mode)"),
-    "--channels-last": ("channels_last", parse_auto_bool, "auto, true or false (default auto: channels_last, except "
-                        "NCHW for fp32 on a CPU with --single-window-matmul false, where oneDNN runs it faster)"),
-    "--single-window-matmul": ("single_window_matmul", parse_bool, "true or false (default true): run a convolution whose "
-                               "output is 1x1 (layer4 of a ResNet at 32 px) as the matrix product it is; same result, "
-                               "several times faster on a CPU"),
-    "--eval-batch-size": ("eval_batch_size", _int, "evaluation batch size (default 1024)"),
-}
-BOOL_FLAGS = {"--compile", "--deterministic"}
-
-
-def _add_run_options(parser: argparse.ArgumentParser, grid: bool) -> None:
-    group = parser.add_argument_group("run options" + (" (comma-separated lists make a grid)" if grid else ""))
-    for flag, (field, _, help_text) in RUN_OPTIONS.items():
-        kwargs: dict[str, Any] = {"dest": f"opt_{field}", "default": None, "help": help_text}
-        if flag in BOOL_FLAGS:
+def _add_run_options(parser: argparse.ArgumentParser, grid: bool, skip: tuple[str, ...] = (),
+                     defaults: dict[str, Any] | None = None) -> None:
+    group = parser.add_argument_group("run options" + (" (a comma-separated value makes a grid axis)" if grid else ""))
+    for name, opt in options():
+        if name in skip:
+            continue
+        default = (defaults or {}).get(name, option_default(name))
+        if name == "size" or name == "test_size":
+            shown = "native" if default is None else str(default)
+        else:
+            shown = _default_text(default)
+        help_text = opt.help if "(default" in opt.help else f"{opt.help} (default {shown})"
+        kwargs: dict[str, Any] = {"dest": f"opt_{name}", "default": None, "metavar": opt.kind.metavar, "help": help_text}
+        if opt.kind.metavar == "{true,false}":
+            # A bare boolean flag means true, as --compile reads; --compile false still turns it off.
             kwargs.update(nargs="?", const="true")
-        group.add_argument(flag, **kwargs)
+        group.add_argument(_flag(name), **kwargs)
 
 
 def _run_options(args: argparse.Namespace, grid: bool) -> dict[str, Any]:
     """Flag values as config fields; with grid=True a comma-separated value becomes a list (an axis)."""
     out: dict[str, Any] = {}
-    for flag, (field, parse, _) in RUN_OPTIONS.items():
-        text = getattr(args, f"opt_{field}")
+    for name, opt in options():
+        text = getattr(args, f"opt_{name}", None)
         if text is None:
             continue
         try:
-            if grid and field != "test_sizes" and "," in text:
-                out[field] = [parse(t.strip()) for t in text.split(",") if t.strip()]
+            if grid and opt.grid and "," in text:
+                values = [opt.kind.parse(t.strip()) for t in text.split(",") if t.strip()]
+                if not values:
+                    raise ConfigError(f"expected one or more comma-separated values; got {text!r}")
+                out[name] = values
             else:
-                out[field] = parse(text)
+                out[name] = opt.kind.parse(text)
         except ConfigError as e:
-            raise ConfigError(f"{flag}: {e}") from None
+            raise ConfigError(f"{_flag(name)}: {e}") from None
     return out
 
 
 def _add_sweep_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 (overrides --seed)")
-    parser.add_argument("--name", default=None, help="sweep name in the store (default: from the preset/file)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N", help="run seeds 0..N-1 (--seed 3 or --seed 0,5 picks them)")
+    parser.add_argument("--name", default=None, help="sweep name in the store (default: from the preset or file)")
     parser.add_argument("--dry-run", action="store_true", help="list what would run and what is already done, then stop")
     parser.add_argument("--retry-failed", action="store_true", help="run again the configs that failed before")
     parser.add_argument("--executor", default="local", choices=("local", "ray"), help="local (this process) or ray (a Ray cluster)")
-    parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: start or join a local one)")
-    parser.add_argument("--lease-seconds", type=float, default=60.0, help="how long a claimed run stays reserved without a heartbeat")
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS", help="Ray cluster address (default: start or join a local one)")
+    parser.add_argument("--lease-seconds", type=float, default=DEFAULT_LEASE_SECONDS, metavar="S",
+                        help=f"how long a claimed run stays reserved without a heartbeat (default {DEFAULT_LEASE_SECONDS:g})")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default="resizelab.db", help="SQLite results store (default ./resizelab.db)")
+    parser.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"SQLite results store (default ./{DEFAULT_DB})")
     parser.add_argument("--json", action="store_true", help="print each result as one JSON object per line on stdout")
-    parser.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="resizelab", description="How does resizing the input change what a ResNet achieves on CIFAR-10, and what does it cost?")
+    parser.add_argument("--version", action="version", version=f"resizelab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="train and evaluate one configuration, store it, print the result")
@@ -136,10 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p, grid=False)
 
     p = sub.add_parser("study", help="run a named preset study, print its table and write its report")
-    p.add_argument("--preset", required=True, help="preset name (see `resizelab presets`)")
+    p.add_argument("--preset", required=True, metavar="NAME", help="preset name (see `resizelab presets`)")
     _add_common(p)
     _add_sweep_options(p)
-    p.add_argument("--report-dir", default=None, help="where to write the report (default reports/<sweep name>)")
+    p.add_argument("--report-dir", default=None, metavar="DIR", help="where to write the report (default reports/<sweep name>)")
     p.add_argument("--no-report", action="store_true", help="print the table only")
     _add_run_options(p, grid=True)
 
@@ -152,27 +119,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the preset studies with their run counts")
 
     p = sub.add_parser("env", help="versions, device, cache paths, and whether data and weights are present")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", default=None, metavar="DIR", help="where to look for CIFAR (default $RESIZELAB_DATA_DIR or the cache)")
 
     p = sub.add_parser("report", help="write tables and figures (md, html, png, csv) from the store")
-    p.add_argument("--db", default="resizelab.db")
-    p.add_argument("--sweep", default=None, help="only this sweep or preset study (default: every done run)")
-    p.add_argument("--out", default=None, help="output folder (default reports/<sweep or 'all'>)")
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"SQLite results store (default ./{DEFAULT_DB})")
+    p.add_argument("--sweep", default=None, metavar="NAME", help="only this sweep or preset study (default: every done run)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<sweep or 'all'>)")
 
     p = sub.add_parser("bench", help="images/s of the plain PIL+DataLoader pipeline vs resizelab vs the model alone")
-    p.add_argument("--sizes", default="16,32,64,128,224", help="comma-separated input sizes (default 16,32,64,128,224)")
-    p.add_argument("--arch", default="resnet18")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--data", default="synthetic", help="dataset for the benchmark (default synthetic)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="auto", help="resizelab's precision, auto as in `run` (the plain pipeline is always fp32)")
-    p.add_argument("--steps", type=int, default=20, help="timed training steps per window at <= 32 px, fewer by area above (default 20)")
-    p.add_argument("--windows", type=int, default=7, help="rounds of one timed window per pipeline; medians are reported (default 7)")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the plain pipeline (default 2)")
-    p.add_argument("--compile", action="store_true", help="torch.compile resizelab's model")
+    p.add_argument("--sizes", default="16,32,64,128,224", metavar="PX[,PX...]", help="input sizes (default 16,32,64,128,224)")
+    p.add_argument("--steps", type=int, default=20, metavar="N", help="timed training steps per window at <= 32 px, fewer by area above (default 20)")
+    p.add_argument("--windows", type=int, default=7, metavar="N", help="rounds of one timed window per pipeline; medians are reported (default 7)")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="DataLoader workers of the plain pipeline (default 2)")
+    p.add_argument("--eval-images", type=int, default=1000, metavar="N", help="test images timed for evaluation throughput (default 1000)")
     p.add_argument("--no-ablation", action="store_true", help="skip timing resizelab's pipeline with each of its settings changed")
-    p.add_argument("--json-out", default="bench.json", help="where to write the JSON record (default bench.json)")
+    p.add_argument("--json-out", default="bench.json", metavar="PATH", help="where to write the JSON record (default bench.json)")
+    # The recipe that column b runs, as `resizelab run` takes it; without a download by default.
+    _add_run_options(p, grid=False, skip=("size", "test_size", "test_sizes", "test_interpolation", "limit_test", "epochs"),
+                     defaults={"data": "synthetic", "weights": "none"})
     return parser
 
 
@@ -183,10 +147,10 @@ def _print_json(obj: dict) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .engine import train
     from .report import format_run
     from .store import Store, new_owner_id
     from .sweep import Heartbeat, ensure_inputs
-    from .train import train
 
     cfg = RunConfig.from_dict(_run_options(args, grid=False))
     h = cfg.config_hash()
@@ -263,47 +227,54 @@ def _execute(plan, args: argparse.Namespace) -> tuple[int, Any]:
     if outcome.interrupted:
         print(f"interrupted: {done} of {outcome.planned} runs done; run the same command again to resume", file=sys.stderr)
         return 130, outcome
-    if outcome.failed or outcome.invalid:
-        print(f"{len(outcome.failed) + outcome.invalid} run(s) failed (reasons in the store: resizelab report)", file=sys.stderr)
+    failed = len(outcome.failed) + outcome.invalid
+    if failed:
+        print(f"{failed} run{'s' if failed != 1 else ''} failed (reasons in the store: resizelab report)", file=sys.stderr)
     if outcome.held_elsewhere:
         print(f"{len(outcome.held_elsewhere)} run(s) are being trained by another process", file=sys.stderr)
-    return (1 if outcome.failed else 0), outcome
+    return (1 if failed else 0), outcome
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Run-option flags as overrides; --seeds N is shorthand for the seeds 0..N-1."""
+    overrides = _run_options(args, grid=True)
+    if args.seeds is not None:
+        if "seed" in overrides:
+            raise ConfigError("give --seeds N (seeds 0..N-1) or --seed A[,B...], not both")
+        if args.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1; got {args.seeds}")
+        overrides["seed"] = list(range(args.seeds))
+    return overrides
+
+
+def _write_sweep_report(args: argparse.Namespace, plan, outcome) -> None:
+    if outcome is None or getattr(args, "no_report", False) or not any(r["status"] == "done" for r in outcome.rows):
+        return
+    from .report import ReportConfig, write_report
+
+    out = write_report(ReportConfig(db=args.db, sweep=plan.name, out=args.report_dir or os.path.join("reports", plan.name)))
+    print(f"report: {out / 'report.html'}", file=sys.stderr)
 
 
 def cmd_study(args: argparse.Namespace) -> int:
     from .presets import get_preset
-    from .sweep import parse_seeds
 
     preset = get_preset(args.preset)
-    overrides = _run_options(args, grid=True)
-    seeds = parse_seeds(args.seeds, overrides.pop("seed") if isinstance(overrides.get("seed"), list) else None)
-    plan = preset.plan(overrides, seeds, name=args.name)
+    plan = preset.plan(_overrides(args), name=args.name)
     code, outcome = _execute(plan, args)
-    if outcome is not None and not args.no_report and any(r["status"] == "done" for r in outcome.rows):
-        from .report import ReportConfig, write_report
-
-        out = write_report(ReportConfig(db=args.db, sweep=plan.name, out=args.report_dir or os.path.join("reports", plan.name)))
-        print(f"report: {out / 'report.html'}", file=sys.stderr)
+    _write_sweep_report(args, plan, outcome)
     return code
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import expand, load_sweep_file, parse_seeds
+    from .config import GridSpec
+    from .sweep import expand_spec, load_sweep_file
 
-    base, grid, seeds, variants, name = ({}, {}, None, None, "sweep")
+    spec, name = GridSpec(), "sweep"
     if args.file:
-        base, grid, seeds, variants, name = load_sweep_file(args.file)
-    for key, value in _run_options(args, grid=True).items():
-        if isinstance(value, list):
-            grid[key] = value
-            base.pop(key, None)
-        else:
-            base[key] = value
-            grid.pop(key, None)
-    if isinstance(grid.get("seed"), list):
-        seeds = grid.pop("seed")
-    seeds = parse_seeds(args.seeds, None) or seeds
-    plan = expand(base, grid, seeds, variants, name=args.name or name)
+        spec, name = load_sweep_file(args.file)
+    spec = spec.override(_overrides(args))
+    plan = expand_spec(spec, name=args.name or name)
     if not plan.configs and not plan.invalid:
         raise ConfigError("the sweep is empty; give a TOML file or run options such as --size 16,32,64")
     return _execute(plan, args)[0]
@@ -321,16 +292,16 @@ def cmd_env(args: argparse.Namespace) -> int:
     import torch
     import torchvision
 
-    from . import provenance
+    from . import __version__, provenance
     from .data import cache_root, data_status, default_data_dir
     from .models import IMAGENET_WEIGHTS, imagenet_weights_status
-    from .train import resolve_device, resolve_precision
+    from .runtime import resolve_device, resolve_precision
 
     device = resolve_device("auto")
     auto = resolve_precision("auto", device)
     info = provenance.collect(device)
     lines = [
-        f"resizelab      {__import__('resizelab').__version__} (git {info['git_revision']})",
+        f"resizelab      {__version__} (git {info['git_revision']})",
         f"python         {info['python']}",
         f"torch          {torch.__version__} (cuda {torch.version.cuda or 'none'}, available: {torch.cuda.is_available()})",
         f"torchvision    {torchvision.__version__}",
@@ -351,7 +322,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import ReportConfig, write_report
 
-    if not os.path.exists(args.db):
+    if not os.path.isfile(args.db):
         raise ConfigError(f"no results store at {args.db}; run a study or sweep first, or pass --db PATH")
     out = write_report(ReportConfig(db=args.db, sweep=args.sweep, out=args.out or os.path.join("reports", args.sweep or "all")))
     print(out / "report.md")
@@ -361,9 +332,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchConfig, format_bench, run_bench
 
-    config = BenchConfig(sizes=_int_tuple(args.sizes), arch=args.arch, batch_size=args.batch_size, data=args.data,
-                         data_dir=args.data_dir, device=args.device, precision=args.precision, steps=args.steps,
-                         windows=args.windows, workers=args.workers, compile=args.compile, ablation=not args.no_ablation)
+    folder = os.path.dirname(os.path.abspath(args.json_out))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        # Checked before the benchmark, not after its minutes of timing.
+        raise ConfigError(f"--json-out {args.json_out}: folder {folder} does not exist or is not writable")
+    recipe = RunConfig.from_dict({"data": "synthetic", "weights": "none", **_run_options(args, grid=False)})
+    try:
+        sizes = tuple(int(t) for t in args.sizes.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(f"--sizes: expected comma-separated whole numbers; got {args.sizes!r}") from None
+    config = BenchConfig(run=recipe, sizes=sizes, steps=args.steps, windows=args.windows, workers=args.workers,
+                         eval_images=args.eval_images, ablation=not args.no_ablation)
     result = run_bench(config, progress=lambda message: print(message, file=sys.stderr, flush=True))
     print(format_bench(result))
     with open(args.json_out, "w") as f:
@@ -376,9 +355,30 @@ COMMANDS = {"run": cmd_run, "study": cmd_study, "sweep": cmd_sweep, "presets": c
             "report": cmd_report, "bench": cmd_bench}
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[command]
+
+
+def _reject_unknown(parser: argparse.ArgumentParser, command: str, extras: list[str]) -> None:
+    """Unknown arguments are answered by the subcommand (its usage, not the top level's), with a suggestion."""
+    sub = _subparser(parser, command)
+    known = [s for a in sub._actions for s in a.option_strings if s.startswith("--")]
+    hints = []
+    for word in extras:
+        match = difflib.get_close_matches(word.split("=", 1)[0], known, n=1)
+        if word.startswith("-") and match:
+            hints.append(f"{word} (did you mean {match[0]}?)")
+        else:
+            hints.append(word)
+    sub.error(f"unrecognized arguments: {', '.join(hints)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _reject_unknown(parser, args.command, extras)
     try:
         return COMMANDS[args.command](args)
     except ResizelabError as e:

@@ -1,197 +1,263 @@
-"""The run configuration: one validated dataclass, its canonical (resolved) form and its stable hash."""
+"""The run configuration: every run option declared once, validated, resolved and hashed.
+
+Each field of `RunConfig` carries its own declaration (`option(...)`: type, default, choices, help,
+whether it is part of the experiment's identity). The CLI flags and their `--help`, the TOML keys of
+a sweep file and the validation are all generated from it, so adding an option is one edit here.
+Choice lists belong to the module that implements them (resize, models, runtime, optim, pipeline).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
+import math
 import os
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Iterator
 
 from .errors import ConfigError
+from .models import ARCHS, RESNETS, STEMS
+from .optim import OPTIMIZERS, SCHEDULES
+from .pipeline import AUGMENTS
+from .resize import BACKEND_INTERPOLATIONS, BACKENDS, INTERPOLATIONS, effective_antialias
+from .runtime import PRECISIONS
 
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
-BACKENDS = ("pil", "tensor")
-# What each backend can do; anything else is refused with this list in the message.
-BACKEND_INTERPOLATIONS = {
-    "pil": ("nearest", "bilinear", "bicubic", "area", "lanczos"),
-    "tensor": ("nearest", "bilinear", "bicubic", "area"),
-}
-ARCHS = ("resnet18", "resnet34", "resnet50", "mobilenet_v2")
-RESNETS = ("resnet18", "resnet34", "resnet50")
-STEMS = ("imagenet", "cifar")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("constant", "cosine")
-AUGMENTS = ("none", "crop-flip")
 DATASETS = ("cifar10", "cifar100", "synthetic", "imagefolder:PATH")
-
-# Fields that say where or how a run executes, not what it measures: two runs that differ only
-# here are the same experiment, so they share a hash (and a sweep never repeats one).
-EXECUTION_FIELDS = frozenset({"data_dir", "device", "compile", "deterministic", "eval_batch_size", "channels_last",
-                              "single_window_matmul"})
-
 MIN_SIZE_PX, MAX_SIZE_PX = 4, 1024
 
 
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+# --- value kinds: how a flag's text is parsed and how a value is checked ----------------------
 
-
-def _int_in(name: str, value: Any, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be a whole number; got {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"{name} must be {bound}; got {value}")
-
-
-def _float_in(name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number; got {value!r}")
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if too_low or too_high:
-        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ConfigError(f"{name} must be in {lo}{low}, {high}{hi}; got {value}")
-
-
-def effective_antialias(interpolation: str, backend: str, requested: bool) -> bool:
-    """The antialias that actually happens, which torchvision does not always tell you.
-
-    Nearest never filters (torchvision ignores the flag); area is a box filter over each output
-    pixel's footprint, so it always antialiases; PIL's filters always widen their support when
-    downsampling, so PIL bilinear/bicubic/lanczos always antialias whatever is requested.
-    """
-    if interpolation == "nearest":
-        return False
-    if interpolation == "area" or backend == "pil":
+def parse_bool(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
         return True
-    return bool(requested)
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"expected true or false; got {text!r}")
+
+
+def parse_auto_bool(text: str) -> bool | None:
+    if str(text).strip().lower() == "auto":
+        return None
+    try:
+        return parse_bool(text)
+    except ConfigError:
+        raise ConfigError(f"expected auto, true or false; got {text!r}") from None
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"expected a whole number; got {text!r}") from None
+
+
+def _parse_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"expected a number; got {text!r}") from None
+
+
+def _parse_size(text: str) -> int | None:
+    return None if text.strip().lower() in ("native", "none") else _parse_int(text)
+
+
+def _parse_sizes(text: str) -> tuple[int, ...]:
+    return tuple(_parse_int(t) for t in text.split(",") if t.strip())
+
+
+def _parse_optional_str(text: str) -> str | None:
+    return None if text.strip().lower() in ("", "none", "same") else text
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one option's values look: parsed from a flag, checked wherever they come from (flag, TOML, Python)."""
+
+    parse: Callable[[str], Any]
+    check: Callable[[str, Any], None]
+    metavar: str
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def whole(low: int, high: int | None = None, *, optional: bool = False, native: bool = False) -> Kind:
+    def check(name: str, value: Any) -> None:
+        if value is None and optional:
+            return
+        if not _is_int(value):
+            raise ConfigError(f"{name} must be a whole number{' or native' if native else ''}; got {value!r}")
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ConfigError(f"{name} must be {bound}; got {value}")
+    return Kind(_parse_size if native else _parse_int, check, "PX" if native else "N")
+
+
+def number(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Kind:
+    def check(name: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number; got {value!r}")
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        # NaN compares false with everything, so it would slip through the range test below.
+        if not math.isfinite(value) or (value <= low if low_open else value < low) or (value >= high if high_open else value > high):
+            raise ConfigError(f"{name} must be in {lo}{low}, {high}{hi}; got {value}")
+    return Kind(_parse_float, check, "X")
+
+
+def choice(choices: tuple[str, ...], *, optional: bool = False) -> Kind:
+    def check(name: str, value: Any) -> None:
+        if value is None and optional:
+            return
+        if value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}{hint}")
+    return Kind(_parse_optional_str if optional else str, check, "{" + ",".join(choices) + "}")
+
+
+def boolean(*, auto: bool = False) -> Kind:
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, bool) and not (auto and value is None):
+            raise ConfigError(f"{name} must be {'auto, true or false' if auto else 'true or false'}; got {value!r}")
+    return Kind(parse_auto_bool if auto else parse_bool, check, "{auto,true,false}" if auto else "{true,false}")
+
+
+def sizes_list() -> Kind:
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list of sizes in px, e.g. [16, 32]; got {value!r}")
+        for v in value:
+            whole(MIN_SIZE_PX, MAX_SIZE_PX).check(name, v)
+    return Kind(_parse_sizes, check, "PX[,PX...]")
+
+
+def text(metavar: str, check: Callable[[str, Any], None] | None = None, *, optional: bool = False) -> Kind:
+    def check_text(name: str, value: Any) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{name} must be a non-empty string; got {value!r}")
+        if check is not None:
+            check(name, value)
+    return Kind(str, check_text, metavar)
+
+
+def _check_data(name: str, value: str) -> None:
+    if value.startswith("imagefolder:"):
+        if not value.split(":", 1)[1]:
+            raise ConfigError("data 'imagefolder:PATH' needs a PATH, e.g. imagefolder:./my-images")
+    elif value not in ("cifar10", "cifar100", "synthetic"):
+        raise ConfigError(f"data must be one of {', '.join(DATASETS)}; got {value!r}")
+
+
+def _check_device(name: str, value: str) -> None:
+    if not (value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Option:
+    """The declaration of one run option (kept in the dataclass field's metadata)."""
+
+    kind: Kind
+    help: str
+    identity: bool  # part of what the run measures, so part of its hash; False: where or how it executes
+    grid: bool = True  # a comma-separated flag value makes a sweep axis
+
+
+def option(default: Any, kind: Kind, help: str, *, identity: bool = True, grid: bool = True) -> Any:  # noqa: A002
+    return field(default=default, metadata={"option": Option(kind, help, identity, grid)})
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines one training run. Validated on construction."""
+    """Everything that defines one training run. Validated on construction; touches no file."""
 
-    data: str = "cifar10"
-    data_dir: str | None = None
-    size: int | None = None  # train input size in px (square images: SxS); None = native, no resize
-    test_size: int | None = None  # size for the headline test accuracy; None = same as size
-    test_sizes: tuple[int, ...] = ()  # extra evaluation sizes (train at A, test at B)
-    interpolation: str = "bilinear"
-    test_interpolation: str | None = None  # None = same as interpolation
-    antialias: bool = True
-    backend: str = "tensor"
-    arch: str = "resnet18"
-    weights: str = "imagenet"  # imagenet | none | path to a state_dict file
-    stem: str = "imagenet"
-    epochs: int = 2
-    batch_size: int = 32
-    lr: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    optimizer: str = "sgd"
-    schedule: str = "constant"
-    label_smoothing: float = 0.0
-    augment: str = "none"
-    precision: str = "auto"
-    seed: int = 0
-    limit_train: int | None = None
-    limit_test: int | None = None
-    device: str = "auto"
-    compile: bool = False
-    deterministic: bool = False
-    channels_last: bool | None = None  # None: auto, see train.resolve_channels_last
-    single_window_matmul: bool = True  # convolutions with a 1x1 output as matrix products, see singlewindow.py
-    eval_batch_size: int = 1024
+    data: str = option("cifar10", text("{cifar10,cifar100,synthetic,imagefolder:PATH}", _check_data),
+                       "dataset: CIFAR (downloaded on first use), the built-in synthetic task, or an ImageFolder tree "
+                       "PATH/train/<class>/*, PATH/val/<class>/*")
+    data_dir: str | None = option(None, text("DIR", optional=True), "where CIFAR is found or downloaded "
+                                  "(default $RESIZELAB_DATA_DIR or ~/.cache/resizelab/data)", identity=False)
+    size: int | None = option(None, whole(MIN_SIZE_PX, MAX_SIZE_PX, optional=True, native=True),
+                              "train input size in px, shorter edge, like torchvision's Resize(S); native: no resize")
+    test_size: int | None = option(None, whole(MIN_SIZE_PX, MAX_SIZE_PX, optional=True, native=True),
+                                   "size for the headline test accuracy (default: the train size)")
+    test_sizes: tuple[int, ...] = option((), sizes_list(), "extra test sizes, comma-separated (train at A, test at B)",
+                                         grid=False)
+    interpolation: str = option("bilinear", choice(INTERPOLATIONS), "resize method")
+    test_interpolation: str | None = option(None, choice(INTERPOLATIONS, optional=True),
+                                            "resize method for test images (default: the train method)")
+    antialias: bool = option(True, boolean(), "antialias when downsampling; the effective value is recorded "
+                             "(nearest never filters, PIL and area always do)")
+    backend: str = option("tensor", choice(BACKENDS), "pil: torchvision's Resize on PIL images, once; "
+                          "tensor: batched on the device")
+    arch: str = option("resnet18", choice(ARCHS), "architecture")
+    weights: str = option("imagenet", text("{imagenet,none,PATH}"), "imagenet (torchvision's, downloaded on first use), "
+                          "none, or a state_dict file")
+    stem: str = option("imagenet", choice(STEMS), "imagenet: 7x7 stride-2 conv + max-pool; cifar: 3x3 stride-1 conv, "
+                       "no max-pool (ResNets)")
+    epochs: int = option(2, whole(1, 10_000), "training epochs")
+    batch_size: int = option(32, whole(1, 65_536), "training batch size")
+    lr: float = option(0.001, number(0.0, 10.0, low_open=True), "learning rate")
+    momentum: float = option(0.9, number(0.0, 1.0, high_open=True), "SGD momentum")
+    weight_decay: float = option(0.0, number(0.0, 1.0), "weight decay")
+    optimizer: str = option("sgd", choice(OPTIMIZERS), "optimizer")
+    schedule: str = option("constant", choice(SCHEDULES), "learning-rate schedule (cosine: to 0 over all steps)")
+    label_smoothing: float = option(0.0, number(0.0, 1.0, high_open=True), "label smoothing")
+    augment: str = option("none", choice(AUGMENTS), "crop-flip: random crop (padding 4) and flip before the resize, "
+                          "per batch on the device (needs --backend tensor)")
+    precision: str = option("auto", choice(PRECISIONS), "auto: bf16 on CUDA and on a CPU with native bf16, "
+                            "fp32 on other CPUs; the precision that ran is recorded")
+    seed: int = option(0, whole(0, 2**31 - 1), "random seed (weights of the new head, batch order, augmentation)")
+    limit_train: int | None = option(None, whole(1, optional=True), "train on a class-balanced subset of N images")
+    limit_test: int | None = option(None, whole(1, optional=True), "test on a class-balanced subset of N images")
+    device: str = option("auto", text("{auto,cpu,cuda,cuda:N}", _check_device), "where to train", identity=False)
+    compile: bool = option(False, boolean(), "torch.compile the model", identity=False)
+    deterministic: bool = option(False, boolean(), "torch.use_deterministic_algorithms (default: fast mode)",
+                                 identity=False)
+    channels_last: bool | None = option(None, boolean(auto=True), "memory format; auto: channels_last, except NCHW "
+                                        "for fp32 on a CPU with --single-window-matmul false", identity=False)
+    single_window_matmul: bool = option(True, boolean(), "run a convolution whose output is 1x1 (layer4 of a "
+                                        "ResNet at 32 px) as the matrix product it is: same result, faster on a CPU",
+                                        identity=False)
+    eval_batch_size: int = option(1024, whole(1, 65_536), "evaluation batch size", identity=False)
 
     def __post_init__(self) -> None:
-        self._validate_data()
-        for name in ("size", "test_size"):
-            value = getattr(self, name)
-            if value is not None:
-                _int_in(name, value, MIN_SIZE_PX, MAX_SIZE_PX)
-        if not isinstance(self.test_sizes, tuple):
+        if isinstance(self.test_sizes, list):
             object.__setattr__(self, "test_sizes", tuple(self.test_sizes))
-        for value in self.test_sizes:
-            _int_in("test_sizes", value, MIN_SIZE_PX, MAX_SIZE_PX)
-        _choice("interpolation", self.interpolation, INTERPOLATIONS)
-        if self.test_interpolation is not None:
-            _choice("test_interpolation", self.test_interpolation, INTERPOLATIONS)
-        if not isinstance(self.antialias, bool):
-            raise ConfigError(f"antialias must be true or false; got {self.antialias!r}")
-        _choice("backend", self.backend, BACKENDS)
+        if self.channels_last == "auto":  # as a sweep file spells it
+            object.__setattr__(self, "channels_last", None)
+        for name, opt in options():
+            opt.kind.check(name, getattr(self, name))
+        # Combinations no single option can check.
         for name in ("interpolation", "test_interpolation"):
             method = getattr(self, name)
             if method is not None and method not in BACKEND_INTERPOLATIONS[self.backend]:
                 can = ", ".join(BACKEND_INTERPOLATIONS[self.backend])
                 other = [b for b, ms in BACKEND_INTERPOLATIONS.items() if method in ms]
-                raise ConfigError(
-                    f"{name} {method!r} is not available with backend {self.backend!r} "
-                    f"(it supports {can}); use backend {other[0]!r} for {method}"
-                )
-        _choice("arch", self.arch, ARCHS)
-        _choice("stem", self.stem, STEMS)
+                raise ConfigError(f"{name} {method!r} is not available with backend {self.backend!r} "
+                                  f"(it supports {can}); use backend {other[0]!r} for {method}")
         if self.stem == "cifar" and self.arch not in RESNETS:
             raise ConfigError(f"stem 'cifar' applies to ResNets ({', '.join(RESNETS)}); got arch {self.arch!r}")
-        self._validate_weights()
-        _int_in("epochs", self.epochs, 1, 10_000)
-        _int_in("batch_size", self.batch_size, 1, 65_536)
-        _int_in("eval_batch_size", self.eval_batch_size, 1, 65_536)
-        _float_in("lr", self.lr, 0.0, 10.0, low_open=True)
-        _float_in("momentum", self.momentum, 0.0, 1.0, high_open=True)
-        _float_in("weight_decay", self.weight_decay, 0.0, 1.0)
-        _float_in("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("augment", self.augment, AUGMENTS)
         if self.augment != "none" and self.backend != "tensor":
-            raise ConfigError(
-                f"augment {self.augment!r} crops and flips before the resize, batch by batch on the device, "
-                "which needs backend 'tensor'; use backend tensor or augment none"
-            )
-        _choice("precision", self.precision, PRECISIONS)
-        _int_in("seed", self.seed, 0, 2**31 - 1)
-        for name in ("limit_train", "limit_test"):
-            value = getattr(self, name)
-            if value is not None:
-                _int_in(name, value, 1)
-        if not (self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
-            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
-        if self.channels_last == "auto":  # as a sweep file spells it
-            object.__setattr__(self, "channels_last", None)
-        for name in ("compile", "deterministic", "channels_last", "single_window_matmul"):
-            value = getattr(self, name)
-            if not isinstance(value, bool) and not (name == "channels_last" and value is None):
-                allowed = "auto, true or false" if name == "channels_last" else "true or false"
-                raise ConfigError(f"{name} must be {allowed}; got {value!r}")
-
-    def _validate_data(self) -> None:
-        if not isinstance(self.data, str):
-            raise ConfigError(f"data must be one of {', '.join(DATASETS)}; got {self.data!r}")
-        if self.data.startswith("imagefolder:"):
-            path = self.data.split(":", 1)[1]
-            if not path:
-                raise ConfigError("data 'imagefolder:PATH' needs a PATH, e.g. imagefolder:./my-images")
-            if not os.path.isdir(path):
-                raise ConfigError(f"imagefolder path {path!r} is not a directory; expected PATH/train/<class>/* and PATH/val/<class>/*")
-        elif self.data not in ("cifar10", "cifar100", "synthetic"):
-            raise ConfigError(f"data must be one of {', '.join(DATASETS)}; got {self.data!r}")
-
-    def _validate_weights(self) -> None:
-        if self.weights in ("imagenet", "none"):
-            return
-        if not isinstance(self.weights, str) or not os.path.isfile(self.weights):
-            raise ConfigError(f"weights must be 'imagenet', 'none' or a path to a state_dict file; {self.weights!r} is not a file")
+            raise ConfigError(f"augment {self.augment!r} crops and flips before the resize, batch by batch on the device, "
+                              "which needs backend 'tensor'; use backend tensor or augment none")
 
     # --- derived views -------------------------------------------------------------------------
 
     @property
     def effective_antialias(self) -> bool:
         return effective_antialias(self.interpolation, self.backend, self.antialias)
+
+    @property
+    def imagefolder_path(self) -> str | None:
+        return self.data.split(":", 1)[1] if self.data.startswith("imagefolder:") else None
 
     def resolved(self) -> "RunConfig":
         """The canonical form that names a run: absolute paths, defaults filled in, effective antialias.
@@ -200,8 +266,8 @@ class RunConfig:
         alike and a sweep runs them once.
         """
         changes: dict[str, Any] = {"antialias": self.effective_antialias}
-        if self.data.startswith("imagefolder:"):
-            changes["data"] = "imagefolder:" + os.path.abspath(self.data.split(":", 1)[1])
+        if self.imagefolder_path is not None:
+            changes["data"] = "imagefolder:" + os.path.abspath(self.imagefolder_path)
         if self.weights not in ("imagenet", "none"):
             changes["weights"] = os.path.abspath(self.weights)
         if self.data_dir is not None:
@@ -221,18 +287,14 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - set(CONFIG_FIELDS))
         if unknown:
-            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
-        values = dict(values)
-        if "test_sizes" in values and values["test_sizes"] is not None:
-            values["test_sizes"] = tuple(values["test_sizes"])
+            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(CONFIG_FIELDS))}")
         return cls(**values)
 
     def config_hash(self) -> str:
-        """Stable 16-hex-digit name of the experiment (execution-only fields left out)."""
-        payload = {k: v for k, v in self.resolved().to_dict().items() if k not in EXECUTION_FIELDS}
+        """Stable 16-hex-digit name of the experiment (options declared identity=False left out)."""
+        payload = {k: v for k, v in self.resolved().to_dict().items() if k in IDENTITY_FIELDS}
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -241,30 +303,61 @@ class RunConfig:
         size = "native" if self.size is None else f"{self.size}px"
         aa = "aa" if self.effective_antialias else "no-aa"
         precision = "" if self.precision == "auto" else f" {self.precision}"
-        return (f"{self.arch}/{self.stem} {size} {self.interpolation}/{aa}/{self.backend} w={_weights_tag_short(self.weights)}"
-                f"{precision} seed={self.seed}")
+        weights = self.weights if self.weights in ("imagenet", "none") else os.path.basename(self.weights)
+        return f"{self.arch}/{self.stem} {size} {self.interpolation}/{aa}/{self.backend} w={weights}{precision} seed={self.seed}"
 
 
-def _weights_tag_short(weights: str) -> str:
-    return weights if weights in ("imagenet", "none") else os.path.basename(weights)
+def options() -> Iterator[tuple[str, Option]]:
+    """(name, declaration) of every run option, in declaration order."""
+    for f in fields(RunConfig):
+        yield f.name, f.metadata["option"]
 
 
-def parse_auto_bool(text: str) -> bool | None:
-    if str(text).strip().lower() == "auto":
-        return None
-    try:
-        return parse_bool(text)
-    except ConfigError:
-        raise ConfigError(f"expected auto, true or false; got {text!r}") from None
-
-
-def parse_bool(text: str) -> bool:
-    lowered = str(text).strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"expected true or false; got {text!r}")
+def option_default(name: str) -> Any:
+    return next(f.default for f in fields(RunConfig) if f.name == name)
 
 
 CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
+IDENTITY_FIELDS = frozenset(name for name, opt in options() if opt.identity)
+
+
+def preflight(config: RunConfig) -> None:
+    """The checks that need the filesystem, made where the run is planned (not in the constructor, so a
+    config can be built and shipped to a machine that lacks these paths, such as a Ray worker's)."""
+    path = config.imagefolder_path
+    if path is not None and not os.path.isdir(path):
+        raise ConfigError(f"imagefolder path {path!r} is not a directory; expected PATH/train/<class>/* and PATH/val/<class>/*")
+    if config.weights not in ("imagenet", "none") and not os.path.isfile(config.weights):
+        raise ConfigError(f"weights must be 'imagenet', 'none' or a path to a state_dict file; {config.weights!r} is not a file")
+
+
+# --- overrides: one merge for presets, sweep files and the command line ------------------------
+
+@dataclass
+class GridSpec:
+    """A sweep before expansion: fixed values, axes, variants laid over every point, seeds."""
+
+    base: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list] = field(default_factory=dict)
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    seeds: list[int] | None = None
+
+    def override(self, values: dict[str, Any]) -> "GridSpec":
+        """What the user asked for beats what the preset or file says: a list value replaces (or makes) an
+        axis, a scalar fixes the option; either way it wins over every variant's value. `seed` sets the seeds."""
+        base, grid = dict(self.base), {k: list(v) for k, v in self.grid.items()}
+        variants = [dict(v) for v in self.variants]
+        seeds = self.seeds
+        for key, value in values.items():
+            if key == "seed":
+                seeds = list(value) if isinstance(value, list) else [value]
+                continue
+            if isinstance(value, list) and len(value) > 1:
+                grid[key] = value
+                base.pop(key, None)
+            else:
+                base[key] = value[0] if isinstance(value, list) else value
+                grid.pop(key, None)
+            for variant in variants:
+                variant.pop(key, None)
+        return GridSpec(base, grid, variants, seeds)

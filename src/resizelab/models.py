@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from .config import RESNETS
 from .errors import ConfigError, WeightsError
 
 # Pinned rather than DEFAULT so that a torchvision upgrade cannot silently change the study.
@@ -22,6 +21,9 @@ IMAGENET_WEIGHTS = {
     "resnet50": "ResNet50_Weights.IMAGENET1K_V1",
     "mobilenet_v2": "MobileNet_V2_Weights.IMAGENET1K_V1",
 }
+ARCHS = tuple(IMAGENET_WEIGHTS)
+RESNETS = ("resnet18", "resnet34", "resnet50")
+STEMS = ("imagenet", "cifar")
 HEAD_PREFIXES = ("fc.", "classifier.")
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-from .sweep import SweepPlan, expand
+from .config import GridSpec
+from .sweep import SweepPlan, expand_spec
 
 # The classic study: ImageNet ResNet-18 fine-tuned on CIFAR-10, PIL bilinear resize, SGD 0.001/0.9,
 # batch 32, 2 epochs, Normalize(0.5, 0.5).
@@ -26,29 +27,18 @@ class Preset:
     variants: tuple[dict[str, Any], ...] = ()
     seeds: int = 1
 
-    def plan(self, overrides: dict[str, Any] | None = None, seeds: list[int] | None = None, name: str | None = None) -> SweepPlan:
-        """The preset's runs with `overrides`: a list value replaces a grid axis, a scalar fixes a field."""
+    def plan(self, overrides: dict[str, Any] | None = None, name: str | None = None) -> SweepPlan:
+        """The preset's runs with `overrides` (GridSpec.override: a list replaces an axis, a scalar fixes a
+        field, `seed` sets the seeds), named after the preset plus a digest of what was changed."""
         overrides = dict(overrides or {})
-        base, grid = dict(self.base), {k: list(v) for k, v in self.grid.items()}
-        variants = [dict(v) for v in self.variants]
-        for key, value in overrides.items():
-            values = value if isinstance(value, list) else [value]
-            if len(values) > 1:
-                grid[key] = values
-                base.pop(key, None)
-            else:
-                base[key] = values[0]
-                grid.pop(key, None)
-            # What the user asked for beats a variant's value.
-            for variant in variants:
-                variant.pop(key, None)
-        seeds = seeds or list(range(self.seeds))
+        spec = GridSpec(dict(self.base), dict(self.grid), [dict(v) for v in self.variants], list(range(self.seeds)))
+        spec = spec.override(overrides)
         if name is None:
             name = self.name
-            if overrides or seeds != list(range(self.seeds)):
-                tag = json.dumps({"o": overrides, "s": seeds}, sort_keys=True, default=str)
+            if overrides:
+                tag = json.dumps(overrides, sort_keys=True, default=str)
                 name = f"{self.name}-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
-        return expand(base, grid, seeds, variants or None, name=name)
+        return expand_spec(spec, name)
 
 
 PRESETS: dict[str, Preset] = {

@@ -12,11 +12,32 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import BACKEND_INTERPOLATIONS, effective_antialias
 from .errors import ConfigError
+
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
+BACKENDS = ("pil", "tensor")
+# What each backend can do; anything else is refused with this list in the message.
+BACKEND_INTERPOLATIONS = {
+    "pil": ("nearest", "bilinear", "bicubic", "area", "lanczos"),
+    "tensor": ("nearest", "bilinear", "bicubic", "area"),
+}
 
 # Above this many bytes a resized copy is not written to disk (a 224 px CIFAR train set is 7.5 GB).
 DISK_CACHE_MAX_BYTES = 1 << 30
+
+
+def effective_antialias(interpolation: str, backend: str, requested: bool) -> bool:
+    """The antialias that actually happens, which torchvision does not always tell you.
+
+    Nearest never filters (torchvision ignores the flag); area is a box filter over each output
+    pixel's footprint, so it always antialiases; PIL's filters always widen their support when
+    downsampling, so PIL bilinear/bicubic/lanczos always antialias whatever is requested.
+    """
+    if interpolation == "nearest":
+        return False
+    if interpolation == "area" or backend == "pil":
+        return True
+    return bool(requested)
 
 
 def _pil_mode(method: str):

@@ -9,14 +9,12 @@ lapses, so another sweep picks the run up, and two live sweeps never train the s
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 SCHEMA = """
@@ -79,6 +77,7 @@ CREATE TABLE IF NOT EXISTS sweep_runs (
 """
 
 DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_DB = "resizelab.db"
 
 
 def new_owner_id() -> str:
@@ -102,14 +101,8 @@ def _owner_is_dead(owner: str | None) -> bool:
     return False
 
 
-@dataclass
-class Claim:
-    config_hash: str
-    owner: str
-
-
 class Store:
-    def __init__(self, path: str | os.PathLike = "resizelab.db", timeout: float = 60.0):
+    def __init__(self, path: str | os.PathLike = DEFAULT_DB, timeout: float = 60.0):
         self.path = str(path)
         parent = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(parent):
@@ -218,7 +211,7 @@ class Store:
             # Every finished attempt is kept: the runs row shows the latest, a forced rerun never erases the earlier one.
             c.execute("INSERT INTO attempts (config_hash, status, owner, result_json, provenance_json, started_at, finished_at) "
                       "SELECT ?, 'done', ?, ?, ?, started_at, ? FROM runs WHERE config_hash = ?",
-                      (h, owner, json.dumps(_finite(data)), json.dumps(result.provenance), now, h))
+                      (h, owner, json.dumps(data), json.dumps(result.provenance), now, h))
             c.execute("DELETE FROM epochs WHERE config_hash = ?", (h,))
             c.execute("DELETE FROM evals WHERE config_hash = ?", (h,))
             for e in result.epochs:
@@ -231,7 +224,7 @@ class Store:
                 "train_seconds = ?, images_per_second = ?, macs_per_image = ?, params = ?, peak_memory_bytes = ?, "
                 "result_json = ?, provenance_json = ?, finished_at = ? WHERE config_hash = ?",
                 (result.test_accuracy, result.train_seconds, result.images_per_second, result.macs_per_image, result.params,
-                 result.peak_memory_bytes, json.dumps(_finite(data)), json.dumps(result.provenance), now, h),
+                 result.peak_memory_bytes, json.dumps(data), json.dumps(result.provenance), now, h),
             )
 
     def record_invalid(self, values: dict, reason: str, sweep: str | None = None) -> str:
@@ -281,9 +274,6 @@ class Store:
         row = self.conn.execute("SELECT * FROM runs WHERE config_hash = ?", (config_hash,)).fetchone()
         return dict(row) if row else None
 
-    def epochs(self, config_hash: str) -> list[dict]:
-        return [dict(r) for r in self.conn.execute("SELECT * FROM epochs WHERE config_hash = ? ORDER BY epoch", (config_hash,))]
-
     def evals(self, config_hash: str | None = None) -> list[dict]:
         if config_hash is None:
             return [dict(r) for r in self.conn.execute("SELECT * FROM evals ORDER BY config_hash, test_size_px")]
@@ -295,14 +285,3 @@ class Store:
 
     def sweeps(self) -> list[tuple[str, int]]:
         return [(r[0], r[1]) for r in self.conn.execute("SELECT sweep, COUNT(*) FROM sweep_runs GROUP BY sweep ORDER BY sweep")]
-
-
-def _finite(value):
-    """JSON has no NaN: store it as null rather than writing non-standard JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import CONFIG_FIELDS, RunConfig
+from .config import CONFIG_FIELDS, GridSpec, RunConfig, preflight
 from .errors import ConfigError, DataUnavailable, ResizelabError, WeightsError
-from .store import DEFAULT_LEASE_SECONDS, Store, new_owner_id
+from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Store, new_owner_id
 
 SWEEP_FILE_KEYS = ("name", "seeds", "base", "grid", "variants")
 
@@ -59,7 +59,25 @@ def expand(base: dict[str, Any], grid: dict[str, list] | None = None, seeds: lis
     return SweepPlan(name, tuple(configs), tuple(invalid))
 
 
-def load_sweep_file(path: str | Path) -> tuple[dict, dict, list[int] | None, list[dict] | None, str]:
+def expand_spec(spec: GridSpec, name: str) -> SweepPlan:
+    return expand(spec.base, spec.grid, spec.seeds, spec.variants or None, name=name)
+
+
+def seed_list(value: Any, where: str) -> list[int]:
+    """Seeds from a count (N: seeds 0..N-1) or an explicit list of distinct seeds."""
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, list) and value)):
+        raise ConfigError(f"{where} must be a count of at least 1 or a non-empty list of seeds; got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigError(f"{where} must be at least 1; got {value}")
+        return list(range(value))
+    for seed in value:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+            raise ConfigError(f"{where}: each seed must be a whole number from 0 to 2^31-1; got {seed!r}")
+    return list(dict.fromkeys(value))
+
+
+def load_sweep_file(path: str | Path) -> tuple[GridSpec, str]:
     """Read a TOML sweep file: name, seeds, [base], [grid], [[variants]]. Unknown keys are errors."""
     try:
         import tomllib
@@ -76,29 +94,40 @@ def load_sweep_file(path: str | Path) -> tuple[dict, dict, list[int] | None, lis
     unknown = sorted(set(doc) - set(SWEEP_FILE_KEYS))
     if unknown:
         raise ConfigError(f"sweep file {path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(SWEEP_FILE_KEYS)}")
-    seeds = doc.get("seeds")
-    if isinstance(seeds, int):
-        seeds = list(range(seeds))
-    elif seeds is not None and not (isinstance(seeds, list) and all(isinstance(s, int) for s in seeds)):
-        raise ConfigError(f"sweep file {path}: seeds must be a count or a list of integers; got {seeds!r}")
+    seeds = seed_list(doc["seeds"], f"sweep file {path}: seeds") if "seeds" in doc else None
     base, grid = doc.get("base", {}), doc.get("grid", {})
-    variants = doc.get("variants")
-    if not isinstance(base, dict) or not isinstance(grid, dict) or not (variants is None or isinstance(variants, list)):
+    variants = doc.get("variants", [])
+    if not isinstance(base, dict) or not isinstance(grid, dict) or not (isinstance(variants, list) and all(isinstance(v, dict) for v in variants)):
         raise ConfigError(f"sweep file {path}: [base] and [grid] must be tables and [[variants]] an array of tables")
-    return base, grid, seeds, variants, str(doc.get("name", path.stem))
+    if not base and not grid and not variants:
+        raise ConfigError(f"sweep file {path} defines no runs; give [base] options and/or a [grid], see the README")
+    name = doc.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"sweep file {path}: name must be a non-empty string; got {name!r}")
+    return GridSpec(base, grid, variants, seeds), name
 
 
 # --- execution -------------------------------------------------------------------------------
 
 @dataclass
 class SweepOptions:
-    db: str = "resizelab.db"
+    db: str = DEFAULT_DB
     executor: str = "local"  # local | ray
     retry_failed: bool = False
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     progress: bool = True
     ray_address: str | None = None
-    max_concurrent: int | None = None
+
+    def __post_init__(self) -> None:
+        import math
+
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"executor must be local or ray; got {self.executor!r}")
+        # A lease shorter than a few heartbeats would lapse under a busy machine and let another sweep take
+        # over a run that is still training (the heartbeat renews every third of it).
+        if isinstance(self.lease_seconds, bool) or not isinstance(self.lease_seconds, (int, float)) \
+                or not math.isfinite(self.lease_seconds) or not 3 <= self.lease_seconds <= 86_400:
+            raise ConfigError(f"lease seconds must be between 3 and 86400; got {self.lease_seconds!r}")
 
 
 @dataclass
@@ -152,6 +181,8 @@ def ensure_inputs(configs) -> None:
     from .models import ensure_imagenet_weights
 
     problems = []
+    for cfg in configs:
+        preflight(cfg)
     for data, data_dir in dict.fromkeys((c.resolved().data, c.data_dir) for c in configs):
         try:
             load_dataset(data, data_dir)
@@ -202,7 +233,7 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
 
 def _run_local(todo, store: Store, owner: str, options: SweepOptions, outcome: SweepOutcome, quiet: bool, on_result) -> None:
     from .resize import ResizeCache
-    from .train import train
+    from .engine import train
 
     cache = ResizeCache()
     datasets: dict = {}
@@ -257,7 +288,7 @@ def _dataset_for(cfg: RunConfig, datasets: dict):
 
 def _train_remote(cfg_dict: dict):
     """Runs on a Ray worker: train one config and hand the result (or the failure) back."""
-    from .train import train
+    from .engine import train
 
     cfg = RunConfig.from_dict(cfg_dict)
     try:
@@ -281,7 +312,7 @@ def _run_ray(todo, store: Store, owner: str, options: SweepOptions, outcome: Swe
     # for the cluster's total would never schedule on a cluster of several nodes.
     node_cpus = max(1, int(min((r.get("CPU", 1) for r in nodes), default=1)))
     remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1 if gpus else node_cpus)(_train_remote)
-    limit = options.max_concurrent or max(1, gpus or len(nodes))
+    limit = max(1, gpus or len(nodes))
     queue = list(todo)
     in_flight: dict = {}
     try:
@@ -320,16 +351,6 @@ def _run_ray(todo, store: Store, owner: str, options: SweepOptions, outcome: Swe
         for ref, cfg in in_flight.items():
             ray.cancel(ref, force=True)
             store.release(cfg.config_hash(), owner)
-
-
-def parse_seeds(count: int | None, explicit: list[int] | None) -> list[int] | None:
-    if explicit:
-        return explicit
-    if count is not None:
-        if count < 1:
-            raise ConfigError(f"--seeds must be at least 1; got {count}")
-        return list(range(count))
-    return None
 
 
 def describe(plan: SweepPlan, db: str) -> list[tuple[str, str, str]]:

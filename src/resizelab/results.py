@@ -1,0 +1,83 @@
+"""What a run produced: `RunResult` and its JSON form, the one schema the store, the report and `--json` share."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from .config import RunConfig
+
+TRAIN_SECONDS_INCLUDES = (
+    "the training loop over all epochs: batch gather, on-device augmentation/resize (and, in the first epoch of a "
+    "tensor-backend run whose resized split was not cached yet, resizing each batch once), normalisation, "
+    "forward, backward and optimizer steps (and torch.compile's compilation when --compile is on); "
+    "not the one-off dataset load and resize, model construction or evaluation"
+)
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    train_accuracy: float  # percent, on the training batches as seen during the epoch
+    seconds: float
+    images: int
+
+
+@dataclass
+class EvalResult:
+    size_px: int  # shorter edge after resizing (the native size when not resized)
+    interpolation: str
+    accuracy: float  # percent
+    per_class_accuracy: dict[str, float]
+    images: int
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    config: RunConfig  # resolved
+    config_hash: str
+    epochs: list[EpochResult]
+    train_seconds: float
+    images_per_second: float
+    test_accuracy: float
+    per_class_accuracy: dict[str, float]
+    evals: list[EvalResult]
+    prepare_seconds: float
+    time_to_first_step_seconds: float
+    eval_seconds: float
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    macs_per_image: int
+    params: int
+    effective_precision: str
+    weights_tag: str
+    weights_loaded_keys: int
+    input_shape: tuple[int, int]
+    provenance: dict = field(default_factory=dict)
+
+    def to_json_dict(self) -> dict:
+        """Plain JSON types; measurements are always floats (an accuracy of 50 is 50.0), NaN becomes null."""
+        out = asdict(self)
+        out["config"] = self.config.to_dict()
+        out["epochs"] = len(self.epochs)
+        out["epoch_history"] = [asdict(e) for e in self.epochs]
+        out["input_shape"] = list(self.input_shape)
+        for name in FLOAT_FIELDS:
+            out[name] = float(out[name])
+        return finite(out)
+
+
+FLOAT_FIELDS = tuple(f.name for f in fields(RunResult) if f.type == "float")
+
+
+def finite(value):
+    """JSON has no NaN: store it as null rather than writing non-standard JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
