@@ -81,7 +81,7 @@ def test_effective_antialias_is_recorded_and_deduplicates():
 
 def test_resolved_fills_defaults():
     cfg = RunConfig(data="synthetic", size=16, test_sizes=(32, 16, 8)).resolved()
-    assert cfg.test_size == 16 and cfg.test_interpolation == "bilinear" and cfg.test_sizes == (8, 32)
+    assert cfg.test_size == 16 and cfg.test_interpolation == "bilinear" and cfg.test_sizes == (8, 16, 32)
 
 
 def test_one_override_rule_for_presets_files_and_flags():

@@ -1,7 +1,11 @@
 import math
 
+import pytest
 
-from resizelab.report import ReportConfig, mean_ci, pareto_front, t_critical_95, write_report
+from resizelab.errors import ConfigError
+
+from resizelab.report import ReportConfig, write_report
+from resizelab.stats import mean_ci, pareto_front, t_critical_95
 from resizelab.sweep import SweepOptions, expand, run_sweep
 
 
@@ -10,7 +14,8 @@ def test_confidence_interval_matches_a_known_case():
     # mean 3, sd sqrt(2.5), sem 0.7071, t(0.975, 4) = 2.776 -> 1.963
     assert s.n == 5 and s.mean == 3.0 and abs(s.half_width - 1.963) < 1e-3
     assert math.isnan(mean_ci([4.0]).half_width) and mean_ci([]).n == 0
-    assert t_critical_95(9) == 2.262 and abs(t_critical_95(1000) - 1.9623) < 1e-3 and 2.000 < t_critical_95(50) < 2.021
+    # Published two-sided 95% values (any t table): 12.706 at 1 df, 2.262 at 9, 2.009 at 50, 1.962 at 1000.
+    assert [round(t_critical_95(df), 3) for df in (1, 9, 50, 1000)] == [12.706, 2.262, 2.009, 1.962]
 
 
 def test_pareto_front():
@@ -32,7 +37,7 @@ def test_report_has_every_table_and_figure(tmp_path):
     md = (out / "report.md").read_text()
     assert "95%" in md and " ± " in md
     header = next(line for line in md.splitlines() if line.startswith("| size"))
-    assert [c.strip() for c in header.strip("|").split("|")][-6:] == ["n", "test acc % (95% CI)", "train s", "img/s", "M MACs", "params M"]
+    assert [c.strip() for c in header.strip().strip("|").split("|")][-6:] == ["n", "test acc % (95% CI)", "train s", "img/s", "M MACs", "params M"]
     assert md.count("![") == 5
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5
@@ -49,3 +54,42 @@ def test_report_has_every_table_and_figure(tmp_path):
             rows = list(csv.DictReader(f))
         assert [r["config_hash"] for r in table] == [r["config_hash"] for r in rows]
         assert [r["test_accuracy"] for r in table] == [float(r["test_accuracy"]) for r in rows]
+
+
+def test_runs_that_differ_only_in_test_sizes_are_separate_series_and_rows(tmp_path):
+    import csv
+
+    db = str(tmp_path / "r.db")
+    base = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 64, "limit_test": 32, "precision": "fp32"}
+    plan = expand(base, {"size": [8, 16, None], "test_sizes": [(), (24,)]}, seeds=[0], name="ts")
+    assert len(run_sweep(plan, SweepOptions(db=db, progress=False), quiet=True).ran) == 6
+    out = write_report(ReportConfig(db=db, sweep="ts", out=str(tmp_path / "rep")))
+    md = (out / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| size"))
+    assert "test\\_sizes" in header  # the varying option is a column
+    rows = [line for line in md.splitlines() if line.startswith("| 8 ") or line.startswith("| 16 ") or line.startswith("| native ")]
+    assert len(rows) == 6 and [r.split("|")[1].strip() for r in rows] == ["native", "native", "8", "8", "16", "16"]
+    # The header states what was held fixed, n included.
+    for setting in ("| epochs | 1 |", "| weights | none |", "| limit\\_train | 64 |", "| data | synthetic |"):
+        assert setting in md, setting
+    assert "n = 1 seed per configuration" in md
+    with open(out / "runs.csv") as f:
+        sizes = sorted(r["config.size"] for r in csv.DictReader(f))
+    assert sizes == ["16", "16", "8", "8", "native", "native"]
+    html = (out / "report.html").read_text()
+    assert '<html lang="en">' in html and "`" not in html and "<title>resizelab report: ts</title>" in html
+
+
+def test_report_escapes_names_and_clears_stale_figures(tmp_path):
+    db = str(tmp_path / "r.db")
+    plan = expand({"data": "synthetic", "weights": "none", "epochs": 1, "limit_train": 64, "limit_test": 32, "precision": "fp32"},
+                  {"size": [8]}, seeds=[0], name="a|b*c")
+    run_sweep(plan, SweepOptions(db=db, progress=False), quiet=True)
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "accuracy_vs_size.png").write_bytes(b"stale")
+    write_report(ReportConfig(db=db, sweep="a|b*c", out=str(out)))
+    assert not (out / "accuracy_vs_size.png").exists()  # one size: this report draws no such figure
+    assert "# resizelab report: a\\|b\\*c" in (out / "report.md").read_text()
+    with pytest.raises(ConfigError, match="is a file"):
+        write_report(ReportConfig(db=db, sweep="a|b*c", out=str(out / "report.md")))

@@ -276,8 +276,9 @@ class RunConfig:
             changes["test_size"] = self.size
         if self.test_interpolation is None:
             changes["test_interpolation"] = self.interpolation
-        extra = sorted(set(self.test_sizes) - {changes.get("test_size", self.test_size)})
-        changes["test_sizes"] = tuple(extra)
+        # Kept as given (sorted, once each), headline size included: "test at 16, 24, 32" is one setting
+        # across a sweep over train sizes, so runs that share it group into one series.
+        changes["test_sizes"] = tuple(sorted(set(self.test_sizes)))
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:

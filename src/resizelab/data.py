@@ -402,10 +402,10 @@ def _from_cache(name: str, key: str, decode) -> Dataset:
                    payload["test_images"], payload["test_labels"], key)
 
 
-def load_dataset(spec: str, data_dir: str | Path | None = None) -> Dataset:
+def load_dataset(spec: str, data_dir: str | Path | None = None, *, download: bool = True) -> Dataset:
     """Load a dataset named as on the command line: cifar10, cifar100, synthetic, imagefolder:PATH."""
     if spec in CIFAR:
-        return load_cifar(spec, Path(data_dir) if data_dir else None)
+        return load_cifar(spec, Path(data_dir) if data_dir else None, download=download)
     if spec == "synthetic":
         return make_synthetic()
     if spec.startswith("imagefolder:"):

@@ -158,7 +158,7 @@ class Run:
         cfg = self.config
         labels = self.dataset.test_labels.to(self.device)
         evals = []
-        for size in [cfg.test_size, *cfg.test_sizes]:
+        for size in [cfg.test_size, *(s for s in cfg.test_sizes if s != cfg.test_size)]:
             t0 = time.perf_counter()
             images = self.test_images(size)
             acc, per_class = self.accuracy(images, labels)

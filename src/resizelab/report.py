@@ -1,70 +1,23 @@
-"""Reports from the store: tables with 95% confidence intervals over seeds, figures, md/html/csv.
+"""Reports from the store: the run and sweep tables printed on stdout, and the report folder
+(report.md, a self-contained report.html, PNG figures, runs.csv and runs.parquet).
 
-Everything here reads the store; nothing trains. matplotlib is imported only when figures are drawn.
+Everything here reads the store; nothing trains and nothing is downloaded. Statistics live in
+stats.py, figures in figures.py, and the page layouts in templates/.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
-import html
 import json
-import math
-import statistics
-from collections import defaultdict
+import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# Two-sided 95% Student-t critical values by degrees of freedom (standard tables); beyond 30
-# the value is interpolated towards the normal 1.960.
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
-        21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042,
-        40: 2.021, 60: 2.000, 120: 1.980}
-
-
-def t_critical_95(df: int) -> float:
-    if df < 1:
-        return float("nan")
-    if df in _T95:
-        return _T95[df]
-    known = sorted(_T95)
-    for lo, hi in zip(known, known[1:]):
-        if lo < df < hi:
-            # Linear in 1/df, which is how t quantiles approach the normal.
-            w = (1 / df - 1 / hi) / (1 / lo - 1 / hi)
-            return _T95[hi] + w * (_T95[lo] - _T95[hi])
-    w = 120 / df
-    return 1.960 + w * (1.980 - 1.960)
-
-
-@dataclass(frozen=True)
-class Summary:
-    n: int
-    mean: float
-    half_width: float  # 95% CI half-width; nan for n = 1
-
-    def __str__(self) -> str:
-        if self.n == 0:
-            return "-"
-        if self.n == 1 or math.isnan(self.half_width):
-            return f"{self.mean:.2f}"
-        return f"{self.mean:.2f} ± {self.half_width:.2f}"
-
-
-def mean_ci(values: list[float]) -> Summary:
-    """Mean and the half-width of its two-sided 95% t confidence interval."""
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return Summary(0, float("nan"), float("nan"))
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return Summary(1, mean, float("nan"))
-    sem = statistics.stdev(values) / math.sqrt(len(values))
-    return Summary(len(values), mean, t_critical_95(len(values) - 1) * sem)
-
-
-# --- one-run and sweep tables (stdout) -------------------------------------------------------
+from .errors import ConfigError
+from .results import TRAIN_SECONDS_INCLUDES
+from .runs import Group, fixed, load_groups, sort_key, value_text, varying
 
 def format_run(result: dict, label: str) -> str:
     """A finished run as a few readable lines, from its JSON form (fresh or read back from the store)."""
@@ -88,39 +41,24 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _varying(configs: list[dict], always: tuple[str, ...] = ()) -> list[str]:
-    """The config fields that differ between configs, `always` first and in that order."""
-    keys = sorted(k for k in configs[0] if k not in ("seed", "data_dir", "test_sizes")) if configs else []
-    varying = [k for k in keys if k not in always and len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
-    # A test size or method that only mirrors the train one says nothing new.
-    for derived, source in (("test_size", "size"), ("test_interpolation", "interpolation")):
-        if derived in varying and all(c.get(derived) == c.get(source) for c in configs):
-            varying.remove(derived)
-    return [k for k in always if not configs or k in configs[0]] + varying
-
-
-def _size_text(value) -> str:
-    return "native" if value is None else str(value)
-
-
 def results_table(rows: list[dict]) -> str:
-    """One line per run: size, interpolation, what else varies, train seconds, images/s, test accuracy."""
+    """One line per run: what varies, train seconds, images/s, test accuracy, status."""
     configs = [json.loads(r["config_json"]) for r in rows]
-    columns = _varying(configs, always=("size", "interpolation"))
-    if len({c.get("seed") for c in configs}) > 1:
-        columns.append("seed")
+    columns = varying(configs, always=("size", "interpolation"))
     header = columns + ["train s", "img/s", "test acc %", "status"]
     body = []
     for row, cfg in zip(rows, configs):
-        cells = [_size_text(cfg.get(c)) if c in ("size", "test_size") else str(cfg.get(c)) for c in columns]
+        cells = [value_text(c, cfg.get(c)) for c in columns]
         if row["status"] == "done":
             cells += [f"{row['train_seconds']:.1f}", f"{row['images_per_second']:.0f}", f"{row['test_accuracy']:.2f}", "done"]
         else:
             cells += ["-", "-", "-", row["status"] + (f": {row['error']}" if row.get("error") else "")]
         body.append(cells)
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in body])
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in body])
 
 
 # --- the report folder -----------------------------------------------------------------------
@@ -133,68 +71,13 @@ class ReportConfig:
     example_images: int = 4
 
 
-@dataclass
-class Group:
-    config: dict  # the shared config, seed left out
-    runs: list[dict]
-    evals: dict[int, list[float]]  # test size -> accuracy per seed
-
-    def summary(self, metric: str) -> Summary:
-        return mean_ci([r[metric] for r in self.runs])
-
-
-def load_groups(db: str, sweep: str | None) -> tuple[list[Group], list[dict]]:
-    """Done runs grouped by everything but the seed; and the failed runs, with their reasons."""
-    from .store import Store
-
-    with Store(db) as store:
-        rows = store.runs(sweep=sweep)
-        evals = defaultdict(list)
-        for ev in store.evals():
-            evals[ev["config_hash"]].append(ev)
-    if sweep and not rows:
-        raise_unknown_sweep(db, sweep)
-    groups: dict[str, Group] = {}
-    for row in rows:
-        if row["status"] != "done":
-            continue
-        cfg = json.loads(row["config_json"])
-        key = json.dumps({k: v for k, v in cfg.items() if k not in ("seed", "data_dir", "device")}, sort_keys=True)
-        group = groups.setdefault(key, Group({k: v for k, v in cfg.items() if k != "seed"}, [], defaultdict(list)))
-        row = dict(row, config=cfg, result=json.loads(row["result_json"]) if row["result_json"] else {})
-        group.runs.append(row)
-        for ev in evals[row["config_hash"]]:
-            group.evals[ev["test_size_px"]].append(ev["accuracy"])
-    failed = [r for r in rows if r["status"] == "failed"]
-    return list(groups.values()), failed
-
-
-def raise_unknown_sweep(db: str, sweep: str) -> None:
-    from .errors import ConfigError
-    from .store import Store
-
-    with Store(db) as store:
-        names = [name for name, _ in store.sweeps()]
-    raise ConfigError(f"no sweep named {sweep!r} in {db}; sweeps there: {', '.join(names) or 'none'}")
-
-
-def _train_size(group: Group) -> int:
-    result = group.runs[0]["result"]
-    return group.config["size"] or (result.get("input_shape") or [0])[0]
-
-
-def _series_key(cfg: dict, varying: list[str]) -> str:
-    parts = [f"{k}={cfg[k]}" for k in varying if k not in ("size", "test_size", "antialias")]
-    return ", ".join(parts) or cfg["interpolation"]
-
-
 def summary_table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
-    configs = [g.config for g in groups]
-    columns = _varying(configs, always=("size", "interpolation", "antialias"))
+    """One row per configuration: every option that varies among them, then n and the metrics."""
+    columns = varying([g.config for g in groups], always=("size", "interpolation", "antialias"))
     header = columns + ["n", "test acc % (95% CI)", "train s", "img/s", "M MACs", "params M"]
     body = []
-    for g in sorted(groups, key=lambda g: tuple(json.dumps(g.config.get(c), sort_keys=True) for c in columns)):
-        cells = [_size_text(g.config.get(c)) if c in ("size", "test_size") else str(g.config.get(c)) for c in columns]
+    for g in sorted(groups, key=lambda g: tuple(sort_key(g.config.get(c)) for c in columns)):
+        cells = [value_text(c, g.config.get(c)) for c in columns]
         cells += [str(len(g.runs)), str(g.summary("test_accuracy")), str(g.summary("train_seconds")),
                   f"{g.summary('images_per_second').mean:.0f}", f"{g.runs[0]['macs_per_image'] / 1e6:.1f}",
                   f"{g.runs[0]['params'] / 1e6:.2f}"]
@@ -202,251 +85,45 @@ def summary_table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def _md_table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
-    return "\n".join(lines)
+def _md(text) -> str:
+    """Markdown-escape a cell or line of text (class and sweep names are user data)."""
+    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", str(text))
 
 
-def _html_table(header: list[str], body: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+def _environment():
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=PackageLoader("resizelab", "templates"), autoescape=select_autoescape(["html.j2"]),
+                      undefined=StrictUndefined, keep_trailing_newline=True, trim_blocks=False)
+    env.filters["md"] = _md
+    return env
 
 
-# --- figures ---------------------------------------------------------------------------------
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: reports are written on servers and in CI
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 8})
-    return plt
-
-
-def _log_axis(ax, axis: str, ticks: list[float] | None = None, base: float = 10) -> None:
-    """Log scale labelled with plain numbers (16, 32, 64), not 2^4 or 6x10^0."""
-    from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, ScalarFormatter
-
-    getattr(ax, f"set_{axis}scale")("log", base=base)
-    target = ax.xaxis if axis == "x" else ax.yaxis
-    if ticks:
-        target.set_major_locator(FixedLocator(sorted(set(ticks))))
-    else:
-        target.set_major_locator(LogLocator(base=base, subs=(1.0, 2.0, 5.0)))
-    formatter = ScalarFormatter()
-    formatter.set_scientific(False)
-    target.set_major_formatter(formatter)
-    target.set_minor_formatter(NullFormatter())
-
-
-def figure_accuracy_vs_size(groups: list[Group], path: Path) -> bool:
-    varying = _varying([g.config for g in groups])
-    series = defaultdict(list)
-    for g in groups:
-        series[(_series_key(g.config, varying), g.config["antialias"])].append(g)
-    if not any(len(v) > 1 for v in series.values()):
-        return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours, seed_values, sizes = {}, [], []
-    for (name, aa), members in sorted(series.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
-        members.sort(key=_train_size)
-        xs = [_train_size(g) for g in members]
-        stats = [g.summary("test_accuracy") for g in members]
-        ys = [s.mean for s in stats]
-        hw = [0.0 if math.isnan(s.half_width) else s.half_width for s in stats]
-        colour = colours.setdefault(name, f"C{len(colours) % 10}")
-        ax.plot(xs, ys, marker="o", color=colour, linestyle="-" if aa else "--", label=f"{name}, antialias {'on' if aa else 'off'}")
-        lo, hi = [max(0.0, y - h) for y, h in zip(ys, hw)], [min(100.0, y + h) for y, h in zip(ys, hw)]
-        if min(len(g.runs) for g in members) >= 3:
-            ax.fill_between(xs, lo, hi, color=colour, alpha=0.12, linewidth=0)
-        else:
-            # Two seeds give a t interval of +-9 standard deviations: overlapping bands would hide
-            # everything, so show it as nudged error bars instead.
-            nudge = 2 ** (0.03 * (len(colours) - 1) + (0.015 if not aa else 0))
-            ax.errorbar([x * nudge for x in xs], ys, yerr=[[y - l for y, l in zip(ys, lo)], [h - y for y, h in zip(ys, hi)]],
-                        fmt="none", ecolor=colour, elinewidth=1, capsize=3, alpha=0.5)
-        # The seeds themselves: with few seeds the interval is wide, and the points show why.
-        for g, x in zip(members, xs):
-            accs = [r["test_accuracy"] for r in g.runs]
-            seed_values += accs
-            ax.scatter([x] * len(accs), accs, color=colour, s=10, alpha=0.5, zorder=3)
-        sizes += xs
-    _log_axis(ax, "x", sizes, base=2)
-    # Scale to the seeds, not to the bands: with n=2 a 95% band spans +-9 standard deviations.
-    low, high = min(seed_values), max(seed_values)
-    margin = max(2.0, 0.3 * (high - low))
-    ax.set_ylim(max(0.0, low - margin), min(100.0, high + margin))
-    n = sorted({len(g.runs) for g in groups})
-    ax.set_xlabel("train/test input size (px, shorter edge; log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Test accuracy vs input size (n={'/'.join(map(str, n))} seeds; line: mean, dots: seeds, "
-                 f"{'band' if min(n) >= 3 else 'bars'}: 95% CI)", fontsize=10)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
-def figure_cost_vs_size(groups: list[Group], path: Path) -> bool:
-    if len({_train_size(g) for g in groups}) < 2:
-        return False
-    plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    varying = _varying([g.config for g in groups])
-    series = defaultdict(list)
-    for g in groups:
-        series[_series_key(g.config, varying) + ("" if g.config["antialias"] else ", no antialias")].append(g)
-    for name, members in sorted(series.items()):
-        members.sort(key=_train_size)
-        xs = [_train_size(g) for g in members]
-        ax1.plot(xs, [g.summary("train_seconds").mean for g in members], marker="o", label=name)
-        ax2.plot(xs, [g.summary("images_per_second").mean for g in members], marker="o", label=name)
-    sizes = [_train_size(g) for g in groups]
-    for ax, label in ((ax1, "train time (s, all epochs)"), (ax2, "training throughput (images/s)")):
-        _log_axis(ax, "x", sizes, base=2)
-        _log_axis(ax, "y")
-        ax.set_xlabel("input size (px, log scale)")
-        ax.set_ylabel(label)
-    ax1.set_title("Training time vs input size")
-    ax2.set_title("Throughput vs input size")
-    ax2.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats on both lower cost (x) and higher accuracy (y)."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], -math.inf
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
-
-
-def figure_accuracy_vs_cost(groups: list[Group], path: Path) -> bool:
-    if len(groups) < 2:
-        return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    points = [(g.runs[0]["macs_per_image"] / 1e6, g.summary("test_accuracy").mean) for g in groups]
-    varying = _varying([g.config for g in groups])
-    labels = [f"{_size_text(g.config['size'])}px {_series_key(g.config, varying)}" for g in groups]
-    ax.scatter([p[0] for p in points], [p[1] for p in points], color="C0", alpha=0.6, label="configuration (mean over seeds)")
-    front = pareto_front(points)
-    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="C3", marker="o", label="Pareto front")
-    for i in front:
-        ax.annotate(labels[i], points[i], textcoords="offset points", xytext=(4, -10), fontsize=7)
-    _log_axis(ax, "x")
-    ax.set_xlabel("cost: multiply-accumulates per image (millions of MACs, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy vs cost")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
-def figure_train_test_heatmap(groups: list[Group], path: Path) -> bool:
-    cells: dict[tuple[int, int], list[float]] = defaultdict(list)
-    for g in groups:
-        for test_size, accs in g.evals.items():
-            cells[(_train_size(g), test_size)].extend(accs)
-    train_sizes = sorted({a for a, _ in cells})
-    test_sizes = sorted({b for _, b in cells})
-    if not any(len(g.evals) > 1 for g in groups):
-        return False  # only the diagonal: nothing a heatmap would add to the table
-    import numpy as np
-
-    plt = _plt()
-    grid = np.full((len(train_sizes), len(test_sizes)), np.nan)
-    for (a, b), accs in cells.items():
-        grid[train_sizes.index(a), test_sizes.index(b)] = statistics.fmean(accs)
-    fig, ax = plt.subplots(figsize=(1.2 * len(test_sizes) + 2.5, 0.8 * len(train_sizes) + 2))
-    im = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
-    for i in range(len(train_sizes)):
-        for j in range(len(test_sizes)):
-            if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", color="white" if grid[i, j] < np.nanmean(grid) else "black", fontsize=8)
-    ax.set_xticks(range(len(test_sizes)), [str(s) for s in test_sizes])
-    ax.set_yticks(range(len(train_sizes)), [str(s) for s in train_sizes])
-    ax.set_xlabel("test input size (px)")
-    ax.set_ylabel("train input size (px)")
-    ax.set_title("Test accuracy (%) by train and test size")
-    ax.grid(False)
-    fig.colorbar(im, ax=ax, label="test accuracy (%)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
-def figure_examples(groups: list[Group], path: Path, n_images: int) -> bool:
-    """What the network saw: the same test images through each method at each size of the sweep."""
-    from .data import load_dataset
-    from .resize import resize
-
-    cfg = groups[0].config
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"report folder {out} is a file; pass --out to a folder")
     try:
-        dataset = load_dataset(cfg["data"], cfg.get("data_dir"))
-    except Exception:
-        return False  # the data is not on this machine: the report goes on without this figure
-    sizes = sorted({_train_size(g) for g in groups})
-    methods = sorted({(g.config["interpolation"], g.config["antialias"], g.config["backend"]) for g in groups})
-    # One image per class for the first few classes, so the strip is varied.
-    labels = dataset.test_labels
-    picks = [int((labels == c).nonzero()[0]) for c in range(min(n_images, dataset.num_classes))]
-    images = dataset.test_images[picks]
-    plt = _plt()
-    fig, axes = plt.subplots(len(methods), len(sizes), figsize=(0.8 * len(picks) * len(sizes) + 1, 1.25 * len(methods) + 0.7), squeeze=False)
-    for i, (method, aa, backend) in enumerate(methods):
-        for j, size in enumerate(sizes):
-            small = resize(images, size, method, aa, backend)
-            strip = small.permute(2, 0, 3, 1).reshape(small.shape[2], -1, 3)  # side by side
-            ax = axes[i][j]
-            ax.imshow(strip.numpy(), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            if i == 0:
-                ax.set_title(f"{size} px", fontsize=9)
-            if j == 0:
-                ax.set_ylabel(f"{method}\n{'aa' if aa else 'no aa'} {backend}", fontsize=8)
-    fig.suptitle("What the network saw: test images after each resize (pixels shown as blocks)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
-FIGURES = (
-    ("accuracy_vs_size.png", "Test accuracy vs input size", figure_accuracy_vs_size,
-     "One line per interpolation method through the mean over seeds (solid: antialias on, dashed: off); dots are the "
-     "single seeds; the band (error bars when there are fewer than 3 seeds) is the 95% t confidence interval of the mean."),
-    ("cost_vs_size.png", "Training time and throughput vs input size", figure_cost_vs_size,
-     "Training time covers all epochs of the training loop (not data loading or evaluation); throughput is training images per second."),
-    ("accuracy_vs_cost.png", "Accuracy vs cost", figure_accuracy_vs_cost,
-     "Each point is a configuration (mean over seeds); the red line joins those no other configuration beats on both cost and accuracy."),
-    ("train_test_heatmap.png", "Train size x test size", figure_train_test_heatmap,
-     "Each cell: mean test accuracy of models trained at the row's size and evaluated at the column's size."),
-)
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the report folder {out} ({e.strerror}); pass --out to a writable folder") from None
+    probe = out / ".resizelab-write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"report folder {out} is not writable ({e.strerror}); pass --out to a writable folder") from None
 
 
 def write_report(config: ReportConfig) -> Path:
     """Write report.md, report.html (images embedded), the PNG figures and runs.csv (+ Parquet)."""
+    from .figures import FIGURES, figure_examples
+
     groups, failed = load_groups(config.db, config.sweep)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    title = f"resizelab report: {config.sweep or 'all runs'}"
+    _check_out_dir(out)
+    # A reused folder must not keep figures from an earlier report that this one does not draw.
+    for name in [f[0] for f in FIGURES] + ["examples.png"]:
+        (out / name).unlink(missing_ok=True)
     header, body = summary_table(groups)
     figures = []
     if groups:
@@ -456,29 +133,26 @@ def write_report(config: ReportConfig) -> Path:
         if figure_examples(groups, out / "examples.png", config.example_images):
             figures.append(("examples.png", "What the network saw", "The same test images after each method at each size, drawn pixel for pixel."))
     _write_csv(groups, out)
-    n_runs = sum(len(g.runs) for g in groups)
-    intro = (f"{n_runs} finished runs in {len(groups)} configurations from `{config.db}`. "
-             "Accuracy is top-1 on the test split, mean ± half-width of the two-sided 95% Student-t confidence interval over seeds (n runs). "
-             "Train seconds time the training loop only (batches, forward, backward, optimizer steps), not data loading or evaluation.")
-    md = [f"# {title}", "", intro, "", _md_table(header, body), ""]
-    for filename, heading, caption in figures:
-        md += [f"## {heading}", "", f"![{heading}]({filename})", "", caption, ""]
-    if failed:
-        md += ["## Failed runs", "", _md_table(["config", "reason"], [[r["label"], r["error"] or ""] for r in failed]), ""]
-    md += ["Per-run data: `runs.csv` (one row per run, resolved config and provenance)."]
-    (out / "report.md").write_text("\n".join(md) + "\n")
-    parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>", _html_table(header, body)]
-    for filename, heading, caption in figures:
-        data = base64.b64encode((out / filename).read_bytes()).decode()
-        parts += [f"<h2>{html.escape(heading)}</h2>", f'<img alt="{html.escape(heading)}" src="data:image/png;base64,{data}">',
-                  f"<p>{html.escape(caption)}</p>"]
-    if failed:
-        parts += ["<h2>Failed runs</h2>", _html_table(["config", "reason"], [[r["label"], r["error"] or ""] for r in failed])]
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-             "th{background:#f3f3f3}img{max-width:100%}")
-    (out / "report.html").write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                                     f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+    seeds = sorted({len(g.runs) for g in groups})
+    configs = [g.config for g in groups]
+    shared = fixed(configs) if len(configs) > 1 else (configs[0] if configs else {})
+    context = {
+        "title": f"resizelab report: {config.sweep or 'all runs'}",
+        "db": config.db,
+        "n_runs": sum(len(g.runs) for g in groups),
+        "n_configs": len(groups),
+        "seeds_text": ("n = " + "/".join(map(str, seeds)) + (" seed" if seeds == [1] else " seeds") + " per configuration") if seeds else "no seeds",
+        "train_seconds_includes": TRAIN_SECONDS_INCLUDES,
+        "fixed": [(k, value_text(k, v)) for k, v in shared.items()],
+        "header": header,
+        "body": body,
+        "figures": [{"filename": f, "heading": h, "caption": c, "data": base64.b64encode((out / f).read_bytes()).decode()}
+                    for f, h, c in figures],
+        "failed": [(r["label"], r["error"] or "") for r in failed],
+    }
+    env = _environment()
+    (out / "report.md").write_text(env.get_template("report.md.j2").render(context))
+    (out / "report.html").write_text(env.get_template("report.html.j2").render(context))
     return out
 
 
@@ -486,7 +160,9 @@ def _write_csv(groups: list[Group], out: Path) -> None:
     rows = []
     for g in groups:
         for run in g.runs:
-            flat = {f"config.{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in run["config"].items()}
+            # Sizes are written as `native` rather than an empty cell, so a pandas groupby keeps those rows.
+            flat = {f"config.{k}": (value_text(k, v) if k in ("size", "test_size") else json.dumps(v) if isinstance(v, (list, dict)) else v)
+                    for k, v in run["config"].items()}
             result = run["result"]
             flat.update({
                 "config_hash": run["config_hash"], "test_accuracy": run["test_accuracy"], "train_seconds": run["train_seconds"],
@@ -509,6 +185,7 @@ def _write_csv(groups: list[Group], out: Path) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
+        logging.getLogger("resizelab").warning("runs.parquet not written: pyarrow is not installed (pip install 'resizelab[parquet]')")
         return
     if rows:
         pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in fieldnames} for r in rows]), out / "runs.parquet")

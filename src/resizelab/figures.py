@@ -1,0 +1,233 @@
+"""Report figures, drawn from groups of finished runs (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .runs import series_key, value_text, varying
+from .stats import pareto_front
+
+if TYPE_CHECKING:
+    from .runs import Group
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: reports are written on servers and in CI
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 8})
+    return plt
+
+
+def _log_axis(ax, axis: str, ticks: list[float] | None = None, base: float = 10) -> None:
+    """Log scale labelled with plain numbers (16, 32, 64), not 2^4 or 6x10^0."""
+    from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, ScalarFormatter
+
+    getattr(ax, f"set_{axis}scale")("log", base=base)
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if ticks:
+        target.set_major_locator(FixedLocator(sorted(set(ticks))))
+    else:
+        target.set_major_locator(LogLocator(base=base, subs=(1.0, 2.0, 5.0)))
+    formatter = ScalarFormatter()
+    formatter.set_scientific(False)
+    target.set_major_formatter(formatter)
+    target.set_minor_formatter(NullFormatter())
+
+
+def figure_accuracy_vs_size(groups: list[Group], path: Path) -> bool:
+    columns = varying([g.config for g in groups])
+    series = defaultdict(list)
+    for g in groups:
+        series[(series_key(g.config, columns), g.config["antialias"])].append(g)
+    if not any(len(v) > 1 for v in series.values()):
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours, seed_values, sizes = {}, [], []
+    for (name, aa), members in sorted(series.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
+        members.sort(key=lambda g: g.train_size)
+        xs = [g.train_size for g in members]
+        stats = [g.summary("test_accuracy") for g in members]
+        ys = [s.mean for s in stats]
+        hw = [0.0 if math.isnan(s.half_width) else s.half_width for s in stats]
+        colour = colours.setdefault(name, f"C{len(colours) % 10}")
+        ax.plot(xs, ys, marker="o", color=colour, linestyle="-" if aa else "--", label=f"{name}, antialias {'on' if aa else 'off'}")
+        lo, hi = [max(0.0, y - h) for y, h in zip(ys, hw)], [min(100.0, y + h) for y, h in zip(ys, hw)]
+        if min(len(g.runs) for g in members) >= 3:
+            ax.fill_between(xs, lo, hi, color=colour, alpha=0.12, linewidth=0)
+        else:
+            # Two seeds give a t interval of +-9 standard deviations: overlapping bands would hide
+            # everything, so show it as nudged error bars instead.
+            nudge = 2 ** (0.03 * (len(colours) - 1) + (0.015 if not aa else 0))
+            ax.errorbar([x * nudge for x in xs], ys, yerr=[[y - l for y, l in zip(ys, lo)], [h - y for y, h in zip(ys, hi)]],
+                        fmt="none", ecolor=colour, elinewidth=1, capsize=3, alpha=0.5)
+        # The seeds themselves: with few seeds the interval is wide, and the points show why.
+        for g, x in zip(members, xs):
+            accs = [r["test_accuracy"] for r in g.runs]
+            seed_values += accs
+            ax.scatter([x] * len(accs), accs, color=colour, s=10, alpha=0.5, zorder=3)
+        sizes += xs
+    _log_axis(ax, "x", sizes, base=2)
+    # Scale to the seeds, not to the bands: with n=2 a 95% band spans +-9 standard deviations.
+    low, high = min(seed_values), max(seed_values)
+    margin = max(2.0, 0.3 * (high - low))
+    ax.set_ylim(max(0.0, low - margin), min(100.0, high + margin))
+    n = sorted({len(g.runs) for g in groups})
+    ax.set_xlabel("train/test input size (px, shorter edge; log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Test accuracy vs input size (n={'/'.join(map(str, n))} seeds; line: mean, dots: seeds, "
+                 f"{'band' if min(n) >= 3 else 'bars'}: 95% CI)", fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def figure_cost_vs_size(groups: list[Group], path: Path) -> bool:
+    if len({g.train_size for g in groups}) < 2:
+        return False
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    columns = varying([g.config for g in groups])
+    series = defaultdict(list)
+    for g in groups:
+        series[series_key(g.config, columns) + ("" if g.config["antialias"] else ", no antialias")].append(g)
+    for name, members in sorted(series.items()):
+        members.sort(key=lambda g: g.train_size)
+        xs = [g.train_size for g in members]
+        ax1.plot(xs, [g.summary("train_seconds").mean for g in members], marker="o", label=name)
+        ax2.plot(xs, [g.summary("images_per_second").mean for g in members], marker="o", label=name)
+    sizes = [g.train_size for g in groups]
+    for ax, label in ((ax1, "train time (s, all epochs)"), (ax2, "training throughput (images/s)")):
+        _log_axis(ax, "x", sizes, base=2)
+        _log_axis(ax, "y")
+        ax.set_xlabel("input size (px, log scale)")
+        ax.set_ylabel(label)
+    ax1.set_title("Training time vs input size")
+    ax2.set_title("Throughput vs input size")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def figure_accuracy_vs_cost(groups: list[Group], path: Path) -> bool:
+    if len(groups) < 2:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    points = [(g.runs[0]["macs_per_image"] / 1e6, g.summary("test_accuracy").mean) for g in groups]
+    columns = varying([g.config for g in groups])
+    labels = [f"{value_text('size', g.config['size'])}px {series_key(g.config, columns)}" for g in groups]
+    ax.scatter([p[0] for p in points], [p[1] for p in points], color="C0", alpha=0.6, label="configuration (mean over seeds)")
+    front = pareto_front(points)
+    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="C3", marker="o", label="Pareto front")
+    for i in front:
+        ax.annotate(labels[i], points[i], textcoords="offset points", xytext=(4, -10), fontsize=7)
+    _log_axis(ax, "x")
+    ax.set_xlabel("cost: multiply-accumulates per image (millions of MACs, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy vs cost")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def figure_train_test_heatmap(groups: list[Group], path: Path) -> bool:
+    cells: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for g in groups:
+        for test_size, accs in g.evals.items():
+            cells[(g.train_size, test_size)].extend(accs)
+    train_sizes = sorted({a for a, _ in cells})
+    test_sizes = sorted({b for _, b in cells})
+    if not any(len(g.evals) > 1 for g in groups):
+        return False  # only the diagonal: nothing a heatmap would add to the table
+    import numpy as np
+
+    plt = _plt()
+    grid = np.full((len(train_sizes), len(test_sizes)), np.nan)
+    for (a, b), accs in cells.items():
+        grid[train_sizes.index(a), test_sizes.index(b)] = statistics.fmean(accs)
+    fig, ax = plt.subplots(figsize=(1.2 * len(test_sizes) + 2.5, 0.8 * len(train_sizes) + 2))
+    im = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+    for i in range(len(train_sizes)):
+        for j in range(len(test_sizes)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", color="white" if grid[i, j] < np.nanmean(grid) else "black", fontsize=8)
+    ax.set_xticks(range(len(test_sizes)), [str(s) for s in test_sizes])
+    ax.set_yticks(range(len(train_sizes)), [str(s) for s in train_sizes])
+    ax.set_xlabel("test input size (px)")
+    ax.set_ylabel("train input size (px)")
+    ax.set_title("Test accuracy (%) by train and test size")
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, label="test accuracy (%)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def figure_examples(groups: list[Group], path: Path, n_images: int) -> bool:
+    """What the network saw: the same test images through each method at each size of the sweep."""
+    from .data import load_dataset
+    from .errors import ResizelabError
+    from .resize import resize
+
+    cfg = groups[0].config
+    try:
+        # Never a download from a report: data not on this machine means no figure, not a fetch.
+        dataset = load_dataset(cfg["data"], groups[0].runs[0]["config"].get("data_dir"), download=False)
+    except ResizelabError:
+        return False
+    sizes = sorted({g.train_size for g in groups})
+    methods = sorted({(g.config["interpolation"], g.config["antialias"], g.config["backend"]) for g in groups})
+    # One image per class for the first few classes, so the strip is varied.
+    labels = dataset.test_labels
+    picks = [int((labels == c).nonzero()[0]) for c in range(min(n_images, dataset.num_classes))]
+    images = dataset.test_images[picks]
+    plt = _plt()
+    fig, axes = plt.subplots(len(methods), len(sizes), figsize=(0.8 * len(picks) * len(sizes) + 1, 1.25 * len(methods) + 0.7), squeeze=False)
+    for i, (method, aa, backend) in enumerate(methods):
+        for j, size in enumerate(sizes):
+            small = resize(images, size, method, aa, backend)
+            strip = small.permute(2, 0, 3, 1).reshape(small.shape[2], -1, 3)  # side by side
+            ax = axes[i][j]
+            ax.imshow(strip.numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if i == 0:
+                ax.set_title(f"{size} px", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"{method}\n{'aa' if aa else 'no aa'} {backend}", fontsize=8)
+    fig.suptitle("What the network saw: test images after each resize (pixels shown as blocks)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+FIGURES = (
+    ("accuracy_vs_size.png", "Test accuracy vs input size", figure_accuracy_vs_size,
+     "One line per interpolation method through the mean over seeds (solid: antialias on, dashed: off); dots are the "
+     "single seeds; the band (error bars when there are fewer than 3 seeds) is the 95% t confidence interval of the mean."),
+    ("cost_vs_size.png", "Training time and throughput vs input size", figure_cost_vs_size,
+     "Training time covers all epochs of the training loop (not data loading or evaluation); throughput is training images per second."),
+    ("accuracy_vs_cost.png", "Accuracy vs cost", figure_accuracy_vs_cost,
+     "Each point is a configuration (mean over seeds); the red line joins those no other configuration beats on both cost and accuracy."),
+    ("train_test_heatmap.png", "Train size x test size", figure_train_test_heatmap,
+     "Each cell: mean test accuracy of models trained at the row's size and evaluated at the column's size."),
+)
+
+
