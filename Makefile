@@ -10,7 +10,7 @@ STUDY_ARGS := study --preset seed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e '.[dev,pandas,mlflow]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -3,7 +3,8 @@
 Each field of `RunConfig` carries its own declaration (`option(...)`: type, default, choices, help,
 whether it is part of the experiment's identity). The CLI flags and their `--help`, the TOML keys of
 a sweep file and the validation are all generated from it, so adding an option is one edit here.
-Choice lists belong to the module that implements them (resize, models, runtime, optim, pipeline).
+Choice lists belong to the module that implements them (resize, models, runtime, optim, pipeline)
+and are looked up there when first needed, so importing this module does not import torch.
 """
 
 from __future__ import annotations
@@ -18,11 +19,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterator
 
 from .errors import ConfigError
-from .models import ARCHS, RESNETS, STEMS
-from .optim import OPTIMIZERS, SCHEDULES
-from .pipeline import AUGMENTS
-from .resize import BACKEND_INTERPOLATIONS, BACKENDS, INTERPOLATIONS, effective_antialias
-from .runtime import PRECISIONS
 
 DATASETS = ("cifar10", "cifar100", "synthetic", "imagefolder:PATH")
 MIN_SIZE_PX, MAX_SIZE_PX = 4, 1024
@@ -80,7 +76,20 @@ class Kind:
 
     parse: Callable[[str], Any]
     check: Callable[[str, Any], None]
-    metavar: str
+    _metavar: str | Callable[[], str]
+
+    @property
+    def metavar(self) -> str:
+        return self._metavar() if callable(self._metavar) else self._metavar
+
+
+def owned(module: str, name: str) -> Callable[[], Any]:
+    """A value defined by the module that implements it, fetched on first use (that module imports torch)."""
+    def get() -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(f".{module}", __package__), name)
+    return get
 
 
 def _is_int(value: Any) -> bool:
@@ -110,15 +119,16 @@ def number(low: float, high: float, *, low_open: bool = False, high_open: bool =
     return Kind(_parse_float, check, "X")
 
 
-def choice(choices: tuple[str, ...], *, optional: bool = False) -> Kind:
+def choice(choices: Callable[[], tuple[str, ...]], *, optional: bool = False) -> Kind:
     def check(name: str, value: Any) -> None:
         if value is None and optional:
             return
-        if value not in choices:
-            close = difflib.get_close_matches(str(value), choices, n=1)
+        valid = choices()
+        if value not in valid:
+            close = difflib.get_close_matches(str(value), valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}{hint}")
-    return Kind(_parse_optional_str if optional else str, check, "{" + ",".join(choices) + "}")
+            raise ConfigError(f"{name} must be one of {', '.join(valid)}; got {value!r}{hint}")
+    return Kind(_parse_optional_str if optional else str, check, lambda: "{" + ",".join(choices()) + "}")
 
 
 def boolean(*, auto: bool = False) -> Kind:
@@ -190,29 +200,29 @@ class RunConfig:
                                    "size for the headline test accuracy (default: the train size)")
     test_sizes: tuple[int, ...] = option((), sizes_list(), "extra test sizes, comma-separated (train at A, test at B)",
                                          grid=False)
-    interpolation: str = option("bilinear", choice(INTERPOLATIONS), "resize method")
-    test_interpolation: str | None = option(None, choice(INTERPOLATIONS, optional=True),
+    interpolation: str = option("bilinear", choice(owned("resize", "INTERPOLATIONS")), "resize method")
+    test_interpolation: str | None = option(None, choice(owned("resize", "INTERPOLATIONS"), optional=True),
                                             "resize method for test images (default: the train method)")
     antialias: bool = option(True, boolean(), "antialias when downsampling; the effective value is recorded "
                              "(nearest never filters, PIL and area always do)")
-    backend: str = option("tensor", choice(BACKENDS), "pil: torchvision's Resize on PIL images, once; "
+    backend: str = option("tensor", choice(owned("resize", "BACKENDS")), "pil: torchvision's Resize on PIL images, once; "
                           "tensor: batched on the device")
-    arch: str = option("resnet18", choice(ARCHS), "architecture")
+    arch: str = option("resnet18", choice(owned("models", "ARCHS")), "architecture")
     weights: str = option("imagenet", text("{imagenet,none,PATH}"), "imagenet (torchvision's, downloaded on first use), "
                           "none, or a state_dict file")
-    stem: str = option("imagenet", choice(STEMS), "imagenet: 7x7 stride-2 conv + max-pool; cifar: 3x3 stride-1 conv, "
+    stem: str = option("imagenet", choice(owned("models", "STEMS")), "imagenet: 7x7 stride-2 conv + max-pool; cifar: 3x3 stride-1 conv, "
                        "no max-pool (ResNets)")
     epochs: int = option(2, whole(1, 10_000), "training epochs")
     batch_size: int = option(32, whole(1, 65_536), "training batch size")
     lr: float = option(0.001, number(0.0, 10.0, low_open=True), "learning rate")
     momentum: float = option(0.9, number(0.0, 1.0, high_open=True), "SGD momentum")
     weight_decay: float = option(0.0, number(0.0, 1.0), "weight decay")
-    optimizer: str = option("sgd", choice(OPTIMIZERS), "optimizer")
-    schedule: str = option("constant", choice(SCHEDULES), "learning-rate schedule (cosine: to 0 over all steps)")
+    optimizer: str = option("sgd", choice(owned("optim", "OPTIMIZERS")), "optimizer")
+    schedule: str = option("constant", choice(owned("optim", "SCHEDULES")), "learning-rate schedule (cosine: to 0 over all steps)")
     label_smoothing: float = option(0.0, number(0.0, 1.0, high_open=True), "label smoothing")
-    augment: str = option("none", choice(AUGMENTS), "crop-flip: random crop (padding 4) and flip before the resize, "
+    augment: str = option("none", choice(owned("pipeline", "AUGMENTS")), "crop-flip: random crop (padding 4) and flip before the resize, "
                           "per batch on the device (needs --backend tensor)")
-    precision: str = option("auto", choice(PRECISIONS), "auto: bf16 on CUDA and on a CPU with native bf16, "
+    precision: str = option("auto", choice(owned("runtime", "PRECISIONS")), "auto: bf16 on CUDA and on a CPU with native bf16, "
                             "fp32 on other CPUs; the precision that ran is recorded")
     seed: int = option(0, whole(0, 2**31 - 1), "random seed (weights of the new head, batch order, augmentation)")
     limit_train: int | None = option(None, whole(1, optional=True), "train on a class-balanced subset of N images")
@@ -236,6 +246,9 @@ class RunConfig:
         for name, opt in options():
             opt.kind.check(name, getattr(self, name))
         # Combinations no single option can check.
+        from .models import RESNETS
+        from .resize import BACKEND_INTERPOLATIONS
+
         for name in ("interpolation", "test_interpolation"):
             method = getattr(self, name)
             if method is not None and method not in BACKEND_INTERPOLATIONS[self.backend]:
@@ -253,6 +266,8 @@ class RunConfig:
 
     @property
     def effective_antialias(self) -> bool:
+        from .resize import effective_antialias
+
         return effective_antialias(self.interpolation, self.backend, self.antialias)
 
     @property

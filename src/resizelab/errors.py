@@ -19,3 +19,7 @@ class WeightsError(ResizelabError):
 
 class RunFailed(ResizelabError):
     """A run started but could not produce a result (diverged, out of memory, ...)."""
+
+
+class MissingDependency(ResizelabError, ImportError):
+    """An optional integration (pandas, MLflow, ...) was asked for but is not installed."""

@@ -1,0 +1,197 @@
+"""MLflow tracking: one resizelab run as one MLflow run, and a results store exported to MLflow.
+
+A run's resolved config becomes params, its config hash the tag `resizelab.config_hash`, its epochs
+metric histories (step = epoch), its results final metrics, its provenance and full result JSON
+artifacts. MLflow is imported only here and only when called (`pip install 'resizelab[mlflow]'`);
+nothing here imports torch, so exporting a store needs no training stack.
+
+The default tracking store is `sqlite:///<folder of the results db>/mlflow.db`. Current MLflow
+(3.17, which the tests run) logs to a SQLite database by default (`sqlite:///mlflow.db`) and keeps the
+file store ('./mlruns') in maintenance mode: opening one raises unless MLFLOW_ALLOW_FILE_STORE=true.
+mlflow.db is also the name `mlflow server`/`mlflow ui` open by default, so started in that folder
+they show the runs without flags. Artifacts of experiments created here go to `<that folder>/mlartifacts`,
+not to './mlruns' under whatever folder the process happened to run in (MLflow's default for SQLite).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .api import read_runs
+from .errors import ConfigError
+from .optional import require
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from .results import RunResult
+
+DEFAULT_EXPERIMENT = "resizelab"
+TAG_CONFIG_HASH = "resizelab.config_hash"
+TAG_SWEEP = "resizelab.sweep"
+# MLflow's own batch limits (mlflow.utils.validation): at most 100 params and 1000 entities a call.
+_PARAMS_PER_BATCH, _METRICS_PER_BATCH = 100, 1000
+FINAL_METRICS = ("test_accuracy", "train_seconds", "images_per_second", "macs_per_image", "params", "peak_memory_bytes",
+                 "prepare_seconds", "time_to_first_step_seconds", "eval_seconds")
+
+
+def default_tracking_uri(db: str | os.PathLike) -> str:
+    """The local MLflow store that goes with a results database: mlflow.db in the same folder."""
+    return "sqlite:///" + str(Path(db).absolute().parent / "mlflow.db")
+
+
+def log_result_to_mlflow(result: RunResult, tracking_uri: str, experiment: str = DEFAULT_EXPERIMENT,
+                         report_dir: str | os.PathLike | None = None, *, sweep: str | None = None) -> str:
+    """Log one finished run as one MLflow run (status FINISHED) and return the MLflow run id.
+
+    `sweep` is tagged as `resizelab.sweep`; `report_dir`, a report folder, is logged under the
+    artifact path 'report'. Fits `run_sweep(..., on_result=...)`. Logs every time it is called: a
+    result is new data; `export_store_to_mlflow` is the call that skips what is logged already.
+    """
+    if report_dir is not None and not Path(report_dir).is_dir():
+        raise ConfigError(f"report folder {report_dir} does not exist")
+    client = _client(tracking_uri)
+    experiment_id = _experiment_id(client, experiment, tracking_uri)
+    return _log_run(client, experiment_id, result.to_json_dict(), label=result.config.label(), sweep=sweep,
+                    report_dir=report_dir)
+
+
+def export_store_to_mlflow(db: str | os.PathLike, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
+                           sweep: str | None = None) -> int:
+    """Log the store's finished runs (of one sweep, or all) to MLflow; returns how many were logged.
+
+    Idempotent: a run whose config hash is already tagged on a FINISHED run of the experiment is not
+    logged again, so re-exporting after more runs finish adds only those. A log that broke off half
+    way is marked FAILED and is redone by the next export. (Two exports of one store at the same
+    moment can both log a run: export from one place.)
+    Tracking URI: `tracking_uri`, else $MLFLOW_TRACKING_URI, else `default_tracking_uri(db)`.
+    """
+    stored = read_runs(db, sweep, status="done")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(db)
+    client = _client(uri)
+    experiment_id = _experiment_id(client, experiment, uri)
+    logged = logged_config_hashes(client, experiment_id)
+    count = 0
+    for row in stored.runs:
+        if row["config_hash"] in logged:
+            continue
+        sweeps = [sweep] if sweep is not None else stored.sweeps.get(row["config_hash"], [])
+        _log_run(client, experiment_id, json.loads(row["result_json"]), label=row["label"], sweep=", ".join(sweeps) or None,
+                 start_seconds=row["started_at"], end_seconds=row["finished_at"])
+        logged.add(row["config_hash"])
+        count += 1
+    return count
+
+
+def logged_config_hashes(client: MlflowClient, experiment_id: str) -> set[str]:
+    """Config hashes of the experiment's FINISHED runs: what an export does not log again."""
+    hashes: set[str] = set()
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=1000,
+                                  page_token=token)
+        hashes.update(run.data.tags[TAG_CONFIG_HASH] for run in page if TAG_CONFIG_HASH in run.data.tags)
+        token = page.token
+        if not token:
+            return hashes
+
+
+# --- internals -------------------------------------------------------------------------------
+
+def _client(tracking_uri: str) -> MlflowClient:
+    require("mlflow", "mlflow", "MLflow tracking")
+    if tracking_uri.startswith("sqlite:"):
+        # mlflow-skinny imports without these and then fails on a SQLite URI with an error about
+        # the model registry; say what is missing instead.
+        for module in ("sqlalchemy", "alembic"):
+            require(module, "mlflow", "MLflow's SQLite tracking store")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _artifact_location(tracking_uri: str) -> str | None:
+    """Beside a local SQLite store; None (the server's choice) for any other store."""
+    if not tracking_uri.startswith("sqlite:///") or tracking_uri.endswith(":memory:"):
+        return None
+    return (Path(tracking_uri[len("sqlite:///"):]).absolute().parent / "mlartifacts").as_uri()
+
+
+def _experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=_artifact_location(tracking_uri))
+    if experiment.lifecycle_stage == "deleted":
+        raise ConfigError(f"MLflow experiment {name!r} in {tracking_uri} is deleted; restore it "
+                          f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) or log to another name")
+    return experiment.experiment_id
+
+
+def _param_text(value: Any) -> str:
+    # Params are strings in MLflow; JSON keeps None, booleans and lists readable and unambiguous.
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _json_safe(data: dict) -> dict:
+    """NaN and infinities as null: MLflow's UI and most readers reject the non-standard JSON tokens."""
+    return json.loads(json.dumps(data, default=str), parse_constant=lambda _: None)
+
+
+def _log_run(client: MlflowClient, experiment_id: str, data: dict, *, label: str, sweep: str | None,
+             report_dir: str | os.PathLike | None = None, start_seconds: float | None = None,
+             end_seconds: float | None = None) -> str:
+    """Log one run from its JSON form (RunResult.to_json_dict(), as the store keeps it)."""
+    from mlflow.entities import Metric, Param
+
+    data = _json_safe(data)
+    provenance = data.get("provenance") or {}
+    tags = {TAG_CONFIG_HASH: data["config_hash"], "resizelab.label": label, "resizelab.version": __version__,
+            "resizelab.effective_precision": data.get("effective_precision"), "resizelab.weights_tag": data.get("weights_tag"),
+            "resizelab.git_revision": provenance.get("git_revision")}
+    if sweep:
+        tags[TAG_SWEEP] = sweep
+    revision = str(provenance.get("git_revision", ""))
+    if re.fullmatch(r"[0-9a-f]{40}", revision):  # a clean checkout: MLflow's UI links the commit
+        tags["mlflow.source.git.commit"] = revision
+    start_ms = int(start_seconds * 1000) if start_seconds else None
+    run = client.create_run(experiment_id, start_time=start_ms, run_name=label,
+                            tags={k: str(v) for k, v in tags.items() if v is not None})
+    run_id = run.info.run_id
+    try:
+        params = [Param(k, _param_text(v)) for k, v in sorted(data["config"].items())]
+        for i in range(0, len(params), _PARAMS_PER_BATCH):
+            client.log_batch(run_id, params=params[i:i + _PARAMS_PER_BATCH])
+        end_ms = int(end_seconds * 1000) if end_seconds else int(time.time() * 1000)
+        metrics = []
+        for epoch in data.get("epoch_history", []):
+            for key, name in (("train_loss", "train_loss"), ("train_accuracy", "train_accuracy"), ("seconds", "epoch_seconds")):
+                if epoch.get(key) is not None:
+                    metrics.append(Metric(name, float(epoch[key]), end_ms, int(epoch["epoch"])))
+        for name in FINAL_METRICS:
+            if data.get(name) is not None:
+                metrics.append(Metric(name, float(data[name]), end_ms, 0))
+        evals = data.get("evals", [])
+        sizes = [ev["size_px"] for ev in evals]
+        for ev in evals:
+            # One evaluation per size is what train() makes; should a size come twice, the method tells them apart.
+            suffix = f"_{ev['interpolation']}" if sizes.count(ev["size_px"]) > 1 else ""
+            if ev.get("accuracy") is not None:
+                metrics.append(Metric(f"test_accuracy_{ev['size_px']}px{suffix}", float(ev["accuracy"]), end_ms, 0))
+        for i in range(0, len(metrics), _METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=metrics[i:i + _METRICS_PER_BATCH])
+        client.log_dict(run_id, provenance, "provenance.json")
+        client.log_dict(run_id, data, "result.json")  # everything, per-class accuracy included
+        if report_dir is not None:
+            client.log_artifacts(run_id, str(report_dir), artifact_path="report")
+    except BaseException:
+        # A half-logged run must not pass for a finished one: the export's skip check ignores FAILED runs.
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED", end_time=end_ms)
+    return run_id

@@ -1,0 +1,137 @@
+"""MLflow tracking against a real local MLflow store, read back with MLflow's own client."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import pytest
+
+from resizelab.errors import MissingDependency
+from resizelab.tracking import TAG_CONFIG_HASH, TAG_SWEEP, default_tracking_uri, export_store_to_mlflow, log_result_to_mlflow
+from tiny_store import build_tiny_store
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+# MLflow 3.17 with SQLAlchemy 2.1 warns about its own use of `noload`: not ours to fix, and not news in every run.
+pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    return build_tiny_store(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tracking_dir(tmp_path_factory):
+    """One MLflow store for the tests that name their own experiments: creating one runs MLflow's
+    schema migrations, seconds on a busy machine."""
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture(autouse=True)
+def quiet_mlflow(monkeypatch):
+    # Tests send no usage telemetry, and an MLFLOW_TRACKING_URI of the machine must not leak in.
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def _runs(uri: str, experiment: str) -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], run_view_type=mlflow.entities.ViewType.ALL) if exp else []
+
+
+def test_log_result_writes_params_metrics_tags_and_artifacts(tiny_store, tracking_dir, tmp_path, monkeypatch):
+    _, results, hashes = tiny_store
+    result = results["16px"]
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # artifacts must land beside the tracking store, not in the working folder
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "report.md").write_text("# tiny\n")
+    uri = f"sqlite:///{tracking_dir / 'mlflow.db'}"
+
+    run_id = log_result_to_mlflow(result, uri, "tiny-exp", report_dir=report, sweep="tiny")
+
+    [run] = _runs(uri, "tiny-exp")
+    assert run.info.run_id == run_id and run.info.status == "FINISHED"
+    assert run.info.run_name == result.config.label()
+    params = run.data.params
+    assert set(params) == set(result.config.to_dict())
+    assert (params["size"], params["data"], params["test_sizes"], params["epochs"]) == ("16", "synthetic", "[32]", "2")
+    assert params["limit_train"] == "64" and params["channels_last"] == "null"
+    tags = run.data.tags
+    assert tags[TAG_CONFIG_HASH] == hashes["16px"] and tags[TAG_SWEEP] == "tiny"
+    assert tags["resizelab.effective_precision"] == "fp32" and tags["resizelab.weights_tag"] == "none"
+    metrics = run.data.metrics
+    assert metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
+    by_size = {ev.size_px: ev.accuracy for ev in result.evals}
+    assert (metrics["test_accuracy_16px"], metrics["test_accuracy_32px"]) == pytest.approx((by_size[16], by_size[32]))
+    for name in ("train_seconds", "images_per_second", "macs_per_image", "params", "peak_memory_bytes"):
+        assert metrics[name] == pytest.approx(getattr(result, name)), name
+    client = MlflowClient(uri)
+    for metric, attr in (("train_loss", "train_loss"), ("train_accuracy", "train_accuracy"), ("epoch_seconds", "seconds")):
+        history = sorted(client.get_metric_history(run_id, metric), key=lambda m: m.step)
+        assert [m.step for m in history] == [1, 2]
+        assert [m.value for m in history] == pytest.approx([getattr(e, attr) for e in result.epochs])
+    artifacts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "report")}
+    assert {"provenance.json", "result.json", "report/report.md"} <= artifacts
+    local = client.download_artifacts(run_id, "provenance.json", str(tmp_path))
+    with open(local) as f:
+        provenance = json.load(f)
+    assert provenance["git_revision"] == result.provenance["git_revision"]
+    assert provenance["device"] == result.provenance["device"]
+    assert run.info.artifact_uri.startswith((tracking_dir / "mlartifacts").as_uri())
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_export_logs_each_finished_run_once(tiny_store, tracking_dir, tmp_path):
+    db, results, hashes = tiny_store
+    uri = f"sqlite:///{tracking_dir / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    # A log that broke off half way: FAILED, so the export must log that run properly, not skip it.
+    experiment_id = client.create_experiment("export-exp", artifact_location=(tmp_path / "art").as_uri())
+    broken = client.create_run(experiment_id, tags={TAG_CONFIG_HASH: hashes["native"]})
+    client.set_terminated(broken.info.run_id, "FAILED")
+
+    assert export_store_to_mlflow(db, uri, "export-exp") == 2
+    assert export_store_to_mlflow(db, uri, "export-exp") == 0
+    finished = [r for r in _runs(uri, "export-exp") if r.info.status == "FINISHED"]
+    assert sorted(r.data.tags[TAG_CONFIG_HASH] for r in finished) == sorted([hashes["16px"], hashes["native"]])
+    by_hash = {r.data.tags[TAG_CONFIG_HASH]: r for r in finished}
+    assert by_hash[hashes["16px"]].data.tags[TAG_SWEEP] == "other, tiny"
+    native = by_hash[hashes["native"]]
+    assert native.data.params["size"] == "null" and native.data.metrics["test_accuracy_32px"] == pytest.approx(
+        results["native"].test_accuracy)
+    history = client.get_metric_history(native.info.run_id, "train_loss")
+    assert [(m.step, m.value) for m in history] == [(1, pytest.approx(results["native"].epochs[0].train_loss))]
+    # The failed and the pending run of the store are not finished runs: nothing to export.
+    assert hashes["failed"] not in by_hash and hashes["pending"] not in by_hash
+
+
+def test_export_defaults_to_a_store_beside_the_database(tiny_store, tmp_path):
+    db, _, hashes = tiny_store
+    copy = tmp_path / "runs.db"
+    shutil.copy(db, copy)
+    assert export_store_to_mlflow(copy, sweep="other") == 1  # the other sweep has one finished run
+    assert (tmp_path / "mlflow.db").is_file() and default_tracking_uri(copy) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    [run] = _runs(default_tracking_uri(copy), "resizelab")
+    assert run.data.tags[TAG_CONFIG_HASH] == hashes["16px"] and run.data.tags[TAG_SWEEP] == "other"
+    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+    # The whole store later: the run already logged is skipped.
+    assert export_store_to_mlflow(copy) == 1
+
+
+@pytest.mark.parametrize("missing", ["mlflow", "sqlalchemy"])
+def test_without_mlflow_the_error_names_the_extra(tiny_store, tmp_path, monkeypatch, missing):
+    db, _, _ = tiny_store
+    monkeypatch.setitem(sys.modules, missing, None)  # what `import` meets when the package is not installed
+    with pytest.raises(MissingDependency) as info:
+        export_store_to_mlflow(db, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    message = str(info.value)
+    assert "\n" not in message and missing in message and "pip install 'resizelab[mlflow]'" in message
+    assert not (tmp_path / "mlflow.db").exists()
