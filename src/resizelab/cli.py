@@ -50,7 +50,8 @@ RUN_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--interpolation": ("interpolation", str, "nearest, bilinear, bicubic, area or lanczos (default bilinear)"),
     "--test-interpolation": ("test_interpolation", _optional_str, "interpolation for test images (default: same)"),
     "--antialias": ("antialias", parse_bool, "true or false (default true); the effective value is recorded"),
-    "--backend": ("backend", str, "pil (torchvision Resize on PIL images) or tensor (batched, on the device); default tensor"),
+    "--backend": ("backend", str, "pil (torchvision Resize on PIL images), tensor (batched, on the device) or opencv "
+                  "(cv2.resize per image; pip install 'resizelab[opencv]'); default tensor"),
     "--arch": ("arch", str, "resnet18, resnet34, resnet50 or mobilenet_v2 (default resnet18)"),
     "--weights": ("weights", str, "imagenet, none, or a path to a state_dict file (default imagenet)"),
     "--stem": ("stem", str, "imagenet or cifar (3x3 stride-1 conv, no max-pool); default imagenet"),

@@ -12,11 +12,12 @@ from typing import Any
 from .errors import ConfigError
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
-BACKENDS = ("pil", "tensor")
+BACKENDS = ("pil", "tensor", "opencv")
 # What each backend can do; anything else is refused with this list in the message.
 BACKEND_INTERPOLATIONS = {
     "pil": ("nearest", "bilinear", "bicubic", "area", "lanczos"),
     "tensor": ("nearest", "bilinear", "bicubic", "area"),
+    "opencv": ("nearest", "bilinear", "bicubic", "area", "lanczos"),
 }
 ARCHS = ("resnet18", "resnet34", "resnet50", "mobilenet_v2")
 RESNETS = ("resnet18", "resnet34", "resnet50")
@@ -63,12 +64,17 @@ def effective_antialias(interpolation: str, backend: str, requested: bool) -> bo
 
     Nearest never filters (torchvision ignores the flag); area is a box filter over each output
     pixel's footprint, so it always antialiases; PIL's filters always widen their support when
-    downsampling, so PIL bilinear/bicubic/lanczos always antialias whatever is requested.
+    downsampling, so PIL bilinear/bicubic/lanczos always antialias whatever is requested. OpenCV's
+    linear/cubic/lanczos never widen their kernel (they alias when downsampling; only INTER_AREA
+    averages), so a request for antialias there is recorded as the False that happens. The value
+    describes the filter; it only matters when the resize is a downsample.
     """
     if interpolation == "nearest":
         return False
     if interpolation == "area" or backend == "pil":
         return True
+    if backend == "opencv":
+        return False
     return bool(requested)
 
 
