@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile resizelab's model")
     p.add_argument("--no-ablation", action="store_true", help="skip timing resizelab's pipeline with each of its settings changed")
     p.add_argument("--json-out", default="bench.json", help="where to write the JSON record (default bench.json)")
+    _add_table_parser(sub, "spectrum", "what each resize does to the signal: spectra, zone-plate aliasing, round trip",
+                      SPECTRUM_OPTIONS)
     return parser
 
 
@@ -349,8 +351,63 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- measurement commands without training (spectrum): a flag table each, parsed into their config ---------------
+
+def _str_tuple(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _bool_tuple(text: str) -> tuple[bool, ...]:
+    return tuple(parse_bool(t) for t in text.split(",") if t.strip())
+
+
+SPECTRUM_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "--data": ("data", str, "cifar10, cifar100, synthetic or imagefolder:PATH (default cifar10); its test split is used"),
+    "--data-dir": ("data_dir", str, "where CIFAR is found or downloaded"),
+    "--size": ("sizes", _int_tuple, "comma-separated sizes in px, shorter edge (default 16,64)"),
+    "--interpolation": ("interpolations", _str_tuple, "comma-separated methods (default nearest,bilinear,bicubic)"),
+    "--antialias": ("antialias", _bool_tuple, "true, false or true,false (default true,false); the effective value is shown"),
+    "--backend": ("backends", _str_tuple, "comma-separated: pil, tensor, opencv (default pil,tensor)"),
+    "--limit": ("limit", _int, "class-balanced test images to measure (default 500)"),
+    "--out": ("out", str, "folder for spectrum.json, spectrum.csv, psd.csv and the figures (default reports/spectrum)"),
+}
+
+
+def _add_table_parser(sub, name: str, help_text: str, options: dict) -> None:
+    p = sub.add_parser(name, help=help_text)
+    for flag, (field, _, text) in options.items():
+        p.add_argument(flag, dest=f"opt_{field}", default=None, help=text)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout instead of the table")
+
+
+def _table_options(args: argparse.Namespace, options: dict) -> dict[str, Any]:
+    """The flags given, parsed into config fields; the config's defaults stand for the rest."""
+    out: dict[str, Any] = {}
+    for flag, (field, parse, _) in options.items():
+        text = getattr(args, f"opt_{field}")
+        if text is not None:
+            try:
+                out[field] = parse(text)
+            except ConfigError as e:
+                raise ConfigError(f"{flag}: {e}") from None
+    return out
+
+
+def cmd_spectrum(args: argparse.Namespace) -> int:
+    from .spectrum import SpectrumConfig, format_spectrum, run_spectrum
+
+    cfg = SpectrumConfig(**_table_options(args, SPECTRUM_OPTIONS))
+    result = run_spectrum(cfg, progress=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        _print_json(result.to_json_dict())
+    else:
+        print(format_spectrum(result))
+    print(f"wrote {', '.join(result.files)}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "study": cmd_study, "sweep": cmd_sweep, "presets": cmd_presets, "env": cmd_env,
-            "report": cmd_report, "bench": cmd_bench}
+            "report": cmd_report, "bench": cmd_bench, "spectrum": cmd_spectrum}
 
 
 def main(argv: list[str] | None = None) -> int:
