@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json-out", default="bench.json", help="where to write the JSON record (default bench.json)")
     _add_table_parser(sub, "spectrum", "what each resize does to the signal: spectra, zone-plate aliasing, round trip",
                       SPECTRUM_OPTIONS)
+    _add_table_parser(sub, "probe", "what each resize does inside a ResNet: CKA per stage, residual/skip ratios, conv1 bands",
+                      PROBE_OPTIONS)
     return parser
 
 
@@ -351,7 +353,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- measurement commands without training (spectrum): a flag table each, parsed into their config ---------------
+# --- measurement commands without training (spectrum, probe): a flag table each, parsed into their config -------
 
 def _str_tuple(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
@@ -373,10 +375,26 @@ SPECTRUM_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
 }
 
 
+PROBE_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "--data": ("data", str, "cifar10, cifar100, synthetic or imagefolder:PATH (default cifar10); its test split is used"),
+    "--data-dir": ("data_dir", str, "where CIFAR is found or downloaded"),
+    "--arch": ("arch", str, "resnet18, resnet34 or resnet50 (default resnet18)"),
+    "--weights": ("weights", str, "imagenet, none (random init by --seed) or a path to a state_dict file (default imagenet)"),
+    "--stem": ("stem", str, "imagenet or cifar (default imagenet)"),
+    "--size": ("size", _int, "the resized input size S in px, compared with the native images (default 16)"),
+    "--interpolation": ("interpolations", _str_tuple, "comma-separated methods (default nearest,bilinear,bicubic)"),
+    "--antialias": ("antialias", parse_bool, "true or false (default true); the effective value is shown"),
+    "--backend": ("backend", str, "pil, tensor or opencv (default pil)"),
+    "--limit": ("limit", _int, "class-balanced test images (default 500)"),
+    "--seed": ("seed", _int, "model init with --weights none, and the image subset (default 0)"),
+    "--out": ("out", str, "folder for probe.json and probe.csv (default reports/probe)"),
+}
+
+
 def _add_table_parser(sub, name: str, help_text: str, options: dict) -> None:
     p = sub.add_parser(name, help=help_text)
     for flag, (field, _, text) in options.items():
-        p.add_argument(flag, dest=f"opt_{field}", default=None, help=text)
+        p.add_argument(flag, dest=f"opt_{field}", default=None, metavar=flag[2:].upper().replace("-", "_"), help=text)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout instead of the table")
 
 
@@ -406,8 +424,21 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .probe import ProbeConfig, format_probe, run_probe
+
+    cfg = ProbeConfig(**_table_options(args, PROBE_OPTIONS))
+    result = run_probe(cfg, progress=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        _print_json(result.to_json_dict())
+    else:
+        print(format_probe(result))
+    print(f"wrote {', '.join(result.files)}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "study": cmd_study, "sweep": cmd_sweep, "presets": cmd_presets, "env": cmd_env,
-            "report": cmd_report, "bench": cmd_bench, "spectrum": cmd_spectrum}
+            "report": cmd_report, "bench": cmd_bench, "spectrum": cmd_spectrum, "probe": cmd_probe}
 
 
 def main(argv: list[str] | None = None) -> int:
