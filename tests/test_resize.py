@@ -1,5 +1,4 @@
-import sys
-
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -139,6 +138,8 @@ def test_opencv_nearest_samples_pixel_centres_like_pil(images):
 
 
 def test_opencv_missing_is_one_line_with_the_install_command(images, monkeypatch):
+    import sys
+
     monkeypatch.setitem(sys.modules, "cv2", None)  # what `import cv2` meets when OpenCV is not installed
     with pytest.raises(ConfigError) as info:
         resize(images, 16, "bilinear", True, "opencv")
