@@ -3,6 +3,8 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
+from resizelab.config import RunConfig
+from resizelab.resize import effective_antialias
 from resizelab.data import make_synthetic
 from resizelab.errors import ConfigError
 from resizelab.resize import ResizeCache, ResizeKey, output_size, resize
@@ -82,3 +84,65 @@ def test_resize_cache_reuses_memory_and_disk(images, isolated_cache):
     assert list((isolated_cache / "resized").glob("*.pt"))
     fresh = ResizeCache().get(key, images)  # a new process would find it on disk
     assert torch.equal(fresh, first)
+
+
+# OpenCV vs PIL at integer factors, (method, "down"/"up"): (mean bound, max bound) in grey levels,
+# from measurements on 500 real CIFAR test images (docs/opencv_vs_pil.md) and on these, with headroom.
+# Down, linear/cubic/lanczos are far from PIL on purpose: OpenCV does not antialias them.
+OPENCV_VS_PIL = {
+    ("nearest", "down"): (0.0, 0), ("nearest", "up"): (0.0, 0),
+    ("area", "down"): (0.5, 1), ("area", "up"): (0.0, 0),
+    ("bilinear", "up"): (0.5, 1),  # same kernel and grid; OpenCV's fixed-point weights round differently
+    ("bicubic", "up"): (2.0, 20),  # OpenCV's cubic has a = -0.75, PIL's a = -0.5
+    ("lanczos", "up"): (1.5, 20),  # OpenCV's LANCZOS4 has 8 taps, PIL's Lanczos 6
+}
+
+
+@pytest.mark.parametrize("method, direction", sorted(OPENCV_VS_PIL))
+def test_opencv_backend_agrees_with_pil_where_the_filters_match(images, method, direction):
+    pytest.importorskip("cv2")
+    for size in ([8, 16] if direction == "down" else [64, 128]):
+        ocv = resize(images, size, method, True, "opencv").int()
+        pil = resize(images, size, method, True, "pil").int()
+        assert ocv.shape == pil.shape == (64, 3, size, size)
+        diff = (ocv - pil).abs().float()
+        mean_bound, max_bound = OPENCV_VS_PIL[(method, direction)]
+        assert diff.mean() <= mean_bound and diff.max() <= max_bound, (size, diff.mean().item(), diff.max().item())
+
+
+@pytest.mark.parametrize("method", ["bilinear", "bicubic", "lanczos"])
+def test_opencv_downsampling_does_not_antialias(images, method):
+    """Its linear/cubic/lanczos keep their support when shrinking: far from PIL's antialiased result
+    and, for linear and cubic, the tensor backend with antialias off (same kernels on the same grid)."""
+    pytest.importorskip("cv2")
+    for size in (8, 16):
+        ocv = resize(images, size, method, True, "opencv").int()
+        assert (ocv - resize(images, size, method, True, "pil").int()).abs().float().mean() > 4
+        if method != "lanczos":
+            no_aa = resize(images, size, method, False, "tensor").int()
+            assert (ocv - no_aa).abs().float().mean() < 0.5
+    assert effective_antialias(method, "opencv", True) is False
+    assert effective_antialias("area", "opencv", False) is True
+    assert RunConfig(data="synthetic", size=16, interpolation=method, backend="opencv", antialias=True).resolved().antialias is False
+
+
+def test_opencv_nearest_samples_pixel_centres_like_pil(images):
+    cv2 = pytest.importorskip("cv2")
+    for size in (8, 16, 24, 48):
+        assert torch.equal(resize(images, size, "nearest", False, "opencv"), resize(images, size, "nearest", False, "pil"))
+    # Plain INTER_NEAREST takes the even pixels of a 2x downsample, PIL and NEAREST_EXACT the odd ones.
+    img = images[0].permute(1, 2, 0).contiguous().numpy()
+    legacy = torch.from_numpy(cv2.resize(img, (16, 16), interpolation=cv2.INTER_NEAREST)).permute(2, 0, 1)
+    assert torch.equal(legacy, images[0, :, ::2, ::2])
+    assert torch.equal(resize(images[:1], 16, "nearest", False, "opencv")[0], images[0, :, 1::2, 1::2])
+
+
+def test_opencv_missing_is_one_line_with_the_install_command(images, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # what `import cv2` meets when OpenCV is not installed
+    with pytest.raises(ConfigError) as info:
+        resize(images, 16, "bilinear", True, "opencv")
+    message = str(info.value)
+    assert "\n" not in message and "pip install 'resizelab[opencv]'" in message and "opencv-python-headless" in message
+    assert resize(images, 32, "bilinear", True, "opencv") is images  # no resize, no OpenCV needed

@@ -12,9 +12,9 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
-from .config import RunConfig, option_default, options
+from .config import RunConfig, _parse_int, _parse_sizes, option_default, options, parse_bool
 from .errors import ConfigError, ResizelabError
 from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS
 
@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     # The recipe that column b runs, as `resizelab run` takes it; without a download by default.
     _add_run_options(p, grid=False, skip=("size", "test_size", "test_sizes", "test_interpolation", "limit_test", "epochs"),
                      defaults={"data": "synthetic", "weights": "none"})
+    _add_table_parser(sub, "spectrum", "what each resize does to the signal: spectra, zone-plate aliasing, round trip",
+                      SPECTRUM_OPTIONS)
+    _add_table_parser(sub, "probe", "what each resize does inside a ResNet: CKA per stage, residual/skip ratios, conv1 bands",
+                      PROBE_OPTIONS)
     return parser
 
 
@@ -351,8 +355,94 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- measurement commands without training (spectrum, probe): a flag table each, parsed into their config -------
+
+def _str_tuple(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _bool_tuple(text: str) -> tuple[bool, ...]:
+    return tuple(parse_bool(t) for t in text.split(",") if t.strip())
+
+
+SPECTRUM_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "--data": ("data", str, "cifar10, cifar100, synthetic or imagefolder:PATH (default cifar10); its test split is used"),
+    "--data-dir": ("data_dir", str, "where CIFAR is found or downloaded"),
+    "--size": ("sizes", _parse_sizes, "comma-separated sizes in px, shorter edge (default 16,64)"),
+    "--interpolation": ("interpolations", _str_tuple, "comma-separated methods (default nearest,bilinear,bicubic)"),
+    "--antialias": ("antialias", _bool_tuple, "true, false or true,false (default true,false); the effective value is shown"),
+    "--backend": ("backends", _str_tuple, "comma-separated: pil, tensor, opencv (default pil,tensor)"),
+    "--limit": ("limit", _parse_int, "class-balanced test images to measure (default 500)"),
+    "--out": ("out", str, "folder for spectrum.json, spectrum.csv, psd.csv and the figures (default reports/spectrum)"),
+}
+
+
+PROBE_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "--data": ("data", str, "cifar10, cifar100, synthetic or imagefolder:PATH (default cifar10); its test split is used"),
+    "--data-dir": ("data_dir", str, "where CIFAR is found or downloaded"),
+    "--arch": ("arch", str, "resnet18, resnet34 or resnet50 (default resnet18)"),
+    "--weights": ("weights", str, "imagenet, none (random init by --seed) or a path to a state_dict file (default imagenet)"),
+    "--stem": ("stem", str, "imagenet or cifar (default imagenet)"),
+    "--size": ("size", _parse_int, "the resized input size S in px, compared with the native images (default 16)"),
+    "--interpolation": ("interpolations", _str_tuple, "comma-separated methods (default nearest,bilinear,bicubic)"),
+    "--antialias": ("antialias", parse_bool, "true or false (default true); the effective value is shown"),
+    "--backend": ("backend", str, "pil, tensor or opencv (default pil)"),
+    "--limit": ("limit", _parse_int, "class-balanced test images (default 500)"),
+    "--seed": ("seed", _parse_int, "model init with --weights none, and the image subset (default 0)"),
+    "--out": ("out", str, "folder for probe.json and probe.csv (default reports/probe)"),
+}
+
+
+def _add_table_parser(sub, name: str, help_text: str, options: dict) -> None:
+    p = sub.add_parser(name, help=help_text)
+    for flag, (field, parse, text) in options.items():
+        metavar = {_parse_int: "N", _parse_sizes: "PX[,PX...]", parse_bool: "{true,false}", _bool_tuple: "{true,false}[,...]",
+                   _str_tuple: "NAME[,NAME...]"}.get(parse, "PX" if flag == "--size" else "VALUE")
+        p.add_argument(flag, dest=f"opt_{field}", default=None, metavar=metavar, help=text)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout instead of the table")
+
+
+def _table_options(args: argparse.Namespace, options: dict) -> dict[str, Any]:
+    """The flags given, parsed into config fields; the config's defaults stand for the rest."""
+    out: dict[str, Any] = {}
+    for flag, (field, parse, _) in options.items():
+        text = getattr(args, f"opt_{field}")
+        if text is not None:
+            try:
+                out[field] = parse(text)
+            except ConfigError as e:
+                raise ConfigError(f"{flag}: {e}") from None
+    return out
+
+
+def cmd_spectrum(args: argparse.Namespace) -> int:
+    from .spectrum import SpectrumConfig, format_spectrum, run_spectrum
+
+    cfg = SpectrumConfig(**_table_options(args, SPECTRUM_OPTIONS))
+    result = run_spectrum(cfg, progress=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        _print_json(result.to_json_dict())
+    else:
+        print(format_spectrum(result))
+    print(f"wrote {', '.join(result.files)}", file=sys.stderr)
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .probe import ProbeConfig, format_probe, run_probe
+
+    cfg = ProbeConfig(**_table_options(args, PROBE_OPTIONS))
+    result = run_probe(cfg, progress=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        _print_json(result.to_json_dict())
+    else:
+        print(format_probe(result))
+    print(f"wrote {', '.join(result.files)}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "study": cmd_study, "sweep": cmd_sweep, "presets": cmd_presets, "env": cmd_env,
-            "report": cmd_report, "bench": cmd_bench}
+            "report": cmd_report, "bench": cmd_bench, "spectrum": cmd_spectrum, "probe": cmd_probe}
 
 
 def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:

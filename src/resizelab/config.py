@@ -131,6 +131,15 @@ def choice(choices: Callable[[], tuple[str, ...]], *, optional: bool = False) ->
     return Kind(_parse_optional_str if optional else str, check, lambda: "{" + ",".join(choices()) + "}")
 
 
+def check_whole(name: str, value: Any, low: int, high: int | None = None) -> None:
+    """The whole-number check of run options, for other configs (spectrum, probe) to share its messages."""
+    whole(low, high).check(name, value)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    choice(lambda: tuple(choices)).check(name, value)
+
+
 def boolean(*, auto: bool = False) -> Kind:
     def check(name: str, value: Any) -> None:
         if not isinstance(value, bool) and not (auto and value is None):

@@ -1,4 +1,4 @@
-"""Resizing uint8 image batches with PIL (exactly torchvision's Resize on PIL images) or with tensors.
+"""Resizing uint8 image batches with PIL (exactly torchvision's Resize on PIL images), with tensors or with OpenCV.
 
 A resized dataset is computed once per (data, size, method, antialias, backend) and kept in memory
 and, when small enough, on disk; the training loop only slices it.
@@ -15,11 +15,12 @@ import torch.nn.functional as F
 from .errors import ConfigError
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
-BACKENDS = ("pil", "tensor")
+BACKENDS = ("pil", "tensor", "opencv")
 # What each backend can do; anything else is refused with this list in the message.
 BACKEND_INTERPOLATIONS = {
     "pil": ("nearest", "bilinear", "bicubic", "area", "lanczos"),
     "tensor": ("nearest", "bilinear", "bicubic", "area"),
+    "opencv": ("nearest", "bilinear", "bicubic", "area", "lanczos"),
 }
 
 # Above this many bytes a resized copy is not written to disk (a 224 px CIFAR train set is 7.5 GB).
@@ -31,12 +32,17 @@ def effective_antialias(interpolation: str, backend: str, requested: bool) -> bo
 
     Nearest never filters (torchvision ignores the flag); area is a box filter over each output
     pixel's footprint, so it always antialiases; PIL's filters always widen their support when
-    downsampling, so PIL bilinear/bicubic/lanczos always antialias whatever is requested.
+    downsampling, so PIL bilinear/bicubic/lanczos always antialias whatever is requested. OpenCV's
+    linear/cubic/lanczos never widen their kernel (they alias when downsampling; only INTER_AREA
+    averages), so a request for antialias there is recorded as the False that happens. The value
+    describes the filter; it only matters when the resize is a downsample.
     """
     if interpolation == "nearest":
         return False
     if interpolation == "area" or backend == "pil":
         return True
+    if backend == "opencv":
+        return False
     return bool(requested)
 
 
@@ -81,6 +87,41 @@ def resize_pil(images: torch.Tensor, size: int, method: str) -> torch.Tensor:
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
 
+def _cv2():
+    """OpenCV, imported only when the opencv backend is asked for: it is an optional dependency."""
+    try:
+        import cv2
+    except ImportError as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"backend 'opencv' needs OpenCV, which did not import ({reason}): "
+                          "pip install 'resizelab[opencv]' (or opencv-python-headless)") from None
+    return cv2
+
+
+def resize_opencv(images: torch.Tensor, size: int, method: str) -> torch.Tensor:
+    """Per image, cv2.resize on the uint8 HWC array, as an OpenCV pipeline would. CPU, done once, cached.
+
+    Nearest is INTER_NEAREST_EXACT: it samples the source pixel under each output pixel's centre,
+    as PIL does; plain INTER_NEAREST floors dst * scale, which is half a source pixel off (the
+    same off-centre rule as torch's legacy "nearest"). Linear, cubic and lanczos keep their fixed
+    support when downsampling (no antialias); INTER_AREA averages each output pixel's footprint.
+    """
+    import numpy as np
+
+    cv2 = _cv2()
+    flag = {
+        "nearest": cv2.INTER_NEAREST_EXACT,
+        "bilinear": cv2.INTER_LINEAR,
+        "bicubic": cv2.INTER_CUBIC,
+        "area": cv2.INTER_AREA,
+        "lanczos": cv2.INTER_LANCZOS4,
+    }[method]
+    h, w = output_size(images.shape[-2], images.shape[-1], size)
+    src = images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    out = [cv2.resize(img, (w, h), interpolation=flag) for img in src]  # dsize is (width, height)
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+
+
 def resize_tensor(images: torch.Tensor, size: int, method: str, antialias: bool, chunk: int = 4096) -> torch.Tensor:
     """Batched resize on whatever device `images` lives on; uint8 in, uint8 out."""
     from torchvision.transforms import InterpolationMode
@@ -110,11 +151,12 @@ def resize(images: torch.Tensor, size: int | None, method: str, antialias: bool,
     check_method(method, backend)
     if size is None:
         return images
-    if backend == "pil":
+    if backend in ("pil", "opencv"):
         h, w = output_size(images.shape[-2], images.shape[-1], size)
         if (h, w) == tuple(images.shape[-2:]):
             return images
-        return resize_pil(images, size, method).to(images.device)
+        host_resize = resize_pil if backend == "pil" else resize_opencv
+        return host_resize(images, size, method).to(images.device)
     return resize_tensor(images, size, method, effective_antialias(method, backend, antialias))
 
 
