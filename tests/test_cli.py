@@ -73,3 +73,14 @@ def test_presets_and_dry_run(tmp_path, capsys):
     assert "seed" in out and "3 runs" in out and "resolution" in out and "90 runs" in out
     assert main(["sweep", "--data", "synthetic", "--size", "8,16", "--seeds", "2", "--dry-run", "--db", str(tmp_path / "r.db")]) == 0
     assert capsys.readouterr().out.count(" new ") == 4
+
+
+def test_a_scalar_seed_reaches_the_preset(tmp_path, capsys):
+    db = str(tmp_path / "r.db")
+    assert main(["study", "--preset", "seed", "--seed", "3", "--dry-run", "--db", db]) == 0
+    labels = capsys.readouterr().out.strip().splitlines()
+    assert len(labels) == 3 and all(line.endswith("seed=3") for line in labels)
+    assert main(["study", "--preset", "seed", "--seed", "3,5", "--dry-run", "--db", db]) == 0
+    assert sorted(line.rsplit("=", 1)[1] for line in capsys.readouterr().out.strip().splitlines()) == ["3", "3", "3", "5", "5", "5"]
+    assert main(["study", "--preset", "seed", "--seed", "3", "--seeds", "2", "--dry-run", "--db", db]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -12,7 +12,8 @@ from .config import GridSpec
 from .sweep import SweepPlan, expand_spec
 
 # The classic study: ImageNet ResNet-18 fine-tuned on CIFAR-10, PIL bilinear resize, SGD 0.001/0.9,
-# batch 32, 2 epochs, Normalize(0.5, 0.5).
+# batch 32, 2 epochs, Normalize(0.5, 0.5). Spelled out even where it equals RunConfig's defaults: the
+# study is pinned, so a later change of a default cannot silently change what `make study` reproduces.
 SEED_BASE = dict(data="cifar10", arch="resnet18", weights="imagenet", stem="imagenet", epochs=2, batch_size=32,
                  lr=0.001, momentum=0.9, weight_decay=0.0, optimizer="sgd", schedule="constant",
                  interpolation="bilinear", antialias=True, backend="pil", augment="none")

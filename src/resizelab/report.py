@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .results import TRAIN_SECONDS_INCLUDES
+from .store import DEFAULT_DB
 from .runs import Group, fixed, load_groups, sort_key, value_text, varying
 
 def format_run(result: dict, label: str) -> str:
@@ -65,7 +66,7 @@ def results_table(rows: list[dict]) -> str:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    db: str = "resizelab.db"
+    db: str = DEFAULT_DB
     sweep: str | None = None
     out: str = "reports/all"
     example_images: int = 4
