@@ -20,8 +20,30 @@ from typing import Any, Callable, Iterator
 
 from .errors import ConfigError
 
-DATASETS = ("cifar10", "cifar100", "synthetic", "imagefolder:PATH")
+DATASETS = ("cifar10", "cifar100", "synthetic", "synthetic:N[:M]", "imagefolder:PATH")
 MIN_SIZE_PX, MAX_SIZE_PX = 4, 1024
+# synthetic:N[:M]: N training images (M test, default N / 5). 50,000 is CIFAR-10's size; a million 32 px
+# images are 3 GB of uint8, about as much as one process should hold for a synthetic task.
+SYNTHETIC_MIN, SYNTHETIC_MAX = 10, 1_000_000
+
+
+def synthetic_sizes(spec: str) -> tuple[int, int] | None:
+    """(train, test) image counts of a synthetic data spec ('synthetic' is 5,000 + 1,000), None for other data.
+    Raises ConfigError for a malformed count."""
+    if spec == "synthetic":
+        return 5000, 1000
+    if not spec.startswith("synthetic:"):
+        return None
+    parts = spec.split(":")[1:]
+    if len(parts) > 2 or not all(p.isdigit() for p in parts):
+        raise ConfigError(f"data {spec!r}: expected synthetic:N or synthetic:N:M with whole numbers of train (N) and test (M) "
+                          "images, e.g. synthetic:50000 (CIFAR-10's size: 50,000 + 10,000)")
+    n_train = int(parts[0])
+    n_test = int(parts[1]) if len(parts) == 2 else max(1, n_train // 5)
+    if not (SYNTHETIC_MIN <= n_train <= SYNTHETIC_MAX and 1 <= n_test <= SYNTHETIC_MAX):
+        raise ConfigError(f"data {spec!r}: N (training images) must be between {SYNTHETIC_MIN} and {SYNTHETIC_MAX:,} and M (test "
+                          f"images) between 1 and {SYNTHETIC_MAX:,}; got N={n_train}, M={n_test}")
+    return n_train, n_test
 
 
 # --- value kinds: how a flag's text is parsed and how a value is checked ----------------------
@@ -171,7 +193,10 @@ def _check_data(name: str, value: str) -> None:
     if value.startswith("imagefolder:"):
         if not value.split(":", 1)[1]:
             raise ConfigError("data 'imagefolder:PATH' needs a PATH, e.g. imagefolder:./my-images")
-    elif value not in ("cifar10", "cifar100", "synthetic"):
+    elif value.startswith("synthetic"):
+        if synthetic_sizes(value) is None:
+            raise ConfigError(f"data must be one of {', '.join(DATASETS)}; got {value!r}")
+    elif value not in ("cifar10", "cifar100"):
         raise ConfigError(f"data must be one of {', '.join(DATASETS)}; got {value!r}")
 
 
@@ -198,9 +223,10 @@ def option(default: Any, kind: Kind, help: str, *, identity: bool = True, grid: 
 class RunConfig:
     """Everything that defines one training run. Validated on construction; touches no file."""
 
-    data: str = option("cifar10", text("{cifar10,cifar100,synthetic,imagefolder:PATH}", _check_data),
-                       "dataset: CIFAR (downloaded on first use), the built-in synthetic task, or an ImageFolder tree "
-                       "PATH/train/<class>/*, PATH/val/<class>/*")
+    data: str = option("cifar10", text("{cifar10,cifar100,synthetic[:N[:M]],imagefolder:PATH}", _check_data),
+                       "dataset: CIFAR (downloaded on first use), the built-in synthetic task (5,000 + 1,000 images; "
+                       "synthetic:N[:M] for N train and M test images, M = N/5 by default: synthetic:50000 is CIFAR-10's size), "
+                       "or an ImageFolder tree PATH/train/<class>/*, PATH/val/<class>/*")
     data_dir: str | None = option(None, text("DIR", optional=True), "where CIFAR is found or downloaded "
                                   "(default $RESIZELAB_DATA_DIR or ~/.cache/resizelab/data)", identity=False)
     size: int | None = option(None, whole(MIN_SIZE_PX, MAX_SIZE_PX, optional=True, native=True),
