@@ -264,20 +264,27 @@ class RunConfig:
     limit_test: int | None = option(None, whole(1, optional=True), "test on a class-balanced subset of N images")
     device: str = option("auto", text("{auto,cpu,cuda,cuda:N}", _check_device), "where to train", identity=False)
     compile: bool = option(False, boolean(), "torch.compile the model", identity=False)
+    graphs: str = option("auto", choice(owned("runtime", "GRAPHS")), "CUDA graphs for the training step, compile or "
+                         "capture time counted in train seconds: off (kernels launched one by one); capture "
+                         "(torch.cuda.make_graphed_callables: forward and backward recorded at the first step, replayed "
+                         "after; CUDA only); reduce-overhead (torch.compile(mode='reduce-overhead')); auto: off until "
+                         "the GPU check says otherwise (runtime.CUDA_GRAPHS); what ran is recorded", identity=False)
     deterministic: bool = option(False, boolean(), "torch.use_deterministic_algorithms (default: fast mode)",
                                  identity=False)
     channels_last: bool | None = option(None, boolean(auto=True), "memory format; auto: channels_last, except NCHW "
                                         "for fp32 on a CPU with --single-window-matmul false", identity=False)
-    single_window_matmul: bool = option(True, boolean(), "run a convolution whose output is 1x1 (layer4 of a "
-                                        "ResNet at 32 px) as the matrix product it is: same result, faster on a CPU",
-                                        identity=False)
+    single_window_matmul: bool | None = option(None, boolean(auto=True), "run a convolution whose output is 1x1 "
+                                               "(layer4 of a ResNet at 32 px) as the matrix product it is: same result, "
+                                               "faster on a CPU; auto: on (on CUDA: runtime.CUDA_SINGLE_WINDOW_MATMUL); "
+                                               "what ran is recorded", identity=False)
     eval_batch_size: int = option(1024, whole(1, 65_536), "evaluation batch size", identity=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.test_sizes, list):
             object.__setattr__(self, "test_sizes", tuple(self.test_sizes))
-        if self.channels_last == "auto":  # as a sweep file spells it
-            object.__setattr__(self, "channels_last", None)
+        for name in ("channels_last", "single_window_matmul"):
+            if getattr(self, name) == "auto":  # as a sweep file spells it
+                object.__setattr__(self, name, None)
         for name, opt in options():
             opt.kind.check(name, getattr(self, name))
         # Combinations no single option can check.
@@ -293,6 +300,9 @@ class RunConfig:
                                   f"(it supports {can}); use backend {other[0]!r} for {method}")
         if self.stem == "cifar" and self.arch not in RESNETS:
             raise ConfigError(f"stem 'cifar' applies to ResNets ({', '.join(RESNETS)}); got arch {self.arch!r}")
+        if self.graphs == "capture" and self.compile:
+            raise ConfigError("graphs 'capture' records the eager model and cannot be combined with compile; use "
+                              "--graphs reduce-overhead for a compiled step replayed as CUDA graphs, or --compile false")
         if self.augment != "none" and self.backend != "tensor":
             raise ConfigError(f"augment {self.augment!r} crops and flips before the resize, batch by batch on the device, "
                               "which needs backend 'tensor'; use backend tensor or augment none")
