@@ -207,29 +207,32 @@ class Run:
                         "weights_skipped_keys": self.model_info.skipped_keys, "normalize": {"mean": NORM_MEAN, "std": NORM_STD},
                         "train_seconds_includes": TRAIN_SECONDS_INCLUDES, "per_batch_resize": self.data.per_batch_resize,
                         "resize_path": self.data.resize_path, "channels_last": self.channels_last,
-                        "single_window_matmul": cfg.single_window_matmul},
+                        "single_window_matmul": self.single_window_matmul, "graphs": self.graphs},
         )
 
 
 def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,
           progress: bool = True) -> RunResult:
     """Train and evaluate one configuration. Raises RunFailed if the loss diverges or memory runs out."""
-    from tqdm import tqdm
-
+    show = progress and sys.stderr.isatty()
+    if show:  # imported only to draw a bar: the GPU check runs where torch may be all there is
+        from tqdm import tqdm
     run = Run(config, dataset=dataset, cache=cache).setup()
     epochs: list[EpochResult] = []
     try:
         for _ in range(run.config.epochs):
             run.begin_epoch()
-            bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {run.epoch}/{run.config.epochs}", file=sys.stderr, leave=False,
-                       disable=not (progress and sys.stderr.isatty()))
+            bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {run.epoch}/{run.config.epochs}", file=sys.stderr,
+                       leave=False) if show else None
             synchronize(run.device)
             t_epoch = time.perf_counter()
             for _ in range(run.steps_per_epoch):
                 run.step()
-                bar.update()
+                if bar is not None:
+                    bar.update()
             synchronize(run.device)
-            bar.close()
+            if bar is not None:
+                bar.close()
             epochs.append(run.end_epoch(time.perf_counter() - t_epoch))
         t_eval = time.perf_counter()
         evals = run.evaluate()
