@@ -19,12 +19,13 @@ def test_bench_times_all_three_pipelines_and_reports_ratios():
     assert set(row) == {"plain", "resizelab", "model-only", "other layout", "other 1x1 convs", "all off"} | (
         {"other precision"} if "other precision" in row else set())
     for name, timing in row.items():
-        assert len(timing.windows) == 2 and min(timing.windows) > 10, name  # a ResNet-18 step at 16 px: > 10 img/s here
+        # A ResNet-18 step at 16 px runs at hundreds of img/s on 2 cores; > 1 holds on a machine loaded tenfold.
+        assert len(timing.windows) == 2 and min(timing.windows) > 1, name
     b = row["resizelab"]
     assert (b.precision, b.channels_last, b.single_window_matmul) == ("fp32", True, True)
     assert (row["other 1x1 convs"].single_window_matmul, row["other layout"].channels_last) == (False, False)
     assert (row["plain"].precision, row["plain"].channels_last, row["plain"].single_window_matmul) == ("fp32", False, False)
-    assert row["plain"].time_to_first_step_seconds > 0 and row["resizelab"].eval_images_per_second > 10
+    assert row["plain"].time_to_first_step_seconds > 0 and row["resizelab"].eval_images_per_second > 1
     data = result.to_json_dict()
     assert data["sizes"]["16"]["b_over_a"] == pytest.approx(ratio(row, "resizelab", "plain")) and data["machine"]["torch"]
     assert data["config"]["run"]["data"] == "synthetic"

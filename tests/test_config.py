@@ -36,7 +36,11 @@ def test_identity_is_declared_with_each_option():
     ({"stem": "cifar", "arch": "mobilenet_v2"}, "stem 'cifar' applies to ResNets"),
     ({"data": "imagenet"}, "data must be one of"),
     ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N"),
-    ({"single_window_matmul": "yes"}, "single_window_matmul must be true or false"),
+    ({"single_window_matmul": "yes"}, "single_window_matmul must be auto, true or false"),
+    ({"graphs": "on"}, "graphs must be one of auto, off, capture, reduce-overhead"),
+    ({"graphs": "capture", "compile": True}, "use --graphs reduce-overhead"),
+    ({"data": "synthetic:0"}, "N (training images) must be between 10 and 1,000,000"),
+    ({"data": "synthetic:50k"}, "expected synthetic:N or synthetic:N:M"),
     ({"test_sizes": 16}, "test_sizes must be a list of sizes"),
     ({"data_dir": 5}, "data_dir must be a non-empty string"),
 ])

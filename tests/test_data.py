@@ -19,6 +19,24 @@ def test_synthetic_is_deterministic_balanced_uint8():
     assert counts.min() >= 10 and a.num_classes == 10
 
 
+def test_synthetic_at_any_size_is_generated_in_chunks_and_cached(monkeypatch, isolated_cache):
+    import resizelab.data as data
+
+    d = load_dataset("synthetic:300")  # 300 train, 300 / 5 test
+    assert (len(d.train_labels), len(d.test_labels)) == (300, 60)
+    assert torch.bincount(torch.cat([d.train_labels, d.test_labels])).tolist() == [36] * 10
+    assert len(list((isolated_cache / "datasets").glob("synthetic-300-60-*.pt"))) == 1
+    # Chunk boundaries inside the set change nothing: every random draw is made before the chunks.
+    monkeypatch.setattr(data, "SYNTHETIC_CHUNK", 64)
+    chunked = make_synthetic(300, 60)
+    assert torch.equal(chunked.train_images, d.train_images) and torch.equal(chunked.test_images, d.test_images)
+    again = load_dataset("synthetic:300")  # read back from the cache file, same tensors, same key
+    assert torch.equal(again.train_images, d.train_images) and again.key == d.key
+    other = load_dataset("synthetic:300:7")
+    assert len(other.test_labels) == 7 and other.key != d.key
+    assert torch.equal(load_dataset("synthetic").train_images, make_synthetic().train_images)
+
+
 def test_balanced_subset_spreads_over_classes():
     labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 5)
     idx = balanced_subset(labels, 15, seed=0)

@@ -305,7 +305,7 @@ def bench_size(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.devi
     say(f"{size} px: setting up (a) plain, (b) resizelab as `resizelab run` runs it, (c) the model alone")
     b = resizelab_pipeline(recipe_at(cfg, dataset, size), dataset, cache)
     # The setting `resizelab run` picked for this size, made explicit for (c) and the ablations.
-    default = Setting(b.run.precision, b.run.channels_last, b.run.config.single_window_matmul)
+    default = Setting(b.run.precision, b.run.channels_last, b.run.single_window_matmul)
     pipes = {"plain": plain_pipeline(cfg, dataset, size, device), "resizelab": b,
              "model-only": model_only_pipeline(recipe_at(cfg, dataset, size, default), dataset, size, cache)}
     settings = {"plain": PLAIN, "resizelab": default, "model-only": default}

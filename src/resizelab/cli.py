@@ -77,7 +77,10 @@ def _add_sweep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="sweep name in the store (default: from the preset or file)")
     parser.add_argument("--dry-run", action="store_true", help="list what would run and what is already done, then stop")
     parser.add_argument("--retry-failed", action="store_true", help="run again the configs that failed before")
-    parser.add_argument("--executor", default="local", choices=("local", "ray"), help="local (this process) or ray (a Ray cluster)")
+    parser.add_argument("--executor", default="auto", choices=("auto", "local", "packed", "ray"),
+                        help="local (one run at a time in this process), packed (--pack runs at once on one device, one worker "
+                        "process each), ray (a Ray cluster); auto: local until the GPU check says otherwise (packing.CUDA_AUTO_PACK)")
+    parser.add_argument("--pack", type=int, default=None, metavar="N", help="runs trained at once by --executor packed (default 4)")
     parser.add_argument("--ray-address", default=None, metavar="ADDRESS", help="Ray cluster address (default: start or join a local one)")
     parser.add_argument("--lease-seconds", type=float, default=DEFAULT_LEASE_SECONDS, metavar="S",
                         help=f"how long a claimed run stays reserved without a heartbeat (default {DEFAULT_LEASE_SECONDS:g})")
@@ -216,7 +219,7 @@ def _execute(plan, args: argparse.Namespace) -> tuple[int, Any]:
             print(f"{'-' * 16}  invalid   {reason}")
         print(f"{len(plan.configs)} runs in sweep {plan.name}", file=sys.stderr)
         return 0, None
-    options = SweepOptions(db=args.db, executor=args.executor, retry_failed=args.retry_failed,
+    options = SweepOptions(db=args.db, executor=args.executor, pack=args.pack, retry_failed=args.retry_failed,
                            lease_seconds=args.lease_seconds, progress=not args.quiet, ray_address=args.ray_address)
     outcome = run_sweep(plan, options, quiet=args.quiet, on_result=(lambda r: _print_json(r.to_json_dict())) if args.json else None)
     if args.json:

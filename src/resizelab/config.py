@@ -20,8 +20,30 @@ from typing import Any, Callable, Iterator
 
 from .errors import ConfigError
 
-DATASETS = ("cifar10", "cifar100", "synthetic", "imagefolder:PATH")
+DATASETS = ("cifar10", "cifar100", "synthetic", "synthetic:N[:M]", "imagefolder:PATH")
 MIN_SIZE_PX, MAX_SIZE_PX = 4, 1024
+# synthetic:N[:M]: N training images (M test, default N / 5). 50,000 is CIFAR-10's size; a million 32 px
+# images are 3 GB of uint8, about as much as one process should hold for a synthetic task.
+SYNTHETIC_MIN, SYNTHETIC_MAX = 10, 1_000_000
+
+
+def synthetic_sizes(spec: str) -> tuple[int, int] | None:
+    """(train, test) image counts of a synthetic data spec ('synthetic' is 5,000 + 1,000), None for other data.
+    Raises ConfigError for a malformed count."""
+    if spec == "synthetic":
+        return 5000, 1000
+    if not spec.startswith("synthetic:"):
+        return None
+    parts = spec.split(":")[1:]
+    if len(parts) > 2 or not all(p.isdigit() for p in parts):
+        raise ConfigError(f"data {spec!r}: expected synthetic:N or synthetic:N:M with whole numbers of train (N) and test (M) "
+                          "images, e.g. synthetic:50000 (CIFAR-10's size: 50,000 + 10,000)")
+    n_train = int(parts[0])
+    n_test = int(parts[1]) if len(parts) == 2 else max(1, n_train // 5)
+    if not (SYNTHETIC_MIN <= n_train <= SYNTHETIC_MAX and 1 <= n_test <= SYNTHETIC_MAX):
+        raise ConfigError(f"data {spec!r}: N (training images) must be between {SYNTHETIC_MIN} and {SYNTHETIC_MAX:,} and M (test "
+                          f"images) between 1 and {SYNTHETIC_MAX:,}; got N={n_train}, M={n_test}")
+    return n_train, n_test
 
 
 # --- value kinds: how a flag's text is parsed and how a value is checked ----------------------
@@ -171,7 +193,10 @@ def _check_data(name: str, value: str) -> None:
     if value.startswith("imagefolder:"):
         if not value.split(":", 1)[1]:
             raise ConfigError("data 'imagefolder:PATH' needs a PATH, e.g. imagefolder:./my-images")
-    elif value not in ("cifar10", "cifar100", "synthetic"):
+    elif value.startswith("synthetic"):
+        if synthetic_sizes(value) is None:
+            raise ConfigError(f"data must be one of {', '.join(DATASETS)}; got {value!r}")
+    elif value not in ("cifar10", "cifar100"):
         raise ConfigError(f"data must be one of {', '.join(DATASETS)}; got {value!r}")
 
 
@@ -198,9 +223,10 @@ def option(default: Any, kind: Kind, help: str, *, identity: bool = True, grid: 
 class RunConfig:
     """Everything that defines one training run. Validated on construction; touches no file."""
 
-    data: str = option("cifar10", text("{cifar10,cifar100,synthetic,imagefolder:PATH}", _check_data),
-                       "dataset: CIFAR (downloaded on first use), the built-in synthetic task, or an ImageFolder tree "
-                       "PATH/train/<class>/*, PATH/val/<class>/*")
+    data: str = option("cifar10", text("{cifar10,cifar100,synthetic[:N[:M]],imagefolder:PATH}", _check_data),
+                       "dataset: CIFAR (downloaded on first use), the built-in synthetic task (5,000 + 1,000 images; "
+                       "synthetic:N[:M] for N train and M test images, M = N/5 by default: synthetic:50000 is CIFAR-10's size), "
+                       "or an ImageFolder tree PATH/train/<class>/*, PATH/val/<class>/*")
     data_dir: str | None = option(None, text("DIR", optional=True), "where CIFAR is found or downloaded "
                                   "(default $RESIZELAB_DATA_DIR or ~/.cache/resizelab/data)", identity=False)
     size: int | None = option(None, whole(MIN_SIZE_PX, MAX_SIZE_PX, optional=True, native=True),
@@ -238,20 +264,27 @@ class RunConfig:
     limit_test: int | None = option(None, whole(1, optional=True), "test on a class-balanced subset of N images")
     device: str = option("auto", text("{auto,cpu,cuda,cuda:N}", _check_device), "where to train", identity=False)
     compile: bool = option(False, boolean(), "torch.compile the model", identity=False)
+    graphs: str = option("auto", choice(owned("runtime", "GRAPHS")), "CUDA graphs for the training step, compile or "
+                         "capture time counted in train seconds: off (kernels launched one by one); capture "
+                         "(torch.cuda.make_graphed_callables: forward and backward recorded at the first step, replayed "
+                         "after; CUDA only); reduce-overhead (torch.compile(mode='reduce-overhead')); auto: off until "
+                         "the GPU check says otherwise (runtime.CUDA_GRAPHS); what ran is recorded", identity=False)
     deterministic: bool = option(False, boolean(), "torch.use_deterministic_algorithms (default: fast mode)",
                                  identity=False)
     channels_last: bool | None = option(None, boolean(auto=True), "memory format; auto: channels_last, except NCHW "
                                         "for fp32 on a CPU with --single-window-matmul false", identity=False)
-    single_window_matmul: bool = option(True, boolean(), "run a convolution whose output is 1x1 (layer4 of a "
-                                        "ResNet at 32 px) as the matrix product it is: same result, faster on a CPU",
-                                        identity=False)
+    single_window_matmul: bool | None = option(None, boolean(auto=True), "run a convolution whose output is 1x1 "
+                                               "(layer4 of a ResNet at 32 px) as the matrix product it is: same result, "
+                                               "faster on a CPU; auto: on (on CUDA: runtime.CUDA_SINGLE_WINDOW_MATMUL); "
+                                               "what ran is recorded", identity=False)
     eval_batch_size: int = option(1024, whole(1, 65_536), "evaluation batch size", identity=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.test_sizes, list):
             object.__setattr__(self, "test_sizes", tuple(self.test_sizes))
-        if self.channels_last == "auto":  # as a sweep file spells it
-            object.__setattr__(self, "channels_last", None)
+        for name in ("channels_last", "single_window_matmul"):
+            if getattr(self, name) == "auto":  # as a sweep file spells it
+                object.__setattr__(self, name, None)
         for name, opt in options():
             opt.kind.check(name, getattr(self, name))
         # Combinations no single option can check.
@@ -267,6 +300,9 @@ class RunConfig:
                                   f"(it supports {can}); use backend {other[0]!r} for {method}")
         if self.stem == "cifar" and self.arch not in RESNETS:
             raise ConfigError(f"stem 'cifar' applies to ResNets ({', '.join(RESNETS)}); got arch {self.arch!r}")
+        if self.graphs == "capture" and self.compile:
+            raise ConfigError("graphs 'capture' records the eager model and cannot be combined with compile; use "
+                              "--graphs reduce-overhead for a compiled step replayed as CUDA graphs, or --compile false")
         if self.augment != "none" and self.backend != "tensor":
             raise ConfigError(f"augment {self.augment!r} crops and flips before the resize, batch by batch on the device, "
                               "which needs backend 'tensor'; use backend tensor or augment none")

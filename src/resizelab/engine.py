@@ -20,8 +20,9 @@ from .optim import make_optimizer, make_schedule
 from .pipeline import NORM_MEAN, NORM_STD, TrainData, input_shape, normalize
 from .resize import ResizeCache, ResizeKey, effective_antialias
 from .results import TRAIN_SECONDS_INCLUDES, EpochResult, EvalResult, RunResult
-from .runtime import (autocast, peak_memory, ready_model, reset_peak_memory, resolve_channels_last, resolve_device,
-                      resolve_precision, seed_everything, synchronize)
+from .runtime import (autocast, capture_graphs, peak_memory, ready_model, reset_peak_memory, resolve_channels_last,
+                      resolve_device, resolve_graphs, resolve_precision, resolve_single_window_matmul, seed_everything,
+                      synchronize)
 
 # An epoch's mean loss this many times the chance-level loss ln(C) counts as diverged.
 DIVERGED_LOSS_FACTOR = 100
@@ -52,12 +53,20 @@ class Run:
         model.to(device)
         # Counted before ready_model's single-window swap: the architecture's MACs, whichever kernels run them.
         self.macs = count_macs(model, (3, *input_shape(cfg, self.dataset)), device)
+        self.single_window_matmul = resolve_single_window_matmul(cfg.single_window_matmul, device)
         self.precision = resolve_precision(cfg.precision, device, self.macs * cfg.batch_size, self.model_info.params,
-                                           cfg.single_window_matmul)
-        self.channels_last = resolve_channels_last(cfg.channels_last, device, self.precision, cfg.single_window_matmul)
-        self.model = ready_model(model, cfg.single_window_matmul, self.channels_last)
+                                           self.single_window_matmul)
+        self.channels_last = resolve_channels_last(cfg.channels_last, device, self.precision, self.single_window_matmul)
+        self.model = ready_model(model, self.single_window_matmul, self.channels_last)
         self.data = TrainData(cfg, self.dataset, device, self.cache, self.channels_last)
-        self.step_model = torch.compile(model) if cfg.compile else model
+        self.graphs = resolve_graphs(cfg.graphs, device, cfg.compile)
+        if self.graphs == "reduce-overhead":
+            self.step_model = torch.compile(model, mode="reduce-overhead")
+        else:
+            self.step_model = torch.compile(model) if cfg.compile else model
+        # Graphs are recorded for one batch shape, the first step's (captured then, inside the timed epoch);
+        # a batch of another shape (an epoch's last) runs eagerly on the same parameters.
+        self._graphed, self._graph_shape = None, None
         self.optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.weight_decay)
         self.steps_per_epoch = self.data.steps_per_epoch(cfg.batch_size)
         self.scheduler = make_schedule(cfg.schedule, self.optimizer, cfg.epochs * self.steps_per_epoch)
@@ -92,8 +101,8 @@ class Run:
 
     def step_on(self, x: torch.Tensor, y: torch.Tensor) -> int:
         """The optimisation step itself, on a given batch (the benchmark's model-only column feeds one batch)."""
-        with autocast(self.device, self.precision):
-            logits = self.step_model(x)
+        with autocast(self.device, self.precision, cache=self.graphs != "capture"):
+            logits = self._forward(x)
             loss = self.criterion(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
@@ -115,6 +124,18 @@ class Run:
         self.steps_done += 1
         return y.shape[0]
 
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.graphs == "off":
+            return self.step_model(x)
+        if self._graph_shape is None:
+            self._graph_shape = x.shape
+            self._graphed = capture_graphs(self.model, x, self.device, self.precision) if self.graphs == "capture" else self.step_model
+        if x.shape != self._graph_shape:
+            return self.model(x)
+        if self.graphs == "reduce-overhead" and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # a new training iteration: earlier graph outputs may be reused
+        return self._graphed(x)
+
     def end_epoch(self, seconds: float) -> EpochResult:
         """Close the epoch (the first one also completes the resize cache); raises RunFailed on divergence."""
         if next(self._batches, None) is not None:
@@ -133,13 +154,15 @@ class Run:
     def accuracy(self, images_nhwc: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, float]]:
         """Top-1 accuracy (percent) and per-class accuracy of uint8 NHWC images, model in eval mode."""
         classes = self.dataset.classes
-        self.step_model.eval()
+        # Graphed models are graphed for training batches; evaluation batches are large enough to run eagerly.
+        model = self.model if self.graphs != "off" else self.step_model
+        model.eval()
         correct = torch.zeros(len(classes), dtype=torch.long, device=self.device)
         for start in range(0, len(labels), self.config.eval_batch_size):
             x = normalize(images_nhwc[start:start + self.config.eval_batch_size], self.channels_last)
             y = labels[start:start + self.config.eval_batch_size]
             with autocast(self.device, self.precision):
-                pred = self.step_model(x).argmax(1)
+                pred = model(x).argmax(1)
             correct += torch.bincount(y[pred == y], minlength=len(classes))
         totals = torch.bincount(labels, minlength=len(classes)).cpu()
         correct = correct.cpu()
@@ -184,29 +207,32 @@ class Run:
                         "weights_skipped_keys": self.model_info.skipped_keys, "normalize": {"mean": NORM_MEAN, "std": NORM_STD},
                         "train_seconds_includes": TRAIN_SECONDS_INCLUDES, "per_batch_resize": self.data.per_batch_resize,
                         "resize_path": self.data.resize_path, "channels_last": self.channels_last,
-                        "single_window_matmul": cfg.single_window_matmul},
+                        "single_window_matmul": self.single_window_matmul, "graphs": self.graphs},
         )
 
 
 def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,
           progress: bool = True) -> RunResult:
     """Train and evaluate one configuration. Raises RunFailed if the loss diverges or memory runs out."""
-    from tqdm import tqdm
-
+    show = progress and sys.stderr.isatty()
+    if show:  # imported only to draw a bar: the GPU check runs where torch may be all there is
+        from tqdm import tqdm
     run = Run(config, dataset=dataset, cache=cache).setup()
     epochs: list[EpochResult] = []
     try:
         for _ in range(run.config.epochs):
             run.begin_epoch()
-            bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {run.epoch}/{run.config.epochs}", file=sys.stderr, leave=False,
-                       disable=not (progress and sys.stderr.isatty()))
+            bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {run.epoch}/{run.config.epochs}", file=sys.stderr,
+                       leave=False) if show else None
             synchronize(run.device)
             t_epoch = time.perf_counter()
             for _ in range(run.steps_per_epoch):
                 run.step()
-                bar.update()
+                if bar is not None:
+                    bar.update()
             synchronize(run.device)
-            bar.close()
+            if bar is not None:
+                bar.close()
             epochs.append(run.end_epoch(time.perf_counter() - t_epoch))
         t_eval = time.perf_counter()
         evals = run.evaluate()

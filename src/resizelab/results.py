@@ -10,7 +10,7 @@ from .config import RunConfig
 TRAIN_SECONDS_INCLUDES = (
     "the training loop over all epochs: batch gather, on-device augmentation/resize (and, in the first epoch of a "
     "tensor-backend run whose resized split was not cached yet, resizing each batch once), normalisation, "
-    "forward, backward and optimizer steps (and torch.compile's compilation when --compile is on); "
+    "forward, backward and optimizer steps (and torch.compile's compilation or the CUDA graph capture, when --compile or --graphs asks for one); "
     "not the one-off dataset load and resize, model construction or evaluation"
 )
 

@@ -20,6 +20,15 @@ from .errors import ConfigError
 from .singlewindow import use_single_window_matmul
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+GRAPHS = ("auto", "off", "capture", "reduce-overhead")
+
+# What `auto` means on CUDA. No GPU has run resizelab yet, so these are the values the code had before
+# the GPU check existed; benchmarks/gpu.sh measures each and prints which to change (BENCHMARKS.md, "GPU",
+# says on which figure). Every run records the values it ran with.
+CUDA_PRECISION = "bf16"  # fp16 (with a GradScaler) on GPUs without bf16
+CUDA_CHANNELS_LAST = True
+CUDA_GRAPHS = "off"  # one of GRAPHS but auto
+CUDA_SINGLE_WINDOW_MATMUL = True
 
 # CPU autocast casts every weight to bf16 and every weight gradient back on each step, a cost that
 # grows with the parameters, while bf16's gain grows with the step's compute. With the single-window
@@ -41,7 +50,7 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_precision(precision: str, device: torch.device, macs_per_step: int | None = None, params: int | None = None,
                       single_window_matmul: bool = True) -> str:
-    """'auto': bf16 on CUDA (fp16 on GPUs without bf16) and on a CPU with native bf16, fp32 on other
+    """'auto': CUDA_PRECISION on CUDA (bf16; fp16 on GPUs without bf16) and bf16 on a CPU with native bf16, fp32 on other
     CPUs; with single_window_matmul off, a CPU picks bf16 only when a training step has at least
     CPU_BF16_MIN_MACS_PER_PARAM multiply-accumulates per parameter."""
     if precision != "auto":
@@ -49,7 +58,7 @@ def resolve_precision(precision: str, device: torch.device, macs_per_step: int |
             raise ConfigError("precision bf16 is not supported on this GPU; use fp16 or fp32")
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp16" if CUDA_PRECISION == "bf16" and not torch.cuda.is_bf16_supported() else CUDA_PRECISION
     if not provenance.cpu_supports_bf16():
         return "fp32"
     if not single_window_matmul and macs_per_step is not None and params:
@@ -58,11 +67,60 @@ def resolve_precision(precision: str, device: torch.device, macs_per_step: int |
 
 
 def resolve_channels_last(channels_last: bool | None, device: torch.device, precision: str, single_window_matmul: bool = True) -> bool:
-    """None (auto): channels_last, except NCHW for fp32 on a CPU without the single-window matmul, where
-    oneDNN's channels_last kernels for 1x1 maps made 16-32 px steps 10-18% slower."""
+    """None (auto): CUDA_CHANNELS_LAST on CUDA; on a CPU channels_last, except NCHW for fp32 without the
+    single-window matmul, where oneDNN's channels_last kernels for 1x1 maps made 16-32 px steps 10-18% slower."""
     if channels_last is not None:
         return channels_last
-    return device.type == "cuda" or precision != "fp32" or single_window_matmul
+    if device.type == "cuda":
+        return CUDA_CHANNELS_LAST
+    return precision != "fp32" or single_window_matmul
+
+
+def resolve_single_window_matmul(single_window_matmul: bool | None, device: torch.device) -> bool:
+    """None (auto): on for a CPU (1.5-2.2x at 16-32 px, BENCHMARKS.md); CUDA_SINGLE_WINDOW_MATMUL on CUDA."""
+    if single_window_matmul is not None:
+        return single_window_matmul
+    return CUDA_SINGLE_WINDOW_MATMUL if device.type == "cuda" else True
+
+
+def resolve_graphs(graphs: str, device: torch.device, compile: bool = False) -> str:  # noqa: A002 - the option's name
+    """The graph mode a run uses: 'auto' is CUDA_GRAPHS on CUDA (with --compile, graphed means reduce-overhead)
+    and 'off' on a CPU, where there are no CUDA graphs; 'capture' needs CUDA."""
+    if graphs == "auto":
+        if device.type != "cuda" or CUDA_GRAPHS == "off":
+            return "off"
+        return "reduce-overhead" if compile else CUDA_GRAPHS
+    if graphs == "capture" and device.type != "cuda":
+        raise ConfigError(f"graphs 'capture' records CUDA graphs and needs a CUDA device; this run is on {device}. "
+                          "use --graphs off (or auto) here")
+    return graphs
+
+
+class _Graphable(nn.Module):
+    """make_graphed_callables replaces the forward of the module it is given: this one, not the model's."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def capture_graphs(model: nn.Module, sample: torch.Tensor, device: torch.device, precision: str):
+    """The model's forward and backward captured as CUDA graphs (torch.cuda.make_graphed_callables) on a
+    batch shaped like `sample`; returns the graphed callable. The model itself stays as it was: eager, for
+    batches of another shape and for evaluation, with the same parameters."""
+    wrapper = _Graphable(model)
+    # Its warm-up and capture run BatchNorm four extra times on this batch, each one moving the running
+    # statistics: they are put back, so a captured run trains exactly as far as an eager one.
+    saved = [b.detach().clone() for b in model.buffers()]
+    with autocast(device, precision, cache=False):
+        graphed = torch.cuda.make_graphed_callables(wrapper, (sample.detach().clone(),))
+    with torch.no_grad():
+        for buffer, value in zip(model.buffers(), saved):
+            buffer.copy_(value)
+    return graphed
 
 
 def ready_model(model: nn.Module, single_window_matmul: bool, channels_last: bool) -> nn.Module:
@@ -74,11 +132,12 @@ def ready_model(model: nn.Module, single_window_matmul: bool, channels_last: boo
     return model
 
 
-def autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str, cache: bool = True):
+    """The precision's autocast context; cache=False for CUDA graph capture, which cannot use autocast's weight cache."""
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -19,6 +19,7 @@ from .errors import ConfigError, DataUnavailable, ResizelabError, WeightsError
 from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Store, new_owner_id
 
 SWEEP_FILE_KEYS = ("name", "seeds", "base", "grid", "variants")
+EXECUTORS = ("auto", "local", "packed", "ray")
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ def load_sweep_file(path: str | Path) -> tuple[GridSpec, str]:
 @dataclass
 class SweepOptions:
     db: str = DEFAULT_DB
-    executor: str = "local"  # local | ray
+    executor: str = "auto"  # auto | local | packed | ray
+    pack: int | None = None  # runs trained at once by the packed executor (default packing.DEFAULT_PACK)
     retry_failed: bool = False
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     progress: bool = True
@@ -121,8 +123,14 @@ class SweepOptions:
     def __post_init__(self) -> None:
         import math
 
-        if self.executor not in ("local", "ray"):
-            raise ConfigError(f"executor must be local or ray; got {self.executor!r}")
+        from .packing import check_pack
+
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}; got {self.executor!r}")
+        if self.pack is not None:
+            check_pack(self.pack)
+            if self.executor != "packed":
+                raise ConfigError(f"pack applies to the packed executor, not {self.executor!r}; add --executor packed")
         # A lease shorter than a few heartbeats would lapse under a busy machine and let another sweep take
         # over a run that is still training (the heartbeat renews every third of it).
         if isinstance(self.lease_seconds, bool) or not isinstance(self.lease_seconds, (int, float)) \
@@ -221,8 +229,13 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
         _log(f"sweep {plan.name}: {len(plan.configs)} runs, {outcome.already_done} already done, {len(todo)} to run"
              + (f", {len(outcome.skipped_failed)} failed before (--retry-failed to run them again)" if outcome.skipped_failed else ""), quiet)
         try:
-            if options.executor == "ray":
+            from .packing import resolve_executor, run_packed
+
+            executor, pack = resolve_executor(options.executor, options.pack, todo)
+            if executor == "ray":
                 _run_ray(todo, store, owner, options, outcome, quiet, on_result)
+            elif executor == "packed":
+                run_packed(todo, store, owner, options, outcome, quiet, on_result, pack)
             else:
                 _run_local(todo, store, owner, options, outcome, quiet, on_result)
         finally:

@@ -1,0 +1,43 @@
+import sqlite3
+
+import pytest
+
+from resizelab.cli import main
+from resizelab.errors import ConfigError
+from resizelab.sweep import SweepOptions, expand, run_sweep
+
+# Deterministic fp32: the mode in which a run must come out the same whoever trains it.
+TINY = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 64, "limit_test": 32,
+        "precision": "fp32", "deterministic": True}
+
+
+def test_packed_runs_give_what_each_run_gives_alone(tmp_path):
+    # Three runs on two workers: one worker trains two runs in turn, so a reused worker is compared too.
+    plan = expand(dict(TINY), {"size": [8, 16]}, seeds=[0, 1], name="packing")
+    plan = type(plan)(plan.name, plan.configs[:3])
+    alone = run_sweep(plan, SweepOptions(db=str(tmp_path / "alone.db"), executor="local", progress=False), quiet=True)
+    packed = run_sweep(plan, SweepOptions(db=str(tmp_path / "packed.db"), executor="packed", pack=2, progress=False), quiet=True)
+    assert len(alone.ran) == len(packed.ran) == 3 and not packed.failed
+    by_hash = {r.config_hash: r for r in packed.ran}
+    for a in alone.ran:
+        p = by_hash[a.config_hash]
+        # Bit for bit: each worker keeps this process's thread count, so oneDNN sums in the same order.
+        assert [e.train_loss for e in p.epochs] == [e.train_loss for e in a.epochs]
+        assert (p.test_accuracy, p.per_class_accuracy) == (a.test_accuracy, a.per_class_accuracy)
+        assert p.provenance["pack"] == 2 and "pack" not in a.provenance
+    # The parent stored every result, and a second packed sweep finds them done.
+    with sqlite3.connect(tmp_path / "packed.db") as c:
+        assert c.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0] == 3
+    again = run_sweep(plan, SweepOptions(db=str(tmp_path / "packed.db"), executor="packed", pack=2, progress=False), quiet=True)
+    assert again.ran == [] and again.already_done == 3
+
+
+def test_pack_is_validated(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="pack .* must be a whole number from 1 to 64"):
+        SweepOptions(executor="packed", pack=0)
+    with pytest.raises(ConfigError, match="add --executor packed"):
+        SweepOptions(executor="local", pack=2)
+    db = tmp_path / "r.db"
+    assert main(["sweep", "--data", "synthetic", "--size", "8", "--executor", "packed", "--pack", "100", "--db", str(db)]) == 2
+    assert "pack (runs trained at once) must be a whole number from 1 to 64; got 100" in capsys.readouterr().err
+    assert not db.exists()
