@@ -151,6 +151,7 @@ def _print_json(obj: dict) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .checkpoints import complete_run
     from .engine import train
     from .report import format_run
     from .store import Store, new_owner_id
@@ -169,6 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(format_run(data, row["label"]))
                 print(f"already stored as {h} in {args.db} (finished {time.strftime('%Y-%m-%d %H:%M', time.localtime(row['finished_at']))}); "
                       "--force trains it again and keeps both results")
+                if cfg.save_weights and not data.get("weights_file"):
+                    print("its weights were not saved; --save-weights --force trains it again and saves them")
             return 0
     # Inputs are checked before the store is touched: a missing dataset or weights file leaves no database behind.
     ensure_inputs([cfg])
@@ -193,7 +196,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     finally:
         beat.stop()
-    store.complete(result, owner)
+    complete_run(store, result, owner)
     attempts = len(store.attempts(h))
     store.close()
     data = result.to_json_dict()
@@ -202,6 +205,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(format_run(data, result.config.label()))
         print(f"stored as {h} in {args.db}" + (f" (attempt {attempts}; earlier results kept)" if attempts > 1 else ""))
+        if result.weights_file:
+            print(f"weights saved to {os.path.join(os.path.dirname(os.path.abspath(args.db)), result.weights_file)} "
+                  f"(resizelab probe --run {h} --db {args.db})")
     return 0
 
 
@@ -383,7 +389,11 @@ PROBE_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--arch": ("arch", str, "resnet18, resnet34 or resnet50 (default resnet18)"),
     "--weights": ("weights", str, "imagenet, none (random init by --seed) or a path to a state_dict file (default imagenet)"),
     "--stem": ("stem", str, "imagenet or cifar (default imagenet)"),
-    "--size": ("size", _parse_int, "the resized input size S in px, compared with the native images (default 16)"),
+    "--run": ("run", str, "a stored run's config hash (or a unique prefix): probe its saved weights (--save-weights), "
+                         "with its arch, stem and data"),
+    "--db": ("db", str, f"the results store that holds --run (default ./{DEFAULT_DB})"),
+    "--size": ("size", _parse_int, "the resized input size S in px, compared with the native images "
+                                   "(default: the run's train size with --run, else 16)"),
     "--interpolation": ("interpolations", _str_tuple, "comma-separated methods (default nearest,bilinear,bicubic)"),
     "--antialias": ("antialias", parse_bool, "true or false (default true); the effective value is shown"),
     "--backend": ("backend", str, "pil, tensor or opencv (default pil)"),
@@ -431,7 +441,11 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from .probe import ProbeConfig, format_probe, run_probe
 
-    cfg = ProbeConfig(**_table_options(args, PROBE_OPTIONS))
+    options = _table_options(args, PROBE_OPTIONS)
+    clash = [f"--{name.replace('_', '-')}" for name in ("weights", "arch", "stem", "data", "data_dir") if name in options]
+    if "run" in options and clash:
+        raise ConfigError(f"--run brings the run's own weights, arch, stem and data; drop {', '.join(clash)}")
+    cfg = ProbeConfig(**options)
     result = run_probe(cfg, progress=lambda message: print(message, file=sys.stderr, flush=True))
     if args.json:
         _print_json(result.to_json_dict())
