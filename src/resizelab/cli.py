@@ -263,6 +263,8 @@ def _write_sweep_report(args: argparse.Namespace, plan, outcome) -> None:
     from .report import ReportConfig, write_report
 
     out = write_report(ReportConfig(db=args.db, sweep=plan.name, out=args.report_dir or os.path.join("reports", plan.name)))
+    if (out / "findings.txt").is_file() and not args.json:
+        print("\nFindings (definitions in report.md)\n" + (out / "findings.txt").read_text(), end="")
     print(f"report: {out / 'report.html'}", file=sys.stderr)
 
 
@@ -407,7 +409,7 @@ def _add_table_parser(sub, name: str, help_text: str, options: dict) -> None:
     p = sub.add_parser(name, help=help_text)
     for flag, (field, parse, text) in options.items():
         metavar = {_parse_int: "N", _parse_sizes: "PX[,PX...]", parse_bool: "{true,false}", _bool_tuple: "{true,false}[,...]",
-                   _str_tuple: "NAME[,NAME...]"}.get(parse, "PX" if flag == "--size" else "VALUE")
+                   _str_tuple: "NAME[,NAME...]"}.get(parse, {"--size": "PX", "--run": "HASH", "--db": "PATH"}.get(flag, "VALUE"))
         p.add_argument(flag, dest=f"opt_{field}", default=None, metavar=metavar, help=text)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout instead of the table")
 
