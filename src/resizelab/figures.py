@@ -249,16 +249,21 @@ def figure_per_class_vs_size(groups: list[Group], path: Path) -> bool:
     rows = math.ceil(len(classes) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.7 * cols + 0.4, 2.3 * rows + 1.1), sharex=True, sharey=True, squeeze=False)
     sizes = sorted({g.train_size for g in groups})
+    values = []
     for k, name in enumerate(classes):
         ax = axes[k // cols][k % cols]
         for i, ((label, aa), members) in enumerate(series.items()):
             xs = [g.train_size for g in members]
             ys = [statistics.fmean(r["result"]["per_class_accuracy"][name] for r in g.runs) for g in members]
+            values += ys
             ax.plot(xs, ys, marker="o", ms=3, color=f"C{i % 10}", linestyle="-" if aa else "--",
                     label=f"{label}, antialias {'on' if aa else 'off'}")
         ax.set_title(name, fontsize=9)
         _log_axis(ax, "x", sizes, base=2)
-        ax.set_ylim(-3, 103)
+    finite = [v for v in values if not math.isnan(v)]
+    if finite:  # scaled to the data (shared by every panel), not to 0-100: a weak model's classes sit low
+        margin = max(3.0, 0.08 * (max(finite) - min(finite)))
+        axes[0][0].set_ylim(max(0.0, min(finite) - margin), min(100.0, max(finite) + margin))
     for k in range(len(classes), rows * cols):
         axes[k // cols][k % cols].set_visible(False)
     for ax in axes[-1]:
@@ -266,7 +271,7 @@ def figure_per_class_vs_size(groups: list[Group], path: Path) -> bool:
     for row in axes:
         row[0].set_ylabel("class accuracy (%)", fontsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False, handlelength=3.5)
     n = sorted({len(g.runs) for g in groups})
     fig.suptitle(f"Test accuracy per class vs input size (mean over n={'/'.join(map(str, n))} seeds): which classes a resize hurts",
                  fontsize=10)
@@ -293,8 +298,15 @@ def figure_confusion_per_size(groups: list[Group], path: Path) -> bool:
         return False
     plt = _plt()
     side = 0.16 * len(classes) + 1.0
-    fig, axes = plt.subplots(len(with_confusion), len(sizes), figsize=(side * len(sizes) + 2.2, side * len(with_confusion) + 1.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(with_confusion), len(sizes), figsize=(side * len(sizes) + 2.2, side * len(with_confusion) + 1.0),
+                             squeeze=False, layout="constrained")
+    matrices = {}
+    for key, members in with_confusion.items():
+        for g in members:
+            counts = np.sum([np.asarray(r["result"]["evals"][0]["confusion"], dtype=float) for r in g.runs], axis=0)
+            matrices[(key, g.train_size)] = (counts, 100 * counts / np.maximum(counts.sum(1, keepdims=True), 1))
+    # One colour scale for every cell, up to the largest share drawn: a weak model's diagonal stays visible.
+    top = max(10.0, math.ceil(max(p.max() for _, p in matrices.values()) / 10) * 10)
     image = None
     for i, ((label, aa), members) in enumerate(with_confusion.items()):
         by_size = {g.train_size: g for g in members}
@@ -309,10 +321,8 @@ def figure_confusion_per_size(groups: list[Group], path: Path) -> bool:
                 ax.set_xlim(-0.5, len(classes) - 0.5)
                 ax.set_ylim(len(classes) - 0.5, -0.5)
             else:
-                g = by_size[size]
-                counts = np.sum([np.asarray(r["result"]["evals"][0]["confusion"], dtype=float) for r in g.runs], axis=0)
-                percent = 100 * counts / np.maximum(counts.sum(1, keepdims=True), 1)
-                image = ax.imshow(percent, cmap="Blues", vmin=0, vmax=100, interpolation="nearest")
+                counts, percent = matrices[((label, aa), size)]
+                image = ax.imshow(percent, cmap="Blues", vmin=0, vmax=top, interpolation="nearest")
                 accuracy = 100 * np.trace(counts) / max(counts.sum(), 1)
                 ax.set_title(f"{size} px: {accuracy:.1f}%", fontsize=8)
             if i == len(with_confusion) - 1:
@@ -320,7 +330,7 @@ def figure_confusion_per_size(groups: list[Group], path: Path) -> bool:
                 ax.set_xlabel("predicted", fontsize=7)
             if j == 0:
                 ax.set_yticks(range(len(classes)), classes, fontsize=6)
-                ax.set_ylabel(f"{label}\nantialias {'on' if aa else 'off'}\n\ntrue class", fontsize=7)
+                ax.set_ylabel(f"{label.replace('interpolation=', '')}\nantialias {'on' if aa else 'off'}\n\ntrue class", fontsize=7)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.6, label="% of the true class's test images")
     n = sorted({len(g.runs) for members in with_confusion.values() for g in members})
