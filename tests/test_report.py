@@ -32,15 +32,16 @@ def test_report_has_every_table_and_figure(tmp_path):
     assert len(outcome.ran) == 12  # nearest ignores antialias: 2 sizes x 3 methods x 2 seeds
     out = write_report(ReportConfig(db=db, sweep="tiny", out=str(tmp_path / "rep")))
     for name in ("report.md", "report.html", "runs.csv", "accuracy_vs_size.png", "cost_vs_size.png",
-                 "accuracy_vs_cost.png", "train_test_heatmap.png", "examples.png"):
+                 "accuracy_vs_cost.png", "train_test_heatmap.png", "per_class_vs_size.png", "confusion_per_size.png", "examples.png"):
         assert (out / name).stat().st_size > 0, name
     md = (out / "report.md").read_text()
     assert "95%" in md and " ± " in md
     header = next(line for line in md.splitlines() if line.startswith("| size"))
     assert [c.strip() for c in header.strip().strip("|").split("|")][-6:] == ["n", "test acc % (95% CI)", "train s", "img/s", "M MACs", "params M"]
-    assert md.count("![") == 5
+    assert md.count("![") == 7
+    assert "## Findings" not in md  # no native-size run to compare with: not a findings study
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5
+    assert html.count("data:image/png;base64,") == 7
     assert len((out / "runs.csv").read_text().strip().splitlines()) == 13
     try:
         import pyarrow.parquet as pq

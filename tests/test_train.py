@@ -23,6 +23,14 @@ def test_resnet_learns_the_synthetic_task_and_resolution_matters(synthetic):
     # The fine cue does not survive 16 px, so a model tested there does far worse.
     assert result.evals[1].size_px == 16 and result.evals[1].accuracy < result.test_accuracy - 20
     assert set(result.per_class_accuracy) == set(synthetic.classes)
+    # The confusion matrix: rows are the true classes, so each row sums to that class's test images and
+    # its diagonal over that is the class's accuracy; it is part of the stored JSON.
+    confusion = torch.tensor(result.evals[1].confusion)
+    assert confusion.shape == (10, 10) and confusion.sum() == result.evals[1].images
+    assert torch.equal(confusion.sum(1), torch.bincount(synthetic.test_labels, minlength=10))
+    per_class = list(result.evals[1].per_class_accuracy.values())
+    assert (100 * confusion.diagonal() / confusion.sum(1)).tolist() == pytest.approx(per_class)
+    assert confusion.diagonal().sum() < confusion.sum() and result.to_json_dict()["evals"][1]["confusion"] == confusion.tolist()
     assert result.train_seconds > 0 and result.images_per_second > 0 and result.macs_per_image > 0
     assert result.provenance["torch"] == torch.__version__ and result.provenance["git_revision"]
 

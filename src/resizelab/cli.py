@@ -154,6 +154,7 @@ def _print_json(obj: dict) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .checkpoints import complete_run
     from .engine import train
     from .report import format_run
     from .store import Store, new_owner_id
@@ -172,6 +173,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(format_run(data, row["label"]))
                 print(f"already stored as {h} in {args.db} (finished {time.strftime('%Y-%m-%d %H:%M', time.localtime(row['finished_at']))}); "
                       "--force trains it again and keeps both results")
+                if cfg.save_weights and not data.get("weights_file"):
+                    print("its weights were not saved; --save-weights --force trains it again and saves them")
             return 0
     # Inputs are checked before the store is touched: a missing dataset or weights file leaves no database behind.
     ensure_inputs([cfg])
@@ -196,7 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     finally:
         beat.stop()
-    store.complete(result, owner)
+    complete_run(store, result, owner)
     attempts = len(store.attempts(h))
     store.close()
     data = result.to_json_dict()
@@ -205,6 +208,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(format_run(data, result.config.label()))
         print(f"stored as {h} in {args.db}" + (f" (attempt {attempts}; earlier results kept)" if attempts > 1 else ""))
+        if result.weights_file:
+            print(f"weights saved to {os.path.join(os.path.dirname(os.path.abspath(args.db)), result.weights_file)} "
+                  f"(resizelab probe --run {h} --db {args.db})")
     return 0
 
 
@@ -260,6 +266,8 @@ def _write_sweep_report(args: argparse.Namespace, plan, outcome) -> None:
     from .report import ReportConfig, write_report
 
     out = write_report(ReportConfig(db=args.db, sweep=plan.name, out=args.report_dir or os.path.join("reports", plan.name)))
+    if (out / "findings.txt").is_file() and not args.json:
+        print("\nFindings (definitions in report.md)\n" + (out / "findings.txt").read_text(), end="")
     print(f"report: {out / 'report.html'}", file=sys.stderr)
 
 
@@ -386,7 +394,11 @@ PROBE_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--arch": ("arch", str, "resnet18, resnet34 or resnet50 (default resnet18)"),
     "--weights": ("weights", str, "imagenet, none (random init by --seed) or a path to a state_dict file (default imagenet)"),
     "--stem": ("stem", str, "imagenet or cifar (default imagenet)"),
-    "--size": ("size", _parse_int, "the resized input size S in px, compared with the native images (default 16)"),
+    "--run": ("run", str, "a stored run's config hash (or a unique prefix): probe its saved weights (--save-weights), "
+                         "with its arch, stem and data"),
+    "--db": ("db", str, f"the results store that holds --run (default ./{DEFAULT_DB})"),
+    "--size": ("size", _parse_int, "the resized input size S in px, compared with the native images "
+                                   "(default: the run's train size with --run, else 16)"),
     "--interpolation": ("interpolations", _str_tuple, "comma-separated methods (default nearest,bilinear,bicubic)"),
     "--antialias": ("antialias", parse_bool, "true or false (default true); the effective value is shown"),
     "--backend": ("backend", str, "pil, tensor or opencv (default pil)"),
@@ -400,7 +412,7 @@ def _add_table_parser(sub, name: str, help_text: str, options: dict) -> None:
     p = sub.add_parser(name, help=help_text)
     for flag, (field, parse, text) in options.items():
         metavar = {_parse_int: "N", _parse_sizes: "PX[,PX...]", parse_bool: "{true,false}", _bool_tuple: "{true,false}[,...]",
-                   _str_tuple: "NAME[,NAME...]"}.get(parse, "PX" if flag == "--size" else "VALUE")
+                   _str_tuple: "NAME[,NAME...]"}.get(parse, {"--size": "PX", "--run": "HASH", "--db": "PATH"}.get(flag, "VALUE"))
         p.add_argument(flag, dest=f"opt_{field}", default=None, metavar=metavar, help=text)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout instead of the table")
 
@@ -434,7 +446,11 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from .probe import ProbeConfig, format_probe, run_probe
 
-    cfg = ProbeConfig(**_table_options(args, PROBE_OPTIONS))
+    options = _table_options(args, PROBE_OPTIONS)
+    clash = [f"--{name.replace('_', '-')}" for name in ("weights", "arch", "stem", "data", "data_dir") if name in options]
+    if "run" in options and clash:
+        raise ConfigError(f"--run brings the run's own weights, arch, stem and data; drop {', '.join(clash)}")
+    cfg = ProbeConfig(**options)
     result = run_probe(cfg, progress=lambda message: print(message, file=sys.stderr, flush=True))
     if args.json:
         _print_json(result.to_json_dict())

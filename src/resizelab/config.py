@@ -278,6 +278,11 @@ class RunConfig:
                                                "faster on a CPU; auto: on (on CUDA: runtime.CUDA_SINGLE_WINDOW_MATMUL); "
                                                "what ran is recorded", identity=False)
     eval_batch_size: int = option(1024, whole(1, 65_536), "evaluation batch size", identity=False)
+    # Execution, not identity: saving the trained weights changes nothing the run measures, so a run
+    # saved and one not saved are the same experiment (one hash, resumed and skipped alike).
+    save_weights: bool = option(False, boolean(), "save the trained state_dict beside the results db "
+                                "(<db folder>/weights/<config hash>-<attempt>.pt), named in the stored result as "
+                                "weights_file, for `resizelab probe --run HASH`", identity=False, grid=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.test_sizes, list):

@@ -151,23 +151,25 @@ class Run:
     # --- evaluation -----------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def accuracy(self, images_nhwc: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, float]]:
-        """Top-1 accuracy (percent) and per-class accuracy of uint8 NHWC images, model in eval mode."""
+    def accuracy(self, images_nhwc: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, float], list[list[int]]]:
+        """Top-1 accuracy (percent), per-class accuracy and the confusion matrix (rows: true class, columns:
+        predicted) of uint8 NHWC images, model in eval mode."""
         classes = self.dataset.classes
+        k = len(classes)
         # Graphed models are graphed for training batches; evaluation batches are large enough to run eagerly.
         model = self.model if self.graphs != "off" else self.step_model
         model.eval()
-        correct = torch.zeros(len(classes), dtype=torch.long, device=self.device)
+        pairs = torch.zeros(k * k, dtype=torch.long, device=self.device)
         for start in range(0, len(labels), self.config.eval_batch_size):
             x = normalize(images_nhwc[start:start + self.config.eval_batch_size], self.channels_last)
             y = labels[start:start + self.config.eval_batch_size]
             with autocast(self.device, self.precision):
                 pred = model(x).argmax(1)
-            correct += torch.bincount(y[pred == y], minlength=len(classes))
-        totals = torch.bincount(labels, minlength=len(classes)).cpu()
-        correct = correct.cpu()
+            pairs += torch.bincount(y * k + pred, minlength=k * k)
+        confusion = pairs.view(k, k).cpu()
+        correct, totals = confusion.diagonal(), confusion.sum(1)
         per_class = {c: (100.0 * correct[i].item() / totals[i].item()) if totals[i] else float("nan") for i, c in enumerate(classes)}
-        return 100.0 * correct.sum().item() / max(1, len(labels)), per_class
+        return 100.0 * correct.sum().item() / max(1, len(labels)), per_class, confusion.tolist()
 
     def test_images(self, size: int | None) -> torch.Tensor:
         """The test split resized to `size` with the run's test method, uint8 NHWC on the device (cached)."""
@@ -184,9 +186,9 @@ class Run:
         for size in [cfg.test_size, *(s for s in cfg.test_sizes if s != cfg.test_size)]:
             t0 = time.perf_counter()
             images = self.test_images(size)
-            acc, per_class = self.accuracy(images, labels)
+            acc, per_class, confusion = self.accuracy(images, labels)
             evals.append(EvalResult(int(images.shape[1]) if size is None else size, cfg.test_interpolation, acc, per_class,
-                                    len(labels), time.perf_counter() - t0))
+                                    len(labels), time.perf_counter() - t0, confusion))
         return evals
 
     def result(self, epochs: list[EpochResult], evals: list[EvalResult], eval_seconds: float) -> RunResult:
@@ -238,4 +240,8 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
         evals = run.evaluate()
     except torch.cuda.OutOfMemoryError:
         raise RunFailed(f"out of GPU memory at size {run.config.size} with batch {run.config.batch_size}; lower --batch-size") from None
-    return run.result(epochs, evals, time.perf_counter() - t_eval)
+    result = run.result(epochs, evals, time.perf_counter() - t_eval)
+    if run.config.save_weights:
+        # Handed to whoever writes the store (this process, or a Ray driver), which saves it beside the db.
+        result.state_dict = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in run.model.state_dict().items()}
+    return result

@@ -218,6 +218,128 @@ def figure_examples(groups: list[Group], path: Path, n_images: int) -> bool:
     return True
 
 
+# Beyond this many classes a per-class panel or a confusion matrix per cell is no longer readable.
+MAX_CLASSES_DRAWN = 20
+
+
+def _class_series(groups: list[Group]) -> dict[tuple[str, bool], list[Group]]:
+    """Groups with per-class results, by figure series (as accuracy_vs_size draws them), each sorted by size."""
+    columns = varying([g.config for g in groups])
+    series: dict[tuple[str, bool], list[Group]] = defaultdict(list)
+    for g in groups:
+        if all(r["result"].get("per_class_accuracy") for r in g.runs):
+            series[(series_key(g.config, columns), g.config["antialias"])].append(g)
+    for members in series.values():
+        members.sort(key=lambda g: g.train_size)
+    return dict(sorted(series.items(), key=lambda kv: (kv[0][0], not kv[0][1])))
+
+
+def _classes(groups: list[Group]) -> list[str]:
+    return list(groups[0].runs[0]["result"].get("per_class_accuracy") or {})
+
+
+def figure_per_class_vs_size(groups: list[Group], path: Path) -> bool:
+    """One panel per class: its test accuracy against the input size, one line per series (mean over seeds)."""
+    series = _class_series(groups)
+    classes = _classes(groups)
+    if not any(len(v) > 1 for v in series.values()) or not 1 < len(classes) <= MAX_CLASSES_DRAWN:
+        return False
+    plt = _plt()
+    cols = min(5, len(classes))
+    rows = math.ceil(len(classes) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.7 * cols + 0.4, 2.3 * rows + 1.1), sharex=True, sharey=True, squeeze=False)
+    sizes = sorted({g.train_size for g in groups})
+    values = []
+    for k, name in enumerate(classes):
+        ax = axes[k // cols][k % cols]
+        for i, ((label, aa), members) in enumerate(series.items()):
+            xs = [g.train_size for g in members]
+            ys = [statistics.fmean(r["result"]["per_class_accuracy"][name] for r in g.runs) for g in members]
+            values += ys
+            ax.plot(xs, ys, marker="o", ms=3, color=f"C{i % 10}", linestyle="-" if aa else "--",
+                    label=f"{label}, antialias {'on' if aa else 'off'}")
+        ax.set_title(name, fontsize=9)
+        _log_axis(ax, "x", sizes, base=2)
+    finite = [v for v in values if not math.isnan(v)]
+    if finite:  # scaled to the data (shared by every panel), not to 0-100: a weak model's classes sit low
+        margin = max(3.0, 0.08 * (max(finite) - min(finite)))
+        axes[0][0].set_ylim(max(0.0, min(finite) - margin), min(100.0, max(finite) + margin))
+    for k in range(len(classes), rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("input size (px)", fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("class accuracy (%)", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False, handlelength=3.5)
+    n = sorted({len(g.runs) for g in groups})
+    fig.suptitle(f"Test accuracy per class vs input size (mean over n={'/'.join(map(str, n))} seeds): which classes a resize hurts",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * math.ceil(len(labels) / 4), 1, 0.97))
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def figure_confusion_per_size(groups: list[Group], path: Path) -> bool:
+    """Columns: input sizes; rows: series. Each cell: the confusion matrix summed over seeds, each true
+    class's row in percent of that class's test images (the diagonal is the class accuracy)."""
+    import numpy as np
+
+    series = _class_series(groups)
+    classes = _classes(groups)
+    with_confusion = {key: [g for g in members if all(r["result"]["evals"] and r["result"]["evals"][0].get("confusion")
+                                                      for r in g.runs)] for key, members in series.items()}
+    with_confusion = {k: v for k, v in with_confusion.items() if v}
+    if not with_confusion or not 1 < len(classes) <= MAX_CLASSES_DRAWN:
+        return False
+    sizes = sorted({g.train_size for members in with_confusion.values() for g in members})
+    if len(sizes) < 2:
+        return False
+    plt = _plt()
+    side = 0.16 * len(classes) + 1.0
+    fig, axes = plt.subplots(len(with_confusion), len(sizes), figsize=(side * len(sizes) + 2.2, side * len(with_confusion) + 1.0),
+                             squeeze=False, layout="constrained")
+    matrices = {}
+    for key, members in with_confusion.items():
+        for g in members:
+            counts = np.sum([np.asarray(r["result"]["evals"][0]["confusion"], dtype=float) for r in g.runs], axis=0)
+            matrices[(key, g.train_size)] = (counts, 100 * counts / np.maximum(counts.sum(1, keepdims=True), 1))
+    # One colour scale for every cell, up to the largest share drawn: a weak model's diagonal stays visible.
+    top = max(10.0, math.ceil(max(p.max() for _, p in matrices.values()) / 10) * 10)
+    image = None
+    for i, ((label, aa), members) in enumerate(with_confusion.items()):
+        by_size = {g.train_size: g for g in members}
+        for j, size in enumerate(sizes):
+            ax = axes[i][j]
+            ax.grid(False)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if size not in by_size:
+                ax.text(0.5, 0.5, "no run", ha="center", va="center", transform=ax.transAxes, fontsize=8, color="grey")
+                # The matrices' extent, so tick labels on an empty cell still sit under their columns.
+                ax.set_xlim(-0.5, len(classes) - 0.5)
+                ax.set_ylim(len(classes) - 0.5, -0.5)
+            else:
+                counts, percent = matrices[((label, aa), size)]
+                image = ax.imshow(percent, cmap="Blues", vmin=0, vmax=top, interpolation="nearest")
+                accuracy = 100 * np.trace(counts) / max(counts.sum(), 1)
+                ax.set_title(f"{size} px: {accuracy:.1f}%", fontsize=8)
+            if i == len(with_confusion) - 1:
+                ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=6)
+                ax.set_xlabel("predicted", fontsize=7)
+            if j == 0:
+                ax.set_yticks(range(len(classes)), classes, fontsize=6)
+                ax.set_ylabel(f"{label.replace('interpolation=', '')}\nantialias {'on' if aa else 'off'}\n\ntrue class", fontsize=7)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6, label="% of the true class's test images")
+    n = sorted({len(g.runs) for members in with_confusion.values() for g in members})
+    fig.suptitle(f"Confusion matrix per input size (summed over n={'/'.join(map(str, n))} seeds; rows: true class)", fontsize=10)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
 FIGURES = (
     ("accuracy_vs_size.png", "Test accuracy vs input size", figure_accuracy_vs_size,
      "One line per interpolation method through the mean over seeds (solid: antialias on, dashed: off); dots are the "
@@ -228,6 +350,14 @@ FIGURES = (
      "Each point is a configuration (mean over seeds); the red line joins those no other configuration beats on both cost and accuracy."),
     ("train_test_heatmap.png", "Train size x test size", figure_train_test_heatmap,
      "Each cell: mean test accuracy of models trained at the row's size and evaluated at the column's size."),
+    ("per_class_vs_size.png", "Accuracy per class vs input size", figure_per_class_vs_size,
+     "One panel per class: its test accuracy (at the train size) against the input size, mean over seeds, one line per "
+     "method as in the accuracy figure (dashed: antialias off). A class whose line falls further at small sizes is one "
+     "a downsample hurts more."),
+    ("confusion_per_size.png", "Confusion matrix per input size", figure_confusion_per_size,
+     "Rows of each matrix: the true class; columns: the predicted class; each row in percent of that class's test "
+     "images, summed over seeds (the diagonal is the per-class accuracy). Where the off-diagonal mass goes at small "
+     "sizes says which classes a downsample confuses."),
 )
 
 

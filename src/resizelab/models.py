@@ -169,6 +169,10 @@ def build_model(arch: str, num_classes: int, weights: str = "none", stem: str = 
             state, tag = _imagenet_state_dict(arch)
         else:
             state, tag = _file_state_dict(weights)
+            # A CIFAR-stem checkpoint (one saved by --save-weights) has the 3x3 stem conv: load it too,
+            # or its model would come back with a random first layer.
+            if skip and "conv1.weight" in state and state["conv1.weight"].shape == model.conv1.weight.shape:
+                skip = ()
         info = _load_backbone(model, state, tag, skip)
     if arch in RESNETS:
         model.fc = nn.Linear(model.fc.in_features, num_classes)

@@ -59,6 +59,17 @@ PRESETS: dict[str, Preset] = {
                {**SEED_BASE, "backend": "tensor"},
                variants=({"stem": "imagenet", "size": 128}, {"stem": "cifar", "size": 32}, {"stem": "imagenet", "size": 32}),
                seeds=3),
+        Preset("findings", "the smallest set of runs that gives every claim of the classic study a verdict (report: Findings): "
+               "16 and 64 px x nearest/bilinear/bicubic, antialias on and off where a downsample can use it, the native "
+               "32 px once; trained weights saved for the probe",
+               {**SEED_BASE, "backend": "tensor", "save_weights": True},
+               # Variants, not a grid: at the native size every method is the same computation, and antialias
+               # changes nothing an upsample does (bicubic's would only swap its kernel), so each is run once.
+               variants=({"size": 32, "interpolation": "bilinear"},
+                         *({"size": 16, "interpolation": m, "antialias": aa} for m in ("bilinear", "bicubic") for aa in (True, False)),
+                         *({"size": s, "interpolation": "nearest"} for s in (16, 64)),
+                         *({"size": 64, "interpolation": m} for m in ("bilinear", "bicubic"))),
+               seeds=3),
         Preset("fixres", "train at one size, test at others (FixRes): train 16/32/64 px, each tested at 16, 24, 32, 48, 64 px",
                {**SEED_BASE, "backend": "tensor", "test_sizes": (16, 24, 32, 48, 64)},
                grid={"size": [16, 32, 64]}, seeds=2),

@@ -1,7 +1,8 @@
 """`resizelab probe`: what a resize does to a ResNet's internal representation, without training.
 
 The test images are fed at their native size and, resized to S by each interpolation, at S; the
-same model (random init by seed, ImageNet weights or a state_dict file) sees both. Per method:
+same model (random init by seed, ImageNet weights, a state_dict file, or with `run` the weights a
+stored run saved with --save-weights, loaded whole into its own arch and stem) sees both. Per method:
 
 - **CKA per stage.** Linear CKA (Kornblith et al. 2019) between the native and the resized
   activations of the stem (after the max-pool), layer1..layer4 and the pooled features. Maps of
@@ -59,22 +60,26 @@ class ProbeConfig:
     arch: str = "resnet18"
     weights: str = "imagenet"  # imagenet | none | path to a state_dict file
     stem: str = "imagenet"
-    size: int = 16
+    size: int | None = None  # None: the stored run's train size with `run`, else 16
     interpolations: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
     antialias: bool = True
     backend: str = "pil"
     limit: int = 500  # class-balanced test images
     seed: int = 0  # model init (weights none) and the image subset
     out: str = "reports/probe"
+    run: str | None = None  # a stored run (hash or unique prefix) whose saved weights, arch, stem and data are probed
+    db: str = "resizelab.db"  # the store that holds `run`
 
     def __post_init__(self) -> None:
         value = self.interpolations
         object.__setattr__(self, "interpolations", tuple(dict.fromkeys((value,) if isinstance(value, str) else value)))
         if not self.interpolations:
             raise ConfigError("interpolations must list at least one value")
+        if self.run is not None:
+            self._take_from_run()
+        elif self.size is None:
+            object.__setattr__(self, "size", 16)
         _choice("arch", self.arch, RESNETS)  # the probe hooks ResNet blocks
-        if self.size is None:
-            raise ConfigError("size must be a size in px to compare against the native images, e.g. 16")
         for method in self.interpolations:
             # One run config per method: data, weights, size, method x backend checked as `resizelab run` does.
             preflight(RunConfig(data=self.data, data_dir=self.data_dir, arch=self.arch, weights=self.weights, stem=self.stem,
@@ -82,6 +87,26 @@ class ProbeConfig:
         _int_in("limit", self.limit, 1)
         if not isinstance(self.out, str) or not self.out:
             raise ConfigError(f"out must be a folder path; got {self.out!r}")
+
+    def _take_from_run(self) -> None:
+        """Weights, arch, stem and data from the stored run; a different value given for one of them is an error."""
+        from .checkpoints import find_run
+
+        stored = find_run(self.db, self.run)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        if self.weights != defaults["weights"]:
+            raise ConfigError(f"give --weights or --run, not both: run {stored.config_hash} brings its own trained weights")
+        for name in ("data", "data_dir", "arch", "stem"):
+            given, theirs = getattr(self, name), stored.config.get(name)
+            if given != defaults[name] and given != theirs:
+                raise ConfigError(f"{name} comes from run {stored.config_hash} ({theirs!r}); leave it out or probe another run")
+            object.__setattr__(self, name, theirs)
+        object.__setattr__(self, "run", stored.config_hash)
+        object.__setattr__(self, "weights", stored.weights_path)
+        if self.size is None:
+            if stored.config.get("size") is None:
+                raise ConfigError(f"run {stored.config_hash} trained at the native size; give --size S to compare with")
+            object.__setattr__(self, "size", stored.config["size"])
 
 
 @dataclass
@@ -266,6 +291,26 @@ def comparison_grids(model: nn.Module, native: torch.Tensor, resized: torch.Tens
 
 # --- the probe -------------------------------------------------------------------------------
 
+def load_run_weights(model: nn.Module, path: str, run: str) -> str:
+    """Load a run's saved state_dict into the model it was trained as, every tensor (head and stem too);
+    returns the weights tag: run:<hash> and the file's name and SHA-256 prefix."""
+    import hashlib
+    import os
+
+    from .errors import WeightsError
+    from .models import load_state_dict_file
+
+    state = load_state_dict_file(path, f"run {run}'s weights file")
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise WeightsError(f"run {run}'s weights file {path} does not fit its own config ({str(e).splitlines()[0]}); "
+                           "train the run again with --save-weights --force") from None
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    return f"run:{run} ({os.path.basename(path)}@{digest})"
+
+
 def run_probe(cfg: ProbeConfig, progress: Callable[[str], None] | None = None) -> ProbeResult:
     """Feed the native and the resized test images through one model and compare; write cfg.out."""
     from .data import balanced_subset, load_dataset
@@ -277,7 +322,11 @@ def run_probe(cfg: ProbeConfig, progress: Callable[[str], None] | None = None) -
     dataset = load_dataset(cfg.data, cfg.data_dir)
     images = dataset.test_images[balanced_subset(dataset.test_labels, cfg.limit, cfg.seed)]
     torch.manual_seed(cfg.seed)  # the random init of --weights none
-    model, info = build_model(cfg.arch, dataset.num_classes, cfg.weights, cfg.stem)
+    if cfg.run is not None:
+        model, info = build_model(cfg.arch, dataset.num_classes, "none", cfg.stem)
+        info.weights_tag = load_run_weights(model, cfg.weights, cfg.run)
+    else:
+        model, info = build_model(cfg.arch, dataset.num_classes, cfg.weights, cfg.stem)
     model.eval()
     resized = {m: resize(images, cfg.size, m, cfg.antialias, cfg.backend) for m in cfg.interpolations}
     grids = comparison_grids(model, images, next(iter(resized.values())))

@@ -70,6 +70,7 @@ class ReportConfig:
     sweep: str | None = None
     out: str = "reports/all"
     example_images: int = 4
+    findings: bool = True  # a Findings section when the runs form a findings study (findings.py)
 
 
 def summary_table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
@@ -123,7 +124,7 @@ def write_report(config: ReportConfig) -> Path:
     out = Path(config.out)
     _check_out_dir(out)
     # A reused folder must not keep figures from an earlier report that this one does not draw.
-    for name in [f[0] for f in FIGURES] + ["examples.png"]:
+    for name in [f[0] for f in FIGURES] + ["examples.png", "findings.json", "findings.csv", "findings.txt"]:
         (out / name).unlink(missing_ok=True)
     header, body = summary_table(groups)
     figures = []
@@ -134,6 +135,11 @@ def write_report(config: ReportConfig) -> Path:
         if figure_examples(groups, out / "examples.png", config.example_images):
             figures.append(("examples.png", "What the network saw", "The same test images after each method at each size, drawn pixel for pixel."))
     _write_csv(groups, out)
+    findings = None
+    if groups and config.findings:
+        from .findings import compute_findings
+
+        findings = compute_findings(groups, config.db, out)
     seeds = sorted({len(g.runs) for g in groups})
     configs = [g.config for g in groups]
     shared = fixed(configs) if len(configs) > 1 else (configs[0] if configs else {})
@@ -150,11 +156,19 @@ def write_report(config: ReportConfig) -> Path:
         "figures": [{"filename": f, "heading": h, "caption": c, "data": base64.b64encode((out / f).read_bytes()).decode()}
                     for f, h, c in figures],
         "failed": [(r["label"], r["error"] or "") for r in failed],
+        "findings": findings_rows(findings) if findings else [],
+        "findings_setting": findings.setting if findings else "",
     }
     env = _environment()
     (out / "report.md").write_text(env.get_template("report.md.j2").render(context))
     (out / "report.html").write_text(env.get_template("report.html.j2").render(context))
     return out
+
+
+def findings_rows(findings) -> list[dict[str, str]]:
+    from .findings import rows
+
+    return rows(findings)
 
 
 def _write_csv(groups: list[Group], out: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from .config import RunConfig
 
@@ -32,6 +32,8 @@ class EvalResult:
     per_class_accuracy: dict[str, float]
     images: int
     seconds: float
+    # Rows: true class, columns: predicted class, both in per_class_accuracy's order; counts of test images.
+    confusion: list[list[int]] = field(default_factory=list)
 
 
 @dataclass
@@ -56,10 +58,14 @@ class RunResult:
     weights_loaded_keys: int
     input_shape: tuple[int, int]
     provenance: dict = field(default_factory=dict)
+    weights_file: str | None = None  # the saved trained weights, relative to the results db's folder
+    # The trained weights while they travel to whoever writes the store (--save-weights); never in the JSON.
+    state_dict: dict | None = field(default=None, repr=False, compare=False)
 
     def to_json_dict(self) -> dict:
         """Plain JSON types; measurements are always floats (an accuracy of 50 is 50.0), NaN becomes null."""
-        out = asdict(self)
+        out = asdict(replace(self, state_dict=None))
+        del out["state_dict"]
         out["config"] = self.config.to_dict()
         out["epochs"] = len(self.epochs)
         out["epoch_history"] = [asdict(e) for e in self.epochs]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .checkpoints import complete_run
 from .config import CONFIG_FIELDS, GridSpec, RunConfig, preflight
 from .errors import ConfigError, DataUnavailable, ResizelabError, WeightsError
 from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Store, new_owner_id
@@ -283,7 +284,7 @@ def _run_local(todo, store: Store, owner: str, options: SweepOptions, outcome: S
             outcome.failed.append((h, cfg.label(), _reason(e)))
             _log(f"    failed: {_reason(e)}", quiet)
             continue
-        store.complete(result, owner)
+        complete_run(store, result, owner)
         outcome.ran.append(result)
         _log(f"    {result.test_accuracy:.2f}% test accuracy, {result.train_seconds:.1f} s, {result.images_per_second:.0f} img/s", quiet)
         if on_result is not None:
@@ -347,7 +348,7 @@ def _run_ray(todo, store: Store, owner: str, options: SweepOptions, outcome: Swe
                 cfg = in_flight.pop(ref)
                 status, payload = ray.get(ref)
                 if status == "done":
-                    store.complete(payload, owner)
+                    complete_run(store, payload, owner)
                     outcome.ran.append(payload)
                     _log(f"done {cfg.label()}: {payload.test_accuracy:.2f}%", quiet)
                     if on_result is not None:

@@ -1,0 +1,182 @@
+import math
+
+import numpy as np
+import pytest
+
+from resizelab.findings import (CLAIMS, CONTRADICTED, NOT_MEASURED, NOT_RESOLVED, SUPPORTED, AccuracyRecord, ProbeRecord,
+                                SignalMeasures, accuracy_findings, difference, probe_findings, signal_findings)
+
+NATIVE = 32
+
+
+def records(means: dict, seeds: int, sd: float, seed_offsets=None, rng_seed: int = 0) -> list[AccuracyRecord]:
+    """One run per (size, method) and seed: mean + the seed's shared offset + independent noise of sd."""
+    rng = np.random.default_rng(rng_seed)
+    offsets = seed_offsets if seed_offsets is not None else [0.0] * seeds
+    return [AccuracyRecord(size, method, aa, s, mean + offsets[s] + rng.normal(0, sd))
+            for (size, method, aa), mean in means.items() for s in range(seeds)]
+
+
+def verdicts(findings) -> dict[str, str]:
+    return {f.claim.key: f.verdict for f in findings}
+
+
+def study(native, up, down, nearest_down, nearest_up, bicubic_down, bicubic_up):
+    return {(NATIVE, "bilinear", True): native, (64, "bilinear", True): up, (16, "bilinear", True): down,
+            (16, "nearest", False): nearest_down, (64, "nearest", False): nearest_up,
+            (16, "bicubic", True): bicubic_down, (64, "bicubic", True): bicubic_up}
+
+
+def test_accuracy_claims_clearly_supported():
+    found = accuracy_findings(records(study(80, 76, 68, 60, 73, 69, 76.5), seeds=5, sd=0.3), NATIVE)
+    assert verdicts(found) == {"method": SUPPORTED, "nearest": SUPPORTED, "upsample": SUPPORTED, "downsample": SUPPORTED}
+    up = next(f for f in found if f.claim.key == "upsample")
+    assert up.deciding.case == "32 px - 64 px" and up.deciding.value == pytest.approx(4, abs=0.5) and up.deciding.n == 5
+    assert up.deciding.how == "paired t over seeds" and up.deciding.low > 0
+
+
+def test_accuracy_claims_clearly_contradicted():
+    # 64 px beats the native size, 16 px beats 64 px, nearest beats every other method.
+    found = verdicts(accuracy_findings(records(study(76, 80, 84, 90, 88, 83, 79), seeds=5, sd=0.3), NATIVE))
+    assert found == {"method": SUPPORTED, "nearest": CONTRADICTED, "upsample": CONTRADICTED, "downsample": CONTRADICTED}
+    # Every method within a fraction of a point, tightly measured: the method does not matter by a point.
+    same = verdicts(accuracy_findings(records(study(80, 76, 68, 68, 76, 68, 76), seeds=5, sd=0.05), NATIVE))
+    assert same["method"] == CONTRADICTED and same["nearest"] == NOT_RESOLVED
+    # A difference that is real but under a point is not "significant" in the claim's sense either.
+    small = verdicts(accuracy_findings(records(study(80, 76, 68, 67.6, 75.6, 68.3, 76), seeds=5, sd=0.05), NATIVE))
+    assert small["method"] == CONTRADICTED and small["nearest"] == SUPPORTED
+
+
+def test_accuracy_noise_is_not_resolved():
+    found = accuracy_findings(records(study(*[70] * 7), seeds=3, sd=3.0, rng_seed=1), NATIVE)
+    assert set(verdicts(found).values()) == {NOT_RESOLVED}
+
+
+def test_pairing_by_seed_resolves_what_unpaired_seeds_cannot():
+    # Large seed-to-seed swings shared by both configurations, a steady 1-point gap between them.
+    offsets = [-6.0, 4.0, -2.0, 7.0, -3.0]
+    a = {s: 70 + offsets[s] + 1.0 + 0.1 * (-1) ** s for s in range(5)}
+    b = {s: 70 + offsets[s] for s in range(5)}
+    paired = difference(a, b, 0.95, "a - b")
+    unpaired = difference(a, {s + 10: v for s, v in b.items()}, 0.95, "a - b")
+    assert paired.how == "paired t over seeds" and paired.low > 0.5 and paired.high < 1.5
+    assert unpaired.how == "Welch t over seeds" and unpaired.low < 0 < unpaired.high
+    assert paired.value == pytest.approx(unpaired.value)
+
+
+def test_missing_runs_are_not_measured_and_one_seed_is_not_resolved():
+    only_native = accuracy_findings(records({(NATIVE, "bilinear", True): 80}, seeds=3, sd=1), NATIVE)
+    assert set(verdicts(only_native).values()) == {NOT_MEASURED} and all(f.note for f in only_native)
+    one_seed = verdicts(accuracy_findings(records(study(80, 70, 60, 50, 65, 61, 71), seeds=1, sd=0), NATIVE))
+    assert set(one_seed.values()) == {NOT_RESOLVED}
+
+
+def native_ring(n: int = 200) -> np.ndarray:
+    """Per image, the energy of a low and a high ring of the native spectrum."""
+    total = np.random.default_rng(99).uniform(100, 200, n)
+    return np.stack([total * 0.7, total * 0.3], axis=1)
+
+
+def signal(factor_hi: float, noise: float, added: float = 0.0, n: int = 200, seed: int = 0) -> SignalMeasures:
+    """A resize that scales the images' fine-detail energy by factor_hi (per-image noise of sd `noise`)
+    and puts `added` of the output's energy above the native Nyquist."""
+    rng = np.random.default_rng(seed)
+    native_hi = rng.uniform(5, 15, n)
+    hi = native_hi * np.clip(factor_hi + rng.normal(0, noise, n), 0, None)
+    ring = native_ring(n) * np.array([1.0, factor_hi])
+    return SignalMeasures(ring, hi, native_hi, ring.sum(1) * added, ring.sum(1))
+
+
+def test_signal_claims_supported_contradicted_and_unresolved():
+    blurred = {(16, "bilinear"): signal(0.4, 0.05), (64, "bilinear"): signal(0.5, 0.05, added=0.03),
+               (16, "bicubic"): signal(0.55, 0.05, seed=0), (64, "bicubic"): signal(0.7, 0.05, added=0.02)}
+    found = {f.claim.key: f for f in signal_findings(blurred, native_ring(), NATIVE)}
+    assert {k: f.verdict for k, f in found.items()} == {"frequency": SUPPORTED, "blend": SUPPORTED, "artifacts": SUPPORTED,
+                                                        "blur": SUPPORTED, "bicubic": SUPPORTED}
+    blend = found["blend"].deciding
+    assert blend.value == pytest.approx(0.6, abs=0.02) and blend.low < blend.value < blend.high and blend.n == 200
+    # Nothing attenuated (even sharpened), nothing added above Nyquist, bicubic softer than bilinear.
+    untouched = {(16, "bilinear"): signal(1.2, 0.02), (64, "bilinear"): signal(1.0, 0.001),
+                 (16, "bicubic"): signal(1.0, 0.02), (64, "bicubic"): signal(0.9, 0.001)}
+    found = {f.claim.key: f.verdict for f in signal_findings(untouched, native_ring(), NATIVE)}
+    assert found == {"frequency": CONTRADICTED, "blend": CONTRADICTED, "artifacts": CONTRADICTED, "blur": CONTRADICTED,
+                     "bicubic": CONTRADICTED}
+    # Attenuation near the threshold, buried in per-image noise.
+    noisy = {(16, "bilinear"): signal(0.95, 0.8, n=30), (64, "bilinear"): signal(0.95, 0.8, added=0.01, n=30),
+             (16, "bicubic"): signal(0.95, 0.8, n=30, seed=1), (64, "bicubic"): signal(0.95, 0.8, n=30, seed=2)}
+    found = {f.claim.key: f.verdict for f in signal_findings(noisy, native_ring(30), NATIVE)}
+    assert found["blend"] == found["blur"] == found["bicubic"] == NOT_RESOLVED
+
+
+def probe(seed: int, size: int, stem: float, pooled: float, shift: float) -> ProbeRecord:
+    blocks = {f"layer{i}.0": 0.5 + 0.1 * i for i in range(1, 5)}
+    return ProbeRecord(seed, size, {"stem": stem, "pooled": pooled}, blocks, {b: r * shift for b, r in blocks.items()})
+
+
+def test_probe_claims_supported_contradicted_and_unresolved():
+    drift = [probe(s, size, 0.95 + 0.005 * s, 0.4 + 0.02 * s, 1.5 - 0.01 * s) for s in range(3) for size in (16, 64)]
+    assert {f.claim.key: f.verdict for f in probe_findings(drift)} == {"cascade": SUPPORTED, "residual": SUPPORTED}
+    absorbed = [probe(s, size, 0.6 + 0.01 * s, 0.95 - 0.01 * s, 1.01 + 0.002 * s) for s in range(3) for size in (16, 64)]
+    assert {f.claim.key: f.verdict for f in probe_findings(absorbed)} == {"cascade": CONTRADICTED, "residual": CONTRADICTED}
+    noise = [probe(s, 16, 0.8, 0.8 + d, m) for s, (d, m) in enumerate([(-0.2, 1.3), (0.25, 0.9), (0.05, 1.05)])]
+    assert {f.claim.key: f.verdict for f in probe_findings(noise)} == {"cascade": NOT_RESOLVED, "residual": NOT_RESOLVED}
+
+
+def test_every_claim_has_a_definition_and_a_threshold():
+    assert [c.number for c in CLAIMS] == list(range(1, 12))
+    for c in CLAIMS:
+        assert c.measure and c.source in ("accuracy", "signal", "probe") and math.isfinite(c.threshold)
+
+
+def test_signal_measures_are_the_spectrum_commands_numbers(tmp_path):
+    from resizelab.data import balanced_subset, load_dataset
+    from resizelab.findings import added_energy, detail_lost, measure_signal
+    from resizelab.spectrum import SpectrumConfig, run_spectrum
+
+    from conftest import write_imagefolder
+
+    root = write_imagefolder(tmp_path / "imgs", n_train=1, n_val=6)
+    data = f"imagefolder:{root}"
+    spectrum = run_spectrum(SpectrumConfig(data=data, sizes=(16, 64), interpolations=("bilinear", "bicubic"), antialias=(True,),
+                                           backends=("tensor",), out=str(tmp_path / "s"), figures=False))
+    dataset = load_dataset(data)
+    images = dataset.test_images[balanced_subset(dataset.test_labels, 500)]
+    measures, _ = measure_signal(images, dataset.native_size, [16, 64], ["bilinear", "bicubic"], "tensor")
+    everything = np.arange(len(images))
+    for row in spectrum.rows:
+        m = measures[(row.size_px, row.interpolation)]
+        assert 1 - detail_lost(m)(everything) == pytest.approx(row.kept_hi, rel=1e-9)
+        if row.direction == "up":
+            assert added_energy(m)(everything) == pytest.approx(row.added, rel=1e-9)
+
+
+def test_a_findings_study_reports_a_verdict_on_every_claim(tmp_path):
+    """A tiny real study (native 16 px images, 8 and 32 px, nearest at 8, two seeds, weights saved): every row is measured."""
+    import json
+
+    from resizelab.report import ReportConfig, write_report
+    from resizelab.sweep import SweepOptions, expand, run_sweep
+
+    from conftest import write_imagefolder
+
+    root = write_imagefolder(tmp_path / "imgs", n_train=6, n_val=4, size=16)
+    db = str(tmp_path / "r.db")
+    base = dict(data=f"imagefolder:{root}", weights="none", epochs=1, lr=0.05, precision="fp32", backend="tensor", save_weights=True)
+    variants = [{"size": 16}, {"size": 8}, {"size": 32}, {"size": 8, "interpolation": "nearest"}]
+    plan = expand(base, seeds=[0, 1], variants=variants, name="mini")
+    assert len(run_sweep(plan, SweepOptions(db=db, progress=False), quiet=True).ran) == 8
+    out = write_report(ReportConfig(db=db, sweep="mini", out=str(tmp_path / "rep")))
+    found = json.loads((out / "findings.json").read_text())["findings"]
+    assert [f["claim"]["number"] for f in found] == list(range(1, 12))
+    allowed = {SUPPORTED, CONTRADICTED, NOT_RESOLVED}
+    assert all(f["verdict"] in allowed for f in found), [(f["claim"]["key"], f["verdict"], f["note"]) for f in found]
+    by_key = {f["claim"]["key"]: f for f in found}
+    assert by_key["cascade"]["deciding"]["n"] == 2 and by_key["cascade"]["deciding"]["how"] == "t over seeds"
+    assert by_key["upsample"]["deciding"]["how"] == "paired t over seeds" and by_key["frequency"]["deciding"]["n"] == 12
+    assert len(list((out / "probe").glob("*/probe.json"))) == 4  # two seeds' 16 px models, 8 and 32 px input
+    md = (out / "report.md").read_text()
+    assert "## Findings" in md and md.count("| not resolved at this n |") + md.count("| supported |") + md.count("| contradicted |") == 11
+    html = (out / "report.html").read_text()
+    assert "<h2>Findings</h2>" in html and html.count("<td>11</td>") == 1
+    for name in ("per_class_vs_size.png", "confusion_per_size.png"):
+        assert (out / name).stat().st_size > 0
