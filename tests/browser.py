@@ -191,6 +191,7 @@ class Chromium:
         self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
                                                           "mobile": False}, session=session)
         report = PageReport(url=url, facts={})
+        self._session = session
         self.send("Page.navigate", {"url": url}, session=session)
         self._collect(report, session, until="Page.loadEventFired")
         # Image decoding can finish after the load event for data: URLs; wait for each to settle.
@@ -206,6 +207,14 @@ class Chromium:
             report.screenshot = base64.b64decode(shot["data"])
         self._collect(report, session, until=None)  # whatever arrived meanwhile
         return report
+
+    def evaluate(self, expression: str):
+        """The JSON value of an expression in the page `load` opened last."""
+        reply = self.send("Runtime.evaluate", {"expression": f"JSON.stringify({expression})", "returnByValue": True},
+                          session=self._session)
+        if "exceptionDetails" in reply:
+            raise RuntimeError(f"{expression}: {reply['exceptionDetails'].get('text')}")
+        return json.loads(reply["result"]["value"])
 
     def _collect(self, report: PageReport, session: str, until: str | None) -> None:
         deadline = time.monotonic() + self.timeout

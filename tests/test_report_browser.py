@@ -25,6 +25,9 @@ def test_report_renders_with_every_image_no_network_and_no_errors(tmp_path_facto
     html = (out / "report.html").read_text()
     with Chromium() as browser:
         page = browser.load(out / "report.html")
+        # The results table as laid out: numbers right-aligned (digits line up), words left.
+        table = browser.evaluate("[...document.querySelector('table').rows].map(r => [...r.cells].map("
+                                 "c => [c.textContent, getComputedStyle(c).textAlign]))")
     assert page.facts["lang"] == "en"
     assert page.facts["title"] == "resizelab report: tiny"
     images = page.facts["images"]
@@ -33,6 +36,10 @@ def test_report_renders_with_every_image_no_network_and_no_errors(tmp_path_facto
     assert page.network_requests == [], page.network_requests
     assert page.errors == [], page.errors
     assert page.facts["scrollWidth"] <= page.facts["innerWidth"]  # nothing wider than the window
+    header = [text for text, _ in table[0]]
+    align = {name: {a for _, a in column} for name, column in zip(header, zip(*table[1:]))}
+    assert align["size"] == {"left"} and align["interpolation"] == {"left"}  # "native" and "16": words
+    assert align["n"] == align["test acc % (95% CI)"] == align["train s"] == {"right"}
 
 
 def test_the_browser_check_sees_what_a_broken_page_does(tmp_path):
