@@ -82,7 +82,8 @@ def figure_accuracy_vs_size(groups: list[Group], path: Path) -> bool:
     n = sorted({len(g.runs) for g in groups})
     ax.set_xlabel("train/test input size (px, shorter edge; log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Test accuracy vs input size (n={'/'.join(map(str, n))} seeds; line: mean, dots: seeds, "
+    seeds = "seed" if n == [1] else "seeds"
+    ax.set_title(f"Test accuracy vs input size (n={'/'.join(map(str, n))} {seeds}; line: mean, dots: seeds, "
                  f"{'band' if min(n) >= 3 else 'bars'}: 95% CI)", fontsize=10)
     ax.legend()
     fig.tight_layout()

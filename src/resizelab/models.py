@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from .errors import ConfigError, WeightsError
-from .progress import logger
+from .progress import logger, plural
 
 # Pinned rather than DEFAULT so that a torchvision upgrade cannot silently change the study.
 IMAGENET_WEIGHTS = {
@@ -141,7 +141,7 @@ def _load_backbone(model: nn.Module, state: dict, source: str, skip: tuple[str, 
         raise WeightsError(f"{source} does not fit this architecture: {'; '.join(parts)}; check --arch and --stem")
     bad = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(wanted) if state[k].shape != own[k].shape]
     if bad:
-        raise WeightsError(f"{source} has {len(bad)} tensors of the wrong shape (e.g. {bad[0]}); check --arch and --stem")
+        raise WeightsError(f"{source} has {plural(len(bad), 'tensor')} of the wrong shape (e.g. {bad[0]}); check --arch and --stem")
     model.load_state_dict({k: state[k] for k in wanted}, strict=False)
     skipped = sorted(k for k in state if k not in wanted)
     return ModelInfo(weights_tag=source, loaded_keys=len(wanted), skipped_keys=skipped)
