@@ -16,6 +16,7 @@ not to './mlruns' under whatever folder the process happened to run in (MLflow's
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -191,6 +192,9 @@ def _client(tracking_uri: str) -> MlflowClient:
             require(module, "mlflow", "MLflow's SQLite tracking store")
     from mlflow.tracking import MlflowClient
 
+    if not logger.isEnabledFor(logging.INFO):
+        # -q: MLflow sets up its own INFO logger on import (it announces creating a store); quiet it too.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=tracking_uri)
 
 
