@@ -111,15 +111,15 @@ class TrainProgress:
             return
         if not self.enabled:
             return
-        now = time.perf_counter()
-        if now - self._last_line >= self.interval_seconds and self.run.steps_in_epoch < self.run.steps_per_epoch:
-            self._last_line = now
+        if time.perf_counter() - self._last_line >= self.interval_seconds and self.run.steps_in_epoch < self.run.steps_per_epoch:
             run = self.run
+            loss = run.running_loss()  # waits for the device, so the clock read next covers the steps counted
+            self._last_line = now = time.perf_counter()
             elapsed = now - self.t_epoch
             done, total = run.steps_in_epoch, run.steps_per_epoch
             left_in_epoch = elapsed / done * (total - done)
             logger.info("epoch %d/%d step %d/%d: loss %.4f, %.0f img/s, ETA %s (epoch), %s (run)", run.epoch,
-                        run.config.epochs, done, total, run.running_loss(), run.images_in_epoch / elapsed,
+                        run.config.epochs, done, total, loss, run.images_in_epoch / elapsed,
                         duration(left_in_epoch), duration(left_in_epoch + self._epoch_estimate(elapsed / done * total)
                                                           * (run.config.epochs - run.epoch)))
 
