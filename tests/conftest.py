@@ -22,6 +22,11 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     return cache
 
 
+def error_lines(stderr: str) -> list[str]:
+    """The error lines of a command's stderr, without the progress lines that came before them."""
+    return [line for line in stderr.splitlines() if line.startswith("resizelab: error: ")]
+
+
 def write_imagefolder(root: Path, n_train: int = 20, n_val: int = 6, size: int = 32, classes=("cat", "dog", "ship"), fmt: str = "png") -> Path:
     """Class k is an image dominated by colour channel k, so a model can tell them apart."""
     from PIL import Image

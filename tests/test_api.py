@@ -14,7 +14,7 @@ from resizelab.errors import ConfigError, MissingDependency
 from resizelab.store import Store
 from tiny_store import build_tiny_store
 
-pd = pytest.importorskip("pandas")
+pd = pytest.importorskip("pandas", reason="pandas is not installed: pip install 'resizelab[pandas]'")
 
 
 @pytest.fixture(scope="module")

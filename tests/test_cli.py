@@ -1,10 +1,11 @@
+import argparse
 import json
 import os
 import subprocess
 import sys
 
 
-from resizelab.cli import main
+from resizelab.cli import build_parser, main
 
 from conftest import write_imagefolder
 
@@ -50,21 +51,47 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["run", "--data", "synthetic", "--size", "big", "--db", str(tmp_path / "r.db")]) == 2
     assert "--size: expected a whole number" in capsys.readouterr().err
     assert main(["run", "--data", "synthetic", "--single-window-matmul", "maybe", "--db", str(tmp_path / "r.db")]) == 2
-    assert "--single-window-matmul: expected true or false" in capsys.readouterr().err
+    assert "--single-window-matmul: expected auto, true or false" in capsys.readouterr().err
     assert not (tmp_path / "r.db").exists()
 
 
-def test_offline_study_is_one_clear_line(tmp_path):
+def test_offline_study_says_one_complete_line_per_missing_input(tmp_path):
     env = dict(os.environ, RESIZELAB_DATA_DIR=str(tmp_path / "nodata"), TORCH_HOME=str(tmp_path / "torch"))
     # The real download path, made to fail the way an offline machine does: no route to any host.
     env["http_proxy"] = env["https_proxy"] = env["HTTPS_PROXY"] = env["HTTP_PROXY"] = "http://127.0.0.1:9"
-    proc = subprocess.run([sys.executable, "-m", "resizelab.cli", "study", "--preset", "seed", "--db", str(tmp_path / "r.db")],
+    proc = subprocess.run([sys.executable, "-m", "resizelab.cli", "study", "--preset", "seed", "--db", str(tmp_path / "r.db"), "-q"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert str(tmp_path / "nodata" / "cifar-10-batches-py") in lines[0]
-    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in lines[0]
+    assert len(lines) == 2, proc.stderr  # -q: nothing but the two errors
+    data, weights = lines
+    # Each line on its own says what is missing, where it was looked for, where it comes from, and how to
+    # point resizelab at a copy fetched on another machine.
+    assert data.startswith("resizelab: error: cifar10 not found at " + str(tmp_path / "nodata" / "cifar-10-batches-py"))
+    for part in ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-python.tar.gz there", "--data-dir",
+                 "RESIZELAB_DATA_DIR"):
+        assert part in data, part
+    assert weights.startswith("resizelab: error: ImageNet weights not found at "
+                              + str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"))
+    for part in ("https://download.pytorch.org/models/resnet18-f37072fd.pth", "TORCH_HOME", "--weights PATH"):
+        assert part in weights, part
+    assert not (tmp_path / "r.db").exists()  # stopped before the store was touched
+
+
+def test_every_flag_of_every_command_has_help():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"run", "study", "sweep", "export", "report", "env", "bench", "spectrum", "probe", "presets"} <= set(commands)
+    for name, sub in commands.items():
+        for action in sub._actions:
+            assert action.help and action.help != argparse.SUPPRESS, f"{name} {action.option_strings or action.dest}: no help"
+            assert not str(action.metavar or "").startswith("OPT_"), f"{name} {action.option_strings}: metavar {action.metavar}"
+        flags = {s for a in sub._actions for s in a.option_strings}
+        assert {"-q", "--quiet", "-v", "--verbose"} <= flags, name
+    for name in ("run", "study", "sweep"):
+        assert "--mlflow" in {s for a in commands[name]._actions for s in a.option_strings}
+    for name in ("study", "sweep"):
+        assert {"--report-dir", "--no-report"} <= {s for a in commands[name]._actions for s in a.option_strings}
 
 
 def test_presets_and_dry_run(tmp_path, capsys):
@@ -72,7 +99,10 @@ def test_presets_and_dry_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "seed" in out and "3 runs" in out and "resolution" in out and "90 runs" in out
     assert main(["sweep", "--data", "synthetic", "--size", "8,16", "--seeds", "2", "--dry-run", "--db", str(tmp_path / "r.db")]) == 0
-    assert capsys.readouterr().out.count(" new ") == 4
+    captured = capsys.readouterr()
+    assert captured.out.count(" new ") == 4 and "4 runs in sweep sweep" in captured.err
+    assert main(["sweep", "--data", "synthetic", "--size", "8", "--dry-run", "--db", str(tmp_path / "r.db")]) == 0
+    assert "1 run in sweep sweep" in capsys.readouterr().err
 
 
 def test_a_scalar_seed_reaches_the_preset(tmp_path, capsys):

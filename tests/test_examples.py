@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_quickstart_trains_sweeps_and_prints_the_runs_frame(isolated_cache, tmp_path):
-    pytest.importorskip("pandas")
+    pytest.importorskip("pandas", reason="pandas is not installed: pip install 'resizelab[pandas]'")
     db = tmp_path / "quickstart.db"
     # isolated_cache has set the cache variables. One thread: tiny runs gain nothing from a second, and on
     # a shared 2-core machine a contended second OpenMP thread made this test 5x slower.

@@ -21,7 +21,7 @@ from resizelab.errors import DataUnavailable, WeightsError
 from resizelab.models import build_model, hub_checkpoint_path, imagenet_weights_url
 from resizelab.store import Store
 
-from conftest import cifar10_archive, write_cifar10, write_imagefolder
+from conftest import cifar10_archive, error_lines, write_cifar10, write_imagefolder
 
 REPO = Path(__file__).resolve().parents[1]
 RESNET18_FILE = "resnet18-f37072fd.pth"
@@ -89,8 +89,8 @@ def test_a_planted_code_running_checkpoint_runs_nothing(tmp_path, capsys, contai
     assert "\n" not in str(info.value) and str(path) in str(info.value)
     root = write_imagefolder(tmp_path / "imgs", n_train=4, n_val=2)
     assert main(["run", "--data", f"imagefolder:{root}", "--epochs", "1", "--db", str(tmp_path / "r.db")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert not marker.exists() and err.count("\n") == 0 and "not a readable state_dict" in err
+    [err] = error_lines(capsys.readouterr().err)  # one error line (after the progress lines)
+    assert not marker.exists() and "not a readable state_dict" in err
 
 
 def test_weights_download_is_verified_and_stored(serve_files, monkeypatch):
@@ -202,8 +202,8 @@ def test_env_and_run_tell_a_folder_of_another_kind(tmp_path, capsys, monkeypatch
     monkeypatch.setitem(CIFAR["cifar100"], "url", "http://127.0.0.1:9/cifar-100-python.tar.gz")
     db = tmp_path / "r.db"
     assert main(["run", "--data", "cifar100", "--data-dir", str(root), "--weights", "none", "--db", str(db)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "ImageFolder tree" in err and not db.exists()
+    [err] = error_lines(capsys.readouterr().err)
+    assert "ImageFolder tree" in err and not db.exists()
 
 
 def test_run_of_a_finished_config_prints_it_and_force_keeps_both(tmp_path, capsys):

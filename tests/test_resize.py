@@ -10,6 +10,8 @@ from resizelab.errors import ConfigError
 from resizelab.resize import ResizeCache, ResizeKey, output_size, resize
 from resizelab.pipeline import normalize, to_nhwc
 
+NO_OPENCV = "OpenCV is not installed: pip install 'resizelab[opencv]'"
+
 
 @pytest.fixture(scope="module")
 def images():
@@ -100,7 +102,7 @@ OPENCV_VS_PIL = {
 
 @pytest.mark.parametrize("method, direction", sorted(OPENCV_VS_PIL))
 def test_opencv_backend_agrees_with_pil_where_the_filters_match(images, method, direction):
-    pytest.importorskip("cv2")
+    pytest.importorskip("cv2", reason=NO_OPENCV)
     for size in ([8, 16] if direction == "down" else [64, 128]):
         ocv = resize(images, size, method, True, "opencv").int()
         pil = resize(images, size, method, True, "pil").int()
@@ -114,7 +116,7 @@ def test_opencv_backend_agrees_with_pil_where_the_filters_match(images, method, 
 def test_opencv_downsampling_does_not_antialias(images, method):
     """Its linear/cubic/lanczos keep their support when shrinking: far from PIL's antialiased result
     and, for linear and cubic, the tensor backend with antialias off (same kernels on the same grid)."""
-    pytest.importorskip("cv2")
+    pytest.importorskip("cv2", reason=NO_OPENCV)
     for size in (8, 16):
         ocv = resize(images, size, method, True, "opencv").int()
         assert (ocv - resize(images, size, method, True, "pil").int()).abs().float().mean() > 4
@@ -127,7 +129,7 @@ def test_opencv_downsampling_does_not_antialias(images, method):
 
 
 def test_opencv_nearest_samples_pixel_centres_like_pil(images):
-    cv2 = pytest.importorskip("cv2")
+    cv2 = pytest.importorskip("cv2", reason=NO_OPENCV)
     for size in (8, 16, 24, 48):
         assert torch.equal(resize(images, size, "nearest", False, "opencv"), resize(images, size, "nearest", False, "pil"))
     # Plain INTER_NEAREST takes the even pixels of a 2x downsample, PIL and NEAREST_EXACT the odd ones.

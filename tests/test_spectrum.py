@@ -69,7 +69,7 @@ def test_zone_plate_scores_sample_at_the_output_pixel_centres():
 
 
 def test_opencv_linear_aliases_though_antialias_was_asked():
-    pytest.importorskip("cv2")
+    pytest.importorskip("cv2", reason="OpenCV is not installed: pip install 'resizelab[opencv]'")
     plate = zone_plate(128)
     for size in (64, 32):
         assert zp_alias(plate, size, "bilinear", True, "opencv") > 5 * zp_alias(plate, size, "bilinear", True, "pil")

@@ -115,7 +115,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
 
 
 def test_ray_executor_matches_local(tmp_path):
-    ray = pytest.importorskip("ray")  # an optional extra: CI installs only the dev extra
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'resizelab[ray]'")  # CI does not install this extra
     plan = expand(dict(FAST, size=16), {"lr": [0.01, 10.0]}, name="r")
     # A Ray worker runs one thread; the local run does too here, so both sum in the same order.
     threads = torch.get_num_threads()

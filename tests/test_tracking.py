@@ -12,7 +12,7 @@ from resizelab.errors import MissingDependency
 from resizelab.tracking import TAG_CONFIG_HASH, TAG_SWEEP, default_tracking_uri, export_store_to_mlflow, log_result_to_mlflow
 from tiny_store import build_tiny_store
 
-mlflow = pytest.importorskip("mlflow")
+mlflow = pytest.importorskip("mlflow", reason="MLflow is not installed: pip install 'resizelab[mlflow]'")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 # MLflow 3.17 with SQLAlchemy 2.1 warns about its own use of `noload`: not ours to fix, and not news in every run.
@@ -135,3 +135,67 @@ def test_without_mlflow_the_error_names_the_extra(tiny_store, tmp_path, monkeypa
     message = str(info.value)
     assert "\n" not in message and missing in message and "pip install 'resizelab[mlflow]'" in message
     assert not (tmp_path / "mlflow.db").exists()
+
+
+SWEEP = ["sweep", "--data", "synthetic", "--weights", "none", "--epochs", "2", "--limit-train", "64", "--limit-test", "32",
+         "--precision", "fp32", "--lr", "0.01", "--size", "8,16", "--name", "ml"]
+
+
+def test_sweep_with_mlflow_logs_each_run_and_the_report(tmp_path, monkeypatch, capsys):
+    from resizelab.cli import main
+    from resizelab.store import Store
+
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "r.db"
+    assert main([*SWEEP, "--db", str(db), "--mlflow", "--report-dir", str(tmp_path / "rep")]) == 0
+    err = capsys.readouterr().err
+    assert f"MLflow: logging to sqlite:///{tmp_path / 'mlflow.db'}" in err and "MLflow: report logged" in err
+    assert (tmp_path / "rep" / "report.html").is_file()  # sweep writes its report as study does
+    with Store(db) as store:
+        stored = {row["config_hash"]: json.loads(row["config_json"]) for row in store.runs(sweep="ml")}
+    assert len(stored) == 2
+
+    # Read back with MLflow's own client, from the default store beside the database.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    runs = _runs(uri, "resizelab")
+    by_hash = {r.data.tags[TAG_CONFIG_HASH]: r for r in runs if TAG_CONFIG_HASH in r.data.tags}
+    assert set(by_hash) == set(stored)
+    for config_hash, config in stored.items():
+        run = by_hash[config_hash]
+        assert run.info.status == "FINISHED" and run.data.tags[TAG_SWEEP] == "ml"
+        assert run.data.params["size"] == str(config["size"]) and run.data.params["epochs"] == "2"
+        assert set(run.data.params) == set(config)
+        history = sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
+        assert [m.step for m in history] == [1, 2]
+        assert 0 <= run.data.metrics["test_accuracy"] <= 100
+    [report] = [r for r in runs if r.data.tags.get("resizelab.kind") == "report"]
+    assert report.info.run_name == "report: ml" and report.data.tags[TAG_SWEEP] == "ml"
+    assert {a.path for a in client.list_artifacts(report.info.run_id, "report")} >= {"report/report.html", "report/runs.csv"}
+
+    # Again: nothing trains, nothing is logged twice, and the report is not stacked up again.
+    assert main([*SWEEP, "--db", str(db), "--mlflow", "--report-dir", str(tmp_path / "rep")]) == 0
+    assert len(_runs(uri, "resizelab")) == 3
+    # The export logs the same runs to another store, once.
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    capsys.readouterr()
+    assert main(["export", "mlflow", "--db", str(db), "--uri", other, "--experiment", "copy"]) == 0
+    assert capsys.readouterr().out.strip() == f"logged 2 runs to {other}, experiment copy"
+    assert main(["export", "mlflow", "--db", str(db), "--uri", other, "--experiment", "copy", "--sweep", "ml"]) == 0
+    assert "logged 0 runs" in capsys.readouterr().out
+    assert sorted(r.data.tags[TAG_CONFIG_HASH] for r in _runs(other, "copy")) == sorted(stored)
+
+
+def test_mlflow_flag_errors_are_one_line_before_anything_is_stored(tmp_path, monkeypatch, capsys):
+    from resizelab.cli import main
+
+    db = tmp_path / "r.db"
+    # `sweep --mlflow grid.toml`: the file was taken for the URI.
+    assert main([*SWEEP, "--db", str(db), "--mlflow", "grid.toml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--mlflow: 'grid.toml' is not a tracking URI" in err
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # what `import` meets when the package is not installed
+    assert main([*SWEEP, "--db", str(db), "--mlflow"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == "resizelab: error: MLflow tracking needs mlflow, which is not installed: pip install 'resizelab[mlflow]'"
+    assert not db.exists() and not (tmp_path / "mlflow.db").exists()

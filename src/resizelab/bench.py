@@ -29,6 +29,7 @@ from .engine import Run
 from .errors import ConfigError
 from .models import build_model
 from .pipeline import normalize, to_nhwc
+from .progress import plural
 from .resize import ResizeCache
 from .runtime import autocast, resolve_device, synchronize
 
@@ -313,7 +314,8 @@ def bench_size(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.devi
         for name, setting in _ablations(default, device).items():
             pipes[name] = resizelab_pipeline(recipe_at(cfg, dataset, size, setting), dataset, cache)
             settings[name] = setting
-    say(f"{size} px: {cfg.windows} rounds of {cfg.steps_for(size)} steps, round-robin over {len(pipes)} pipelines")
+    say(f"{size} px: {plural(cfg.windows, 'round')} of {plural(cfg.steps_for(size), 'step')}, round-robin over "
+        f"{plural(len(pipes), 'pipeline')}")
     rates = _interleaved(pipes, cfg.steps_for(size), cfg.windows, device)
     row = {}
     for name, pipe in pipes.items():

@@ -10,12 +10,14 @@ import argparse
 import difflib
 import json
 import os
+import re
 import sys
 import time
 from typing import Any, Callable
 
 from .config import RunConfig, _parse_int, _parse_sizes, option_default, options, parse_bool
 from .errors import ConfigError, ResizelabError
+from .progress import configure_logging, logger, plural
 from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS
 
 
@@ -89,7 +91,21 @@ def _add_sweep_options(parser: argparse.ArgumentParser) -> None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"SQLite results store (default ./{DEFAULT_DB})")
     parser.add_argument("--json", action="store_true", help="print each result as one JSON object per line on stdout")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
+    parser.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                        help="log each finished run to MLflow (pip install 'resizelab[mlflow]'); URI default: "
+                        "$MLFLOW_TRACKING_URI, else sqlite:///<folder of --db>/mlflow.db")
+    parser.add_argument("--mlflow-experiment", default=None, metavar="NAME", help="MLflow experiment (default resizelab)")
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only on stderr (no progress)")
+    group.add_argument("-v", "--verbose", action="store_true", help="debug messages too on stderr")
+
+
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report-dir", default=None, metavar="DIR", help="where to write the report (default reports/<sweep name>)")
+    parser.add_argument("--no-report", action="store_true", help="print the table only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,17 +125,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", required=True, metavar="NAME", help="preset name (see `resizelab presets`)")
     _add_common(p)
     _add_sweep_options(p)
-    p.add_argument("--report-dir", default=None, metavar="DIR", help="where to write the report (default reports/<sweep name>)")
-    p.add_argument("--no-report", action="store_true", help="print the table only")
+    _add_report_options(p)
     _add_run_options(p, grid=True)
 
-    p = sub.add_parser("sweep", help="run a grid of configurations from flags or a TOML file; re-running resumes")
+    p = sub.add_parser("sweep", help="run a grid of configurations from flags or a TOML file, print its table and write "
+                       "its report; re-running resumes")
     p.add_argument("file", nargs="?", default=None, help="TOML sweep file (see README); flags override its values")
     _add_common(p)
     _add_sweep_options(p)
+    _add_report_options(p)
     _add_run_options(p, grid=True)
 
     sub.add_parser("presets", help="list the preset studies with their run counts")
+
+    p = sub.add_parser("export", help="log the stored finished runs to a tracking system (MLflow)")
+    p.add_argument("target", choices=("mlflow",), help="where to export: mlflow (pip install 'resizelab[mlflow]')")
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"SQLite results store (default ./{DEFAULT_DB})")
+    p.add_argument("--sweep", default=None, metavar="NAME", help="only this sweep or preset study (default: every finished run)")
+    p.add_argument("--uri", default=None, metavar="URI", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, "
+                   "else sqlite:///<folder of --db>/mlflow.db)")
+    p.add_argument("--experiment", default="resizelab", metavar="NAME", help="MLflow experiment (default resizelab)")
 
     p = sub.add_parser("env", help="versions, device, cache paths, and whether data and weights are present")
     p.add_argument("--data-dir", default=None, metavar="DIR", help="where to look for CIFAR (default $RESIZELAB_DATA_DIR or the cache)")
@@ -144,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                       SPECTRUM_OPTIONS)
     _add_table_parser(sub, "probe", "what each resize does inside a ResNet: CKA per stage, residual/skip ratios, conv1 bands",
                       PROBE_OPTIONS)
+    for command in sub.choices.values():
+        _add_verbosity(command)
     return parser
 
 
@@ -166,6 +193,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         with Store(args.db) as store:
             row = store.get(h)
         if row is not None and row["status"] == "done" and row["result_json"]:
+            tracker = _mlflow_logger(args, sweep=None)
+            if tracker is not None and tracker.catch_up(args.db, {h}):
+                logger.info("MLflow: logged the stored run %s", h)
             data = json.loads(row["result_json"])
             if args.json:
                 _print_json(data)
@@ -178,6 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
     # Inputs are checked before the store is touched: a missing dataset or weights file leaves no database behind.
     ensure_inputs([cfg])
+    tracker = _mlflow_logger(args, sweep=None)
     store = Store(args.db)
     store.register([cfg])
     owner = new_owner_id()
@@ -202,6 +233,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     complete_run(store, result, owner)
     attempts = len(store.attempts(h))
     store.close()
+    if tracker is not None:
+        tracker.on_result(result)
     data = result.to_json_dict()
     if args.json:
         _print_json(data)
@@ -214,7 +247,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _execute(plan, args: argparse.Namespace) -> tuple[int, Any]:
+def _mlflow_logger(args: argparse.Namespace, sweep: str | None):
+    """The MLflow logger `--mlflow` asks for, set up before anything trains; None without the flag."""
+    if args.mlflow is None:
+        if args.mlflow_experiment is not None:
+            raise ConfigError("--mlflow-experiment names where --mlflow logs; add --mlflow (or drop --mlflow-experiment)")
+        return None
+    # A URI needs a scheme: this also catches `sweep --mlflow FILE.toml`, where the file was taken for the URI.
+    if args.mlflow and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", args.mlflow):
+        raise ConfigError(f"--mlflow: {args.mlflow!r} is not a tracking URI; give one such as sqlite:///path/mlflow.db or "
+                          "http://host:5000, or --mlflow alone for the store beside --db (a sweep file goes before --mlflow)")
+    from .tracking import MlflowLogger, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.mlflow or None, args.db)
+    experiment = args.mlflow_experiment or "resizelab"
+    logger.info("MLflow: logging to %s, experiment %s", uri, experiment)
+    return MlflowLogger(uri, experiment, sweep=sweep)
+
+
+def _execute(plan, args: argparse.Namespace, tracker=None) -> tuple[int, Any]:
     from .report import results_table
     from .sweep import SweepOptions, describe, run_sweep
 
@@ -223,11 +274,17 @@ def _execute(plan, args: argparse.Namespace) -> tuple[int, Any]:
             print(f"{h}  {status:8s}  {label}")
         for values, reason in plan.invalid:
             print(f"{'-' * 16}  invalid   {reason}")
-        print(f"{len(plan.configs)} runs in sweep {plan.name}", file=sys.stderr)
+        logger.info("%s in sweep %s", plural(len(plan.configs), "run"), plan.name)
         return 0, None
     options = SweepOptions(db=args.db, executor=args.executor, pack=args.pack, retry_failed=args.retry_failed,
                            lease_seconds=args.lease_seconds, progress=not args.quiet, ray_address=args.ray_address)
-    outcome = run_sweep(plan, options, quiet=args.quiet, on_result=(lambda r: _print_json(r.to_json_dict())) if args.json else None)
+    callbacks = ([lambda r: _print_json(r.to_json_dict())] if args.json else []) + ([tracker.on_result] if tracker else [])
+    outcome = run_sweep(plan, options, quiet=args.quiet,
+                        on_result=(lambda r: [callback(r) for callback in callbacks]) if callbacks else None)
+    if tracker is not None and not outcome.interrupted:
+        caught_up = tracker.catch_up(args.db)
+        if caught_up:
+            logger.info("MLflow: logged %s finished before this session", plural(caught_up, "run"))
     if args.json:
         # Runs finished before this invocation are reported too, from the store.
         ran = {r.config_hash for r in outcome.ran}
@@ -238,13 +295,14 @@ def _execute(plan, args: argparse.Namespace) -> tuple[int, Any]:
         print(results_table(outcome.rows))
     done = sum(1 for r in outcome.rows if r["status"] == "done")
     if outcome.interrupted:
-        print(f"interrupted: {done} of {outcome.planned} runs done; run the same command again to resume", file=sys.stderr)
+        print(f"interrupted: {done} of {plural(outcome.planned, 'run')} done; run the same command again to resume", file=sys.stderr)
         return 130, outcome
     failed = len(outcome.failed) + outcome.invalid
     if failed:
-        print(f"{failed} run{'s' if failed != 1 else ''} failed (reasons in the store: resizelab report)", file=sys.stderr)
+        logger.warning("%s failed (reasons in the store: resizelab report)", plural(failed, "run"))
     if outcome.held_elsewhere:
-        print(f"{len(outcome.held_elsewhere)} run(s) are being trained by another process", file=sys.stderr)
+        held = len(outcome.held_elsewhere)
+        logger.warning("%s %s being trained by another process", plural(held, "run"), "is" if held == 1 else "are")
     return (1 if failed else 0), outcome
 
 
@@ -260,7 +318,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _write_sweep_report(args: argparse.Namespace, plan, outcome) -> None:
+def _write_sweep_report(args: argparse.Namespace, plan, outcome, tracker=None) -> None:
     if outcome is None or getattr(args, "no_report", False) or not any(r["status"] == "done" for r in outcome.rows):
         return
     from .report import ReportConfig, write_report
@@ -268,17 +326,27 @@ def _write_sweep_report(args: argparse.Namespace, plan, outcome) -> None:
     out = write_report(ReportConfig(db=args.db, sweep=plan.name, out=args.report_dir or os.path.join("reports", plan.name)))
     if (out / "findings.txt").is_file() and not args.json:
         print("\nFindings (definitions in report.md)\n" + (out / "findings.txt").read_text(), end="")
-    print(f"report: {out / 'report.html'}", file=sys.stderr)
+    logger.info("report: %s", out / "report.html")
+    if tracker is not None:
+        try:
+            if tracker.log_report(out):
+                logger.info("MLflow: report logged as run 'report: %s'", plan.name)
+        except Exception as e:  # noqa: BLE001 - the report is on disk; say so and keep the exit status of the sweep
+            logger.warning("MLflow: report not logged (%s: %s); it is in %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "", out)
+
+
+def _sweep_and_report(args: argparse.Namespace, plan) -> int:
+    tracker = None if args.dry_run else _mlflow_logger(args, sweep=plan.name)
+    code, outcome = _execute(plan, args, tracker)
+    _write_sweep_report(args, plan, outcome, tracker)
+    return code
 
 
 def cmd_study(args: argparse.Namespace) -> int:
     from .presets import get_preset
 
     preset = get_preset(args.preset)
-    plan = preset.plan(_overrides(args), name=args.name)
-    code, outcome = _execute(plan, args)
-    _write_sweep_report(args, plan, outcome)
-    return code
+    return _sweep_and_report(args, preset.plan(_overrides(args), name=args.name))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -292,14 +360,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     plan = expand_spec(spec, name=args.name or name)
     if not plan.configs and not plan.invalid:
         raise ConfigError("the sweep is empty; give a TOML file or run options such as --size 16,32,64")
-    return _execute(plan, args)[0]
+    return _sweep_and_report(args, plan)
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
     from .presets import PRESETS
 
     for preset in PRESETS.values():
-        print(f"{preset.name:14s} {len(preset.plan().configs):4d} runs  {preset.description}")
+        n = len(preset.plan().configs)
+        print(f"{preset.name:14s} {n:4d} {'run ' if n == 1 else 'runs'}  {preset.description}")
     return 0
 
 
@@ -310,6 +379,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     from . import __version__, provenance
     from .data import cache_root, data_status, default_data_dir
     from .models import IMAGENET_WEIGHTS, imagenet_weights_status
+    from .optional import optional_status
     from .runtime import resolve_device, resolve_precision
 
     device = resolve_device("auto")
@@ -330,6 +400,8 @@ def cmd_env(args: argparse.Namespace) -> int:
         lines.append(f"data {name:9s} {status}")
     for arch in IMAGENET_WEIGHTS:
         lines.append(f"weights {arch:12s} {imagenet_weights_status(arch)}")
+    for module, status, purpose in optional_status():
+        lines.append(f"optional {module:10s} {status} ({purpose})")
     print("\n".join(lines))
     return 0
 
@@ -341,6 +413,18 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"no results store at {args.db}; run a study or sweep first, or pass --db PATH")
     out = write_report(ReportConfig(db=args.db, sweep=args.sweep, out=args.out or os.path.join("reports", args.sweep or "all")))
     print(out / "report.md")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .tracking import export_store_to_mlflow, resolve_tracking_uri
+
+    if not os.path.isfile(args.db):
+        raise ConfigError(f"no results store at {args.db}; run a study or sweep first, or pass --db PATH")
+    uri = resolve_tracking_uri(args.uri, args.db)
+    count = export_store_to_mlflow(args.db, uri, args.experiment, sweep=args.sweep)
+    print(f"logged {plural(count, 'run')} to {uri}, experiment {args.experiment}"
+          + (" (every finished run was there already)" if count == 0 else ""))
     return 0
 
 
@@ -358,11 +442,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--sizes: expected comma-separated whole numbers; got {args.sizes!r}") from None
     config = BenchConfig(run=recipe, sizes=sizes, steps=args.steps, windows=args.windows, workers=args.workers,
                          eval_images=args.eval_images, ablation=not args.no_ablation)
-    result = run_bench(config, progress=lambda message: print(message, file=sys.stderr, flush=True))
+    result = run_bench(config, progress=logger.info)
     print(format_bench(result))
     with open(args.json_out, "w") as f:
         json.dump(result.to_json_dict(), f, indent=2)
-    print(f"wrote {args.json_out}", file=sys.stderr)
+    logger.info("wrote %s", args.json_out)
     return 0
 
 
@@ -434,12 +518,12 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
     from .spectrum import SpectrumConfig, format_spectrum, run_spectrum
 
     cfg = SpectrumConfig(**_table_options(args, SPECTRUM_OPTIONS))
-    result = run_spectrum(cfg, progress=lambda message: print(message, file=sys.stderr, flush=True))
+    result = run_spectrum(cfg, progress=logger.info)
     if args.json:
         _print_json(result.to_json_dict())
     else:
         print(format_spectrum(result))
-    print(f"wrote {', '.join(result.files)}", file=sys.stderr)
+    logger.info("wrote %s", ", ".join(result.files))
     return 0
 
 
@@ -451,17 +535,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if "run" in options and clash:
         raise ConfigError(f"--run brings the run's own weights, arch, stem and data; drop {', '.join(clash)}")
     cfg = ProbeConfig(**options)
-    result = run_probe(cfg, progress=lambda message: print(message, file=sys.stderr, flush=True))
+    result = run_probe(cfg, progress=logger.info)
     if args.json:
         _print_json(result.to_json_dict())
     else:
         print(format_probe(result))
-    print(f"wrote {', '.join(result.files)}", file=sys.stderr)
+    logger.info("wrote %s", ", ".join(result.files))
     return 0
 
 
 COMMANDS = {"run": cmd_run, "study": cmd_study, "sweep": cmd_sweep, "presets": cmd_presets, "env": cmd_env,
-            "report": cmd_report, "bench": cmd_bench, "spectrum": cmd_spectrum, "probe": cmd_probe}
+            "report": cmd_report, "export": cmd_export, "bench": cmd_bench, "spectrum": cmd_spectrum, "probe": cmd_probe}
 
 
 def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
@@ -488,10 +572,13 @@ def main(argv: list[str] | None = None) -> int:
     args, extras = parser.parse_known_args(argv)
     if extras:
         _reject_unknown(parser, args.command, extras)
+    configure_logging(quiet=args.quiet, verbose=args.verbose)
     try:
         return COMMANDS[args.command](args)
     except ResizelabError as e:
-        print(f"resizelab: error: {e}", file=sys.stderr)
+        # One line per problem (offline: one per missing input), each a complete message on its own.
+        for line in str(e).splitlines() or [type(e).__name__]:
+            print(f"resizelab: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

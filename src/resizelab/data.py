@@ -19,6 +19,7 @@ import torch
 
 from .config import DATASETS, synthetic_sizes
 from .errors import ConfigError, DataUnavailable, ResizelabError
+from .progress import logger
 
 
 class DataError(ResizelabError):
@@ -191,7 +192,7 @@ def _download_cifar(name: str, data_dir: Path) -> Path:
             with contextlib.redirect_stdout(sys.stderr if sys.stderr.isatty() else io.StringIO()):
                 download_url(spec["url"], str(scratch), filename=spec["filename"], md5=spec["md5"])
             source = scratch / spec["filename"]
-            print(f"downloaded {spec['url']} ({source.stat().st_size / 2**20:.0f} MiB, MD5 verified)", file=sys.stderr, flush=True)
+            logger.info("downloaded %s (%.0f MiB, MD5 verified)", spec["url"], source.stat().st_size / 2**20)
         extract_archive(str(source), str(scratch))
         if _find_cifar_folder(name, scratch / spec["folder"]) is None:
             raise DataError(f"the archive {spec['filename']} holds no complete {spec['folder']} folder")

@@ -5,7 +5,6 @@ loop over it. `resizelab bench` times `Run.step` of this very class, so what is 
 from __future__ import annotations
 
 import math
-import sys
 import time
 
 import torch
@@ -18,6 +17,7 @@ from .errors import RunFailed
 from .models import build_model, count_macs
 from .optim import make_optimizer, make_schedule
 from .pipeline import NORM_MEAN, NORM_STD, TrainData, input_shape, normalize
+from .progress import TrainProgress, logger
 from .resize import ResizeCache, ResizeKey, effective_antialias
 from .results import TRAIN_SECONDS_INCLUDES, EpochResult, EvalResult, RunResult
 from .runtime import (autocast, capture_graphs, peak_memory, ready_model, reset_peak_memory, resolve_channels_last,
@@ -46,9 +46,12 @@ class Run:
         self.device = device = resolve_device(cfg.device)
         seed_everything(cfg.seed, cfg.deterministic)
         self.cache = self._cache if self._cache is not None else ResizeCache()
+        if self._dataset is None:
+            logger.info("loading %s", cfg.data)
         dataset = self._dataset if self._dataset is not None else load_dataset(cfg.data, cfg.data_dir)
         # A fixed subset seed: every run of a study sees the same images, whatever its own seed.
         self.dataset = subset(dataset, cfg.limit_train, cfg.limit_test, seed=0)
+        logger.info("building %s (weights %s, %s stem) on %s", cfg.arch, cfg.weights, cfg.stem, device)
         model, self.model_info = build_model(cfg.arch, self.dataset.num_classes, cfg.weights, cfg.stem)
         model.to(device)
         # Counted before ready_model's single-window swap: the architecture's MACs, whichever kernels run them.
@@ -58,7 +61,11 @@ class Run:
                                            self.single_window_matmul)
         self.channels_last = resolve_channels_last(cfg.channels_last, device, self.precision, self.single_window_matmul)
         self.model = ready_model(model, self.single_window_matmul, self.channels_last)
+        if cfg.size is not None and cfg.backend != "tensor":  # the host backends resize the whole split here, up front
+            logger.info("resizing %d train images to %d px (%s, %s backend)", len(self.dataset.train_labels), cfg.size,
+                        cfg.interpolation, cfg.backend)
         self.data = TrainData(cfg, self.dataset, device, self.cache, self.channels_last)
+        logger.debug("train split: %s", self.data.resize_path)
         self.graphs = resolve_graphs(cfg.graphs, device, cfg.compile)
         if self.graphs == "reduce-overhead":
             self.step_model = torch.compile(model, mode="reduce-overhead")
@@ -135,6 +142,14 @@ class Run:
         if self.graphs == "reduce-overhead" and self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()  # a new training iteration: earlier graph outputs may be reused
         return self._graphed(x)
+
+    @property
+    def images_in_epoch(self) -> int:
+        return self._images
+
+    def running_loss(self) -> float:
+        """Mean training loss of the epoch so far. Syncs with the device: for progress lines, not per step."""
+        return self._loss_sum.item() / max(1, self._images)
 
     def end_epoch(self, seconds: float) -> EpochResult:
         """Close the epoch (the first one also completes the resize cache); raises RunFailed on divergence."""
@@ -214,32 +229,33 @@ class Run:
 
 
 def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,
-          progress: bool = True) -> RunResult:
-    """Train and evaluate one configuration. Raises RunFailed if the loss diverges or memory runs out."""
-    show = progress and sys.stderr.isatty()
-    if show:  # imported only to draw a bar: the GPU check runs where torch may be all there is
-        from tqdm import tqdm
+          progress: bool | TrainProgress = True) -> RunResult:
+    """Train and evaluate one configuration. Raises RunFailed if the loss diverges or memory runs out.
+
+    `progress`: bars on a terminal, log lines ("resizelab" logger) otherwise; False for neither.
+    """
+    reporter = progress if isinstance(progress, TrainProgress) else TrainProgress(enabled=progress)
     run = Run(config, dataset=dataset, cache=cache).setup()
+    reporter.start(run)
     epochs: list[EpochResult] = []
     try:
         for _ in range(run.config.epochs):
             run.begin_epoch()
-            bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {run.epoch}/{run.config.epochs}", file=sys.stderr,
-                       leave=False) if show else None
+            reporter.begin_epoch()
             synchronize(run.device)
             t_epoch = time.perf_counter()
             for _ in range(run.steps_per_epoch):
                 run.step()
-                if bar is not None:
-                    bar.update()
+                reporter.step()
             synchronize(run.device)
-            if bar is not None:
-                bar.close()
             epochs.append(run.end_epoch(time.perf_counter() - t_epoch))
+            reporter.end_epoch(epochs[-1])
         t_eval = time.perf_counter()
         evals = run.evaluate()
     except torch.cuda.OutOfMemoryError:
         raise RunFailed(f"out of GPU memory at size {run.config.size} with batch {run.config.batch_size}; lower --batch-size") from None
+    finally:
+        reporter.close()
     result = run.result(epochs, evals, time.perf_counter() - t_eval)
     if run.config.save_weights:
         # Handed to whoever writes the store (this process, or a Ray driver), which saves it beside the db.

@@ -82,7 +82,8 @@ def figure_accuracy_vs_size(groups: list[Group], path: Path) -> bool:
     n = sorted({len(g.runs) for g in groups})
     ax.set_xlabel("train/test input size (px, shorter edge; log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Test accuracy vs input size (n={'/'.join(map(str, n))} seeds; line: mean, dots: seeds, "
+    seeds = "seed" if n == [1] else "seeds"
+    ax.set_title(f"Test accuracy vs input size (n={'/'.join(map(str, n))} {seeds}; line: mean, dots: seeds, "
                  f"{'band' if min(n) >= 3 else 'bars'}: 95% CI)", fontsize=10)
     ax.legend()
     fig.tight_layout()
@@ -113,8 +114,12 @@ def figure_cost_vs_size(groups: list[Group], path: Path) -> bool:
         ax.set_ylabel(label)
     ax1.set_title("Training time vs input size")
     ax2.set_title("Throughput vs input size")
-    ax2.legend()
-    fig.tight_layout()
+    # One legend for both panels, below them: inside a panel it covered points.
+    handles, names = ax2.get_legend_handles_labels()
+    columns_per_row = min(3, len(names))
+    rows = -(-len(names) // columns_per_row)
+    fig.legend(handles, names, loc="lower center", ncol=columns_per_row, frameon=False)
+    fig.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
     fig.savefig(path)
     plt.close(fig)
     return True
@@ -131,8 +136,12 @@ def figure_accuracy_vs_cost(groups: list[Group], path: Path) -> bool:
     ax.scatter([p[0] for p in points], [p[1] for p in points], color="C0", alpha=0.6, label="configuration (mean over seeds)")
     front = pareto_front(points)
     ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="C3", marker="o", label="Pareto front")
+    x_low, x_high = min(p[0] for p in points), max(p[0] for p in points)
     for i in front:
-        ax.annotate(labels[i], points[i], textcoords="offset points", xytext=(4, -10), fontsize=7)
+        # Labels of points in the right part of the axes go to their left, so they stay inside the frame.
+        right = x_high > x_low and (math.log(points[i][0]) - math.log(x_low)) / (math.log(x_high) - math.log(x_low)) > 0.6
+        ax.annotate(labels[i], points[i], textcoords="offset points", xytext=(-4 if right else 4, -10), fontsize=7,
+                    ha="right" if right else "left")
     _log_axis(ax, "x")
     ax.set_xlabel("cost: multiply-accumulates per image (millions of MACs, log scale)")
     ax.set_ylabel("test accuracy (%)")

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from .errors import ConfigError, WeightsError
+from .progress import logger, plural
 
 # Pinned rather than DEFAULT so that a torchvision upgrade cannot silently change the study.
 IMAGENET_WEIGHTS = {
@@ -65,14 +66,14 @@ def _download_checkpoint(url: str, path: str) -> None:
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         torch.hub.download_url_to_file(url, path, hash_prefix, progress=sys.stderr.isatty())
-        print(f"downloaded {url} to {path} (SHA-256 verified)", file=sys.stderr, flush=True)
+        logger.info("downloaded %s to %s (SHA-256 verified)", url, path)
     # What a failed download raises: no route or HTTP error (URLError is an OSError), a cut
     # connection, or torch.hub's RuntimeError for a hash that does not match.
     except (OSError, http.client.HTTPException, RuntimeError) as e:
         raise WeightsError(
             f"ImageNet weights not found at {path} and the download from {url} failed ({_first_line(e)}); "
-            f"fetch that file elsewhere and put it there (or set TORCH_HOME), pass --weights PATH to a local "
-            f"state_dict, or use --weights none"
+            f"fetch that file on another machine and put it there (or set TORCH_HOME to a folder whose hub/checkpoints "
+            f"holds it), pass --weights PATH to a local state_dict, or use --weights none"
         ) from None
 
 
@@ -140,7 +141,7 @@ def _load_backbone(model: nn.Module, state: dict, source: str, skip: tuple[str, 
         raise WeightsError(f"{source} does not fit this architecture: {'; '.join(parts)}; check --arch and --stem")
     bad = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(wanted) if state[k].shape != own[k].shape]
     if bad:
-        raise WeightsError(f"{source} has {len(bad)} tensors of the wrong shape (e.g. {bad[0]}); check --arch and --stem")
+        raise WeightsError(f"{source} has {plural(len(bad), 'tensor')} of the wrong shape (e.g. {bad[0]}); check --arch and --stem")
     model.load_state_dict({k: state[k] for k in wanted}, strict=False)
     skipped = sorted(k for k in state if k not in wanted)
     return ModelInfo(weights_tag=source, loaded_keys=len(wanted), skipped_keys=skipped)

@@ -21,3 +21,32 @@ def require(module: str, extra: str, feature: str) -> ModuleType:
             raise
         raise MissingDependency(f"{feature} needs {module.split('.')[0]}, which is not installed: "
                                 f"pip install 'resizelab[{extra}]'") from None
+
+
+# Each optional package: the module imported, the extra that installs it, and what it is for.
+OPTIONAL_PACKAGES = (
+    ("pandas", "pandas", "resizelab.load_runs and the other DataFrames"),
+    ("mlflow", "mlflow", "--mlflow, resizelab export mlflow"),
+    ("pyarrow", "parquet", "runs.parquet in reports"),
+    ("cv2", "opencv", "--backend opencv"),
+    ("ray", "ray", "--executor ray"),
+)
+
+
+def optional_status() -> list[tuple[str, str, str]]:
+    """(module, 'present VERSION' or the install command, what it is for), without importing anything."""
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    distributions = packages_distributions()
+    out = []
+    for module, extra, purpose in OPTIONAL_PACKAGES:
+        if importlib.util.find_spec(module) is None:
+            out.append((module, f"missing: pip install 'resizelab[{extra}]'", purpose))
+            continue
+        try:
+            text = "present " + version(distributions.get(module, [module])[0])
+        except PackageNotFoundError:
+            text = "present"
+        out.append((module, text, purpose))
+    return out

@@ -45,6 +45,7 @@ from .config import check_whole as _int_in
 from .models import RESNETS
 from .resize import effective_antialias
 from .errors import ConfigError
+from .progress import plural
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
 BANDS = ("low", "mid", "high")
@@ -330,7 +331,7 @@ def run_probe(cfg: ProbeConfig, progress: Callable[[str], None] | None = None) -
     model.eval()
     resized = {m: resize(images, cfg.size, m, cfg.antialias, cfg.backend) for m in cfg.interpolations}
     grids = comparison_grids(model, images, next(iter(resized.values())))
-    say(f"native {tuple(images.shape[-2:])} px: {len(images)} images through {cfg.arch}")
+    say(f"native {tuple(images.shape[-2:])} px: {plural(len(images), 'image')} through {cfg.arch}")
     native_rec = record(model, images, grids)
     native = Measures("native", None, int(min(images.shape[-2:])), {}, native_rec.ratios(), native_rec.conv1_bands())
     methods = []

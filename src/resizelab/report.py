@@ -32,7 +32,7 @@ def format_run(result: dict, label: str) -> str:
     for e in result["epoch_history"]:
         lines.append(f"  epoch {e['epoch']}    loss {e['train_loss']:.4f}  train accuracy {e['train_accuracy']:.2f}%  {e['seconds']:.2f} s")
     for ev in result["evals"]:
-        lines.append(f"test         {ev['accuracy']:.2f}% at {ev['size_px']} px ({ev['interpolation']}, {ev['images']} images)")
+        lines.append(f"test         {ev['accuracy']:.2f}% at {ev['size_px']} px ({ev['interpolation']}, {_plural(ev['images'], 'image')})")
     lines.append(f"cost         {result['macs_per_image'] / 1e6:.1f} M MACs/image, {result['params'] / 1e6:.2f} M params, "
                  f"peak memory {result['peak_memory_bytes'] / 2**20:.0f} MiB ({result['peak_memory_kind']})")
     return "\n".join(lines)
@@ -92,12 +92,28 @@ def _md(text) -> str:
     return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", str(text))
 
 
+def _html_flags(text) -> str:
+    """Escaped text with each --flag in <code>, which the page keeps on one line (a browser breaks after '--')."""
+    from markupsafe import Markup, escape
+
+    return Markup(re.sub(r"(--[a-z][a-z-]*)", r"<code>\1</code>", str(escape(text))))
+
+
+def _column_kinds(body: list[list[str]]) -> list[str]:
+    """'num' for a column whose every cell is a number (or mean ± half-width), else 'text': the HTML
+    table aligns numbers right, so digits line up, and words left."""
+    number = re.compile(r"[-+]?(\d[\d,]*\.?\d*|nan|inf)( ± ([\d.]+|nan|inf))?")
+    columns = list(zip(*body)) if body else []
+    return ["num" if all(number.fullmatch(cell) for cell in column) else "text" for column in columns]
+
+
 def _environment():
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     env = Environment(loader=PackageLoader("resizelab", "templates"), autoescape=select_autoescape(["html.j2"]),
                       undefined=StrictUndefined, keep_trailing_newline=True, trim_blocks=False)
     env.filters["md"] = _md
+    env.filters["flags"] = _html_flags
     return env
 
 
@@ -153,6 +169,7 @@ def write_report(config: ReportConfig) -> Path:
         "fixed": [(k, value_text(k, v)) for k, v in shared.items()],
         "header": header,
         "body": body,
+        "kinds": _column_kinds(body) or ["text"] * len(header),
         "figures": [{"filename": f, "heading": h, "caption": c, "data": base64.b64encode((out / f).read_bytes()).decode()}
                     for f, h, c in figures],
         "failed": [(r["label"], r["error"] or "") for r in failed],

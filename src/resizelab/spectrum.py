@@ -61,6 +61,7 @@ from .config import check_choice as _choice
 from .config import check_whole as _int_in
 from .resize import BACKEND_INTERPOLATIONS, BACKENDS, INTERPOLATIONS, effective_antialias
 from .errors import ConfigError
+from .progress import plural
 from .resize import output_size, resize
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # Rec. 601, as PIL's convert("L") and Wang et al.'s rgb2gray
@@ -356,7 +357,7 @@ def run_spectrum(cfg: SpectrumConfig, progress: Callable[[str], None] | None = N
     for size in cfg.sizes:
         out_shape = output_size(*native, size)
         direction = "same" if out_shape == native else ("down" if min(out_shape) < n_native else "up")
-        say(f"{size} px ({direction}): {len(cfg.variants())} variants on {len(images)} images")
+        say(f"{size} px ({direction}): {plural(len(cfg.variants()), 'variant')} on {plural(len(images), 'image')}")
         for v in cfg.variants():
             small = resize(images, size, v.interpolation, v.antialias, v.backend)
             power = power_spectrum(luma(small))

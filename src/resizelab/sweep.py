@@ -8,7 +8,6 @@ executor trains on a cluster while this process (the only writer) claims, renews
 from __future__ import annotations
 
 import itertools
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any, Callable
 from .checkpoints import complete_run
 from .config import CONFIG_FIELDS, GridSpec, RunConfig, preflight
 from .errors import ConfigError, DataUnavailable, ResizelabError, WeightsError
+from .optional import require
+from .progress import SweepProgress, logger, plural
 from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Store, new_owner_id
 
 SWEEP_FILE_KEYS = ("name", "seeds", "base", "grid", "variants")
@@ -173,7 +174,7 @@ class Heartbeat(threading.Thread):
 
 def _log(message: str, quiet: bool) -> None:
     if not quiet:
-        print(message, file=sys.stderr, flush=True)
+        logger.info(message)
 
 
 def _reason(error: BaseException) -> str:
@@ -184,7 +185,8 @@ def _reason(error: BaseException) -> str:
 def ensure_inputs(configs) -> None:
     """Fetch (or find) every dataset and set of weights the configs need, before any training starts.
 
-    Offline, this is where a study stops: one error that names every missing input and where it goes.
+    Offline, this is where a study stops: one error with a line per missing input, each naming where
+    it was looked for, where it is downloaded from and how to point resizelab at a copy.
     """
     from .data import load_dataset
     from .models import ensure_imagenet_weights
@@ -192,6 +194,11 @@ def ensure_inputs(configs) -> None:
     problems = []
     for cfg in configs:
         preflight(cfg)
+    if any(c.backend == "opencv" for c in configs):
+        from .resize import _cv2
+
+        _cv2()  # without OpenCV every opencv run would fail alike: stop here, once, naming the install command
+    logger.info("checking data and weights")
     for data, data_dir in dict.fromkeys((c.resolved().data, c.data_dir) for c in configs):
         try:
             load_dataset(data, data_dir)
@@ -203,13 +210,20 @@ def ensure_inputs(configs) -> None:
         except WeightsError as e:
             problems.append(str(e))
     if problems:
-        raise DataUnavailable(" | ".join(problems))
+        raise DataUnavailable("\n".join(problems))
 
 
 def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
               on_result: Callable[[Any], None] | None = None) -> SweepOutcome:
     """Run every config of `plan` that the store does not already hold as done."""
     outcome = SweepOutcome(plan.name, len(plan.configs), invalid=len(plan.invalid))
+    if options.executor == "ray":
+        require("ray", "ray", "executor 'ray'")
+    # Inputs are checked before the store is touched: offline, a new sweep leaves no database behind.
+    ready = {"done"} if options.retry_failed else {"done", "failed"}
+    unfinished = [cfg for cfg, (_, status, _) in zip(plan.configs, describe(plan, options.db)) if status not in ready]
+    if unfinished:
+        ensure_inputs(unfinished)
     with Store(options.db) as store:
         store.register(list(plan.configs), sweep=plan.name)
         for values, reason in plan.invalid:
@@ -225,10 +239,10 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
                 outcome.skipped_failed.append(cfg.config_hash())
             else:
                 todo.append(cfg)
-        if todo:
-            ensure_inputs(todo)
-        _log(f"sweep {plan.name}: {len(plan.configs)} runs, {outcome.already_done} already done, {len(todo)} to run"
+        _log(f"sweep {plan.name}: {plural(len(plan.configs), 'run')}, {outcome.already_done} already done, {len(todo)} to run"
              + (f", {len(outcome.skipped_failed)} failed before (--retry-failed to run them again)" if outcome.skipped_failed else ""), quiet)
+        if any(cfg not in unfinished for cfg in todo):  # another process gave runs back since the check above
+            ensure_inputs(todo)
         try:
             from .packing import resolve_executor, run_packed
 
@@ -251,10 +265,12 @@ def _run_local(todo, store: Store, owner: str, options: SweepOptions, outcome: S
 
     cache = ResizeCache()
     datasets: dict = {}
+    progress = SweepProgress(outcome.name, len(todo), quiet)
     for i, cfg in enumerate(todo, 1):
         h = cfg.config_hash()
         if not store.claim(h, owner, options.lease_seconds, retry_failed=options.retry_failed):
             row = store.get(h)
+            progress.left_to_another()
             if row["status"] == "done":
                 outcome.already_done += 1
             else:
@@ -283,10 +299,12 @@ def _run_local(todo, store: Store, owner: str, options: SweepOptions, outcome: S
             store.fail(h, owner, _reason(e))
             outcome.failed.append((h, cfg.label(), _reason(e)))
             _log(f"    failed: {_reason(e)}", quiet)
+            progress.finished(ok=False)
             continue
         complete_run(store, result, owner)
         outcome.ran.append(result)
         _log(f"    {result.test_accuracy:.2f}% test accuracy, {result.train_seconds:.1f} s, {result.images_per_second:.0f} img/s", quiet)
+        progress.finished(ok=True)
         if on_result is not None:
             on_result(result)
 
@@ -329,6 +347,7 @@ def _run_ray(todo, store: Store, owner: str, options: SweepOptions, outcome: Swe
     limit = max(1, gpus or len(nodes))
     queue = list(todo)
     in_flight: dict = {}
+    progress = SweepProgress(outcome.name, len(todo), quiet)
     try:
         while queue or in_flight:
             while queue and len(in_flight) < limit:
@@ -339,6 +358,7 @@ def _run_ray(todo, store: Store, owner: str, options: SweepOptions, outcome: Swe
                     _log(f"submitted {cfg.label()}", quiet)
                 else:
                     outcome.held_elsewhere.append(h)
+                    progress.left_to_another()
             if not in_flight:
                 break
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=options.lease_seconds / 3)
@@ -351,6 +371,7 @@ def _run_ray(todo, store: Store, owner: str, options: SweepOptions, outcome: Swe
                     complete_run(store, payload, owner)
                     outcome.ran.append(payload)
                     _log(f"done {cfg.label()}: {payload.test_accuracy:.2f}%", quiet)
+                    progress.finished(ok=True)
                     if on_result is not None:
                         on_result(payload)
                 elif status == "unavailable":
@@ -359,6 +380,8 @@ def _run_ray(todo, store: Store, owner: str, options: SweepOptions, outcome: Swe
                 else:
                     store.fail(cfg.config_hash(), owner, payload)
                     outcome.failed.append((cfg.config_hash(), cfg.label(), payload))
+                    _log(f"failed {cfg.label()}: {payload}", quiet)
+                    progress.finished(ok=False)
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:

@@ -16,6 +16,7 @@ not to './mlruns' under whatever folder the process happened to run in (MLflow's
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -26,6 +27,7 @@ from . import __version__
 from .api import read_runs
 from .errors import ConfigError
 from .optional import require
+from .progress import logger
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 DEFAULT_EXPERIMENT = "resizelab"
 TAG_CONFIG_HASH = "resizelab.config_hash"
 TAG_SWEEP = "resizelab.sweep"
+# Marks the MLflow run that holds a sweep's report (it has no config hash: the export never mistakes it for a run).
+TAG_KIND = "resizelab.kind"
 # MLflow's own batch limits (mlflow.utils.validation): at most 100 params and 1000 entities a call.
 _PARAMS_PER_BATCH, _METRICS_PER_BATCH = 100, 1000
 FINAL_METRICS = ("test_accuracy", "train_seconds", "images_per_second", "macs_per_image", "params", "peak_memory_bytes",
@@ -44,6 +48,11 @@ FINAL_METRICS = ("test_accuracy", "train_seconds", "images_per_second", "macs_pe
 def default_tracking_uri(db: str | os.PathLike) -> str:
     """The local MLflow store that goes with a results database: mlflow.db in the same folder."""
     return "sqlite:///" + str(Path(db).absolute().parent / "mlflow.db")
+
+
+def resolve_tracking_uri(tracking_uri: str | None, db: str | os.PathLike) -> str:
+    """`tracking_uri`, else $MLFLOW_TRACKING_URI, else `default_tracking_uri(db)`."""
+    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(db)
 
 
 def log_result_to_mlflow(result: RunResult, tracking_uri: str, experiment: str = DEFAULT_EXPERIMENT,
@@ -73,9 +82,74 @@ def export_store_to_mlflow(db: str | os.PathLike, tracking_uri: str | None = Non
     Tracking URI: `tracking_uri`, else $MLFLOW_TRACKING_URI, else `default_tracking_uri(db)`.
     """
     stored = read_runs(db, sweep, status="done")
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(db)
+    uri = resolve_tracking_uri(tracking_uri, db)
     client = _client(uri)
-    experiment_id = _experiment_id(client, experiment, uri)
+    return _export(client, _experiment_id(client, experiment, uri), stored, sweep)
+
+
+class MlflowLogger:
+    """What `--mlflow` does for `run`, `sweep` and `study`: each finished run logged as it completes
+    (`on_result`), runs of the sweep finished earlier and not in MLflow yet (`catch_up`), and the
+    sweep's report as the artifacts of one more MLflow run (`log_report`).
+
+    The client and the experiment are set up on construction, so a missing package or a tracking
+    store that cannot be opened stops the command before anything trains. A run that fails to log
+    later is a warning, not a lost run: it is in the results store, and the export logs it.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str = DEFAULT_EXPERIMENT, sweep: str | None = None):
+        self.tracking_uri, self.experiment, self.sweep = tracking_uri, experiment, sweep
+        self.client = _client(tracking_uri)
+        self.experiment_id = _experiment_id(self.client, experiment, tracking_uri)
+        self.logged = 0
+        self.failed = 0
+
+    def on_result(self, result: RunResult) -> None:
+        try:
+            _log_run(self.client, self.experiment_id, result.to_json_dict(), label=result.config.label(), sweep=self.sweep)
+            self.logged += 1
+        except Exception as e:  # noqa: BLE001 - the run is stored; a tracking outage must not stop the sweep
+            self.failed += 1
+            logger.warning("MLflow: run %s not logged (%s: %s); it is in the results store, and "
+                           "`resizelab export mlflow` logs it later", result.config_hash, type(e).__name__, _first_line(e))
+
+    def catch_up(self, db: str | os.PathLike, config_hashes: set[str] | None = None) -> int:
+        """Log the finished runs of the sweep (or the given ones) that the experiment does not hold yet."""
+        stored = read_runs(db, self.sweep, status="done")
+        if config_hashes is not None:
+            stored.runs = [r for r in stored.runs if r["config_hash"] in config_hashes]
+        try:
+            count = _export(self.client, self.experiment_id, stored, self.sweep)
+        except Exception as e:  # noqa: BLE001 - as in on_result: the runs are stored, the export can log them later
+            logger.warning("MLflow: earlier runs not logged (%s: %s); `resizelab export mlflow` logs them later",
+                           type(e).__name__, _first_line(e))
+            return 0
+        self.logged += count
+        return count
+
+    def log_report(self, report_dir: str | os.PathLike) -> str | None:
+        """Log a report folder as the artifacts ('report/...') of an MLflow run named 'report: <sweep>'.
+
+        A new report run is logged when this session logged runs, or when the sweep has none yet, so
+        that re-running a finished sweep does not stack up copies of the same report. Returns its run id.
+        """
+        sweep = self.sweep or "all runs"
+        if not self.logged:
+            page = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'report'", max_results=1000)
+            if any(run.data.tags.get(TAG_SWEEP) == sweep and run.info.status == "FINISHED" for run in page):
+                return None
+        run = self.client.create_run(self.experiment_id, run_name=f"report: {sweep}",
+                                     tags={TAG_KIND: "report", TAG_SWEEP: sweep, "resizelab.version": __version__})
+        try:
+            self.client.log_artifacts(run.info.run_id, str(report_dir), artifact_path="report")
+        except BaseException:
+            self.client.set_terminated(run.info.run_id, "FAILED")
+            raise
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+
+def _export(client: MlflowClient, experiment_id: str, stored, sweep: str | None) -> int:
     logged = logged_config_hashes(client, experiment_id)
     count = 0
     for row in stored.runs:
@@ -104,6 +178,11 @@ def logged_config_hashes(client: MlflowClient, experiment_id: str) -> set[str]:
 
 # --- internals -------------------------------------------------------------------------------
 
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
 def _client(tracking_uri: str) -> MlflowClient:
     require("mlflow", "mlflow", "MLflow tracking")
     if tracking_uri.startswith("sqlite:"):
@@ -113,6 +192,9 @@ def _client(tracking_uri: str) -> MlflowClient:
             require(module, "mlflow", "MLflow's SQLite tracking store")
     from mlflow.tracking import MlflowClient
 
+    if not logger.isEnabledFor(logging.INFO):
+        # -q: MLflow sets up its own INFO logger on import (it announces creating a store); quiet it too.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=tracking_uri)
 
 
