@@ -6,6 +6,7 @@ Data directories are untrusted input: CIFAR's pickled batches go through a restr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -388,6 +389,7 @@ def load_imagefolder(path: str | Path) -> Dataset:
 
 # --- synthetic -------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=2)  # generated, not read: remembered so a sweep (or a forked one) makes it once
 def make_synthetic(n_train: int = 5000, n_test: int = 1000, size: int = 32, seed: int = 0) -> Dataset:
     """Ten classes whose cues live at two spatial scales, so input resolution matters.
 

@@ -69,6 +69,7 @@ class ReportConfig:
     sweep: str | None = None
     out: str = "reports/all"
     example_images: int = 4
+    split_on: tuple[str, ...] = ()  # execution settings (results.EXECUTION_KEYS) that make configurations of their own
 
 
 def summary_table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
@@ -118,7 +119,7 @@ def write_report(config: ReportConfig) -> Path:
     """Write report.md, report.html (images embedded), the PNG figures and runs.csv (+ Parquet)."""
     from .figures import FIGURES, figure_examples
 
-    groups, failed = load_groups(config.db, config.sweep)
+    groups, failed = load_groups(config.db, config.sweep, config.split_on)
     out = Path(config.out)
     _check_out_dir(out)
     # A reused folder must not keep figures from an earlier report that this one does not draw.
