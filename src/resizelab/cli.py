@@ -505,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ResizelabError as e:
-        print(f"resizelab: error: {e}", file=sys.stderr)
+        # One line whatever the message quotes (a file name or key with a newline in it).
+        print(f"resizelab: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         print(_interruption(e), file=sys.stderr)

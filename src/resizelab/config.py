@@ -332,7 +332,7 @@ class RunConfig:
         """A config from option values; a stored config's derived fields (digests, requested precision) are accepted too."""
         unknown = sorted(set(values) - set(CONFIG_FIELDS) - set(DERIVED_FIELDS))
         if unknown:
-            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(CONFIG_FIELDS))}")
+            raise ConfigError(f"unknown config key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(sorted(CONFIG_FIELDS))}")
         return cls(**values)
 
     @property

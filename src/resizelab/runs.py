@@ -46,7 +46,7 @@ def load_groups(db: str, sweep: str | None, split_on: tuple[str, ...] = ()) -> t
 
     unknown = [k for k in split_on if k not in EXECUTION_KEYS]
     if unknown:
-        raise ConfigError(f"--split-on {', '.join(unknown)}: not an execution setting; choose from {', '.join(EXECUTION_KEYS)}")
+        raise ConfigError(f"--split-on {', '.join(map(repr, unknown))}: not an execution setting; choose from {', '.join(EXECUTION_KEYS)}")
     with Store(db, readonly=True) as store:
         rows = store.runs(sweep=sweep)
         evals = defaultdict(list)

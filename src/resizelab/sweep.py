@@ -140,7 +140,7 @@ def load_sweep_file(path: str | Path) -> tuple[GridSpec, str]:
         raise ConfigError(f"sweep file {path} is not valid TOML: {e}") from None
     unknown = sorted(set(doc) - set(SWEEP_FILE_KEYS))
     if unknown:
-        raise ConfigError(f"sweep file {path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(SWEEP_FILE_KEYS)}")
+        raise ConfigError(f"sweep file {path}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(SWEEP_FILE_KEYS)}")
     seeds = seed_list(doc["seeds"], f"sweep file {path}: seeds") if "seeds" in doc else None
     base, grid = doc.get("base", {}), doc.get("grid", {})
     variants = doc.get("variants", [])
