@@ -27,6 +27,16 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("resizelab: error: ")]
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for a test that trains tiny batches: on a busy shared machine a second thread's barrier
+    waits made single steps take seconds (and timings meaningless)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_imagefolder(root: Path, n_train: int = 20, n_val: int = 6, size: int = 32, classes=("cat", "dog", "ship"), fmt: str = "png") -> Path:
     """Class k is an image dominated by colour channel k, so a model can tell them apart."""
     from PIL import Image

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 from resizelab.cli import build_parser, main
 
@@ -56,7 +58,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_offline_study_says_one_complete_line_per_missing_input(tmp_path):
-    env = dict(os.environ, RESIZELAB_DATA_DIR=str(tmp_path / "nodata"), TORCH_HOME=str(tmp_path / "torch"))
+    env = dict(os.environ, RESIZELAB_DATA_DIR=str(tmp_path / "nodata"), TORCH_HOME=str(tmp_path / "torch"),
+               PYTHONPATH=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
     # The real download path, made to fail the way an offline machine does: no route to any host.
     env["http_proxy"] = env["https_proxy"] = env["HTTPS_PROXY"] = env["HTTP_PROXY"] = "http://127.0.0.1:9"
     proc = subprocess.run([sys.executable, "-m", "resizelab.cli", "study", "--preset", "seed", "--db", str(tmp_path / "r.db"), "-q"],
@@ -114,3 +117,91 @@ def test_a_scalar_seed_reaches_the_preset(tmp_path, capsys):
     assert sorted(line.rsplit("=", 1)[1] for line in capsys.readouterr().out.strip().splitlines()) == ["3", "3", "3", "5", "5", "5"]
     assert main(["study", "--preset", "seed", "--seed", "3", "--seeds", "2", "--dry-run", "--db", db]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+# --- every bad input is one line, exit 2, nothing stored ----------------------------------------------------
+
+def _one_line_exit_2(argv, capsys, *, contains: str, db=None) -> None:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.count("\n") == 0 and err.startswith("resizelab: error: ") and contains in err, err
+    if db is not None:
+        assert not os.path.exists(db)
+
+
+@pytest.mark.parametrize("toml, contains", [
+    ("[base]\ntest_sizes = 16\n", "test_sizes must be a list"),
+    ("[base]\ndevice = 5\n", "device must be a non-empty string"),
+    ("[base]\ndata_dir = 5\n", "data_dir must be a non-empty string"),
+    ("[grid]\nsize = [16, 'x']\n", "size must be a whole number"),
+    ("variants = [1, 2]\n", "array of tables"),
+    ("[base]\nsize = 8\n[[variants]]\nlr = 'fast'\n", "lr must be a number"),
+])
+def test_sweep_file_type_errors_are_one_line(tmp_path, capsys, toml, contains):
+    path = tmp_path / "x.toml"
+    path.write_text(toml)
+    db = tmp_path / "r.db"
+    for extra in ([], ["--dry-run"]):
+        _one_line_exit_2(["sweep", str(path), "--db", str(db), *extra], capsys, contains=contains, db=db)
+
+
+def test_unreadable_sweep_files_are_one_line(tmp_path, capsys):
+    (tmp_path / "latin1.toml").write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    _one_line_exit_2(["sweep", str(tmp_path / "latin1.toml"), "--dry-run"], capsys, contains="is not UTF-8")
+    (tmp_path / "x.toml").mkdir()
+    _one_line_exit_2(["sweep", str(tmp_path / "x.toml"), "--dry-run"], capsys, contains="is a folder")
+
+
+def test_a_preset_with_an_empty_axis_is_one_line(tmp_path, capsys):
+    _one_line_exit_2(["study", "--preset", "seed", "--size", ",", "--dry-run", "--db", str(tmp_path / "r.db")], capsys,
+                     contains="--size: expected one or more")
+
+
+def test_huge_plans_are_refused_before_they_are_built(tmp_path, capsys):
+    import time
+
+    db = tmp_path / "r.db"
+    start = time.monotonic()
+    _one_line_exit_2(["sweep", "--data", "synthetic", "--size", "8", "--seeds", "100000000", "--dry-run", "--db", str(db)], capsys,
+                     contains="more runs than one sweep takes", db=db)
+    _one_line_exit_2(["sweep", "--data", "synthetic", "--size", "8,16,24,32,48", "--seeds", "15000", "--db", str(db)], capsys,
+                     contains="plans 75,000 runs (more than 1,000); pass --yes", db=db)
+    seeds = tmp_path / "seeds.toml"
+    seeds.write_text("seeds = 100000000\n[base]\nsize = 8\n")
+    _one_line_exit_2(["sweep", str(seeds), "--dry-run", "--db", str(db)], capsys, contains="more runs than one sweep takes", db=db)
+    assert time.monotonic() - start < 10  # refused, not expanded
+
+
+def test_a_sweep_whose_every_run_failed_exits_non_zero(tmp_path, capsys, one_thread):
+    code = main(["sweep", "--data", "synthetic", "--weights", "none", "--size", "8,12", "--epochs", "1", "--limit-train", "128", "--batch-size", "8",
+                 "--limit-test", "16", "--lr", "10", "--momentum", "0.99", "--precision", "fp32", "--db", str(tmp_path / "r.db"), "-q"])
+    assert code == 1 and "2 runs failed" in capsys.readouterr().err
+
+
+def test_sigterm_gives_the_run_back_and_says_how_to_resume(tmp_path):
+    import signal
+    import sqlite3
+    import time
+
+    db = tmp_path / "r.db"
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+    proc = subprocess.Popen([sys.executable, "-m", "resizelab.cli", "sweep", "--data", "synthetic", "--weights", "none", "--size", "8,12",
+                             "--epochs", "50", "--limit-train", "600", "--limit-test", "20", "--precision", "fp32", "--db", str(db), "-q"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def running() -> bool:
+        try:
+            with sqlite3.connect(db) as c:
+                return c.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0] > 0
+        except sqlite3.OperationalError:
+            return False
+
+    deadline = time.time() + 120
+    while time.time() < deadline and not (db.exists() and running()):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "run the same command again to resume" in err
+    assert not running()

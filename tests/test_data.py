@@ -6,6 +6,7 @@ import torch
 
 from resizelab.data import DataError, balanced_subset, load_cifar, load_dataset, load_imagefolder, make_synthetic
 from resizelab.errors import DataUnavailable
+from resizelab.store import Store
 
 from conftest import write_cifar10, write_imagefolder
 
@@ -109,3 +110,89 @@ def test_offline_cifar_names_the_expected_path(tmp_path, monkeypatch):
         load_cifar("cifar10", tmp_path / "data")
     message = str(info.value)
     assert str(tmp_path / "data" / "cifar-10-batches-py") in message and "--data-dir" in message and "\n" not in message
+
+
+def test_a_symlink_loop_in_an_imagefolder_is_refused(tmp_path):
+    root = write_imagefolder(tmp_path / "loop", n_train=4, n_val=2)
+    # Followed blindly, this link repeats the whole train tree under cat/ again and again, relabelled cat.
+    os.symlink(root / "train", root / "train" / "cat" / "again")
+    with pytest.raises(DataError, match="symbolic link loop") as info:
+        load_imagefolder(root)
+    assert "\n" not in str(info.value)
+    os.unlink(root / "train" / "cat" / "again")
+    os.symlink(root / "train" / "dog", root / "train" / "cat" / "dogs")  # another class's images, relabelled cat
+    with pytest.raises(DataError, match="link to another class"):
+        load_imagefolder(root)
+
+
+def test_a_16_bit_png_keeps_its_grey_levels(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    root = write_imagefolder(tmp_path / "deep", n_train=2, n_val=1)
+    grey = np.full((32, 32), 32768, dtype=np.uint16)  # mid-grey in 16 bits
+    Image.fromarray(grey).save(root / "train" / "cat" / "0.png")
+    assert Image.open(root / "train" / "cat" / "0.png").mode.startswith("I")
+    ds = load_imagefolder(root)
+    first = ds.train_images[0]  # train/cat/0.png sorts first
+    assert first.unique().tolist() == [128]  # not clipped to 255
+
+
+def test_a_decompression_bomb_is_one_line(tmp_path):
+    import struct
+    import zlib
+
+    root = write_imagefolder(tmp_path / "bomb", n_train=2, n_val=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # A 20000 x 20000 RGB PNG header: 400 M pixels, over twice PIL's limit, refused before any decoding.
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    (root / "train" / "cat" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    with pytest.raises(DataError, match="decompression bomb") as info:
+        load_imagefolder(root)
+    assert "\n" not in str(info.value) and "1.png" in str(info.value)
+
+
+def test_a_damaged_cache_file_fails_its_checksum_and_is_rebuilt(imagefolder, isolated_cache, capsys):
+    ds = load_imagefolder(imagefolder)
+    (cached,) = (isolated_cache / "datasets").glob("*.pt")
+    blob = bytearray(cached.read_bytes())
+    # Flip bits inside the stored pixels: the zip container still opens, only the checksum can tell.
+    import zipfile
+
+    with zipfile.ZipFile(cached) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)  # the train images
+        offset = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.file_size // 2
+    blob[offset] ^= 0xFF
+    cached.write_bytes(bytes(blob))
+    from resizelab.data import load_tensors
+
+    assert load_tensors(cached) is None and not cached.exists()
+    assert "checksum mismatch" in capsys.readouterr().err
+    again = load_imagefolder(imagefolder)
+    assert torch.equal(again.train_images, ds.train_images)
+
+
+def test_a_cache_that_cannot_be_written_leaves_no_temporary_file_and_the_run_goes_on(tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    db = tmp_path / "r.db"
+    # A file-size limit makes every write past 1 MiB fail as a full disk does (Python ignores SIGXFSZ, so the
+    # write returns EFBIG): the resized split (2 MiB) cannot be cached, the store (small) can still be written.
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    env = dict(os.environ, RESIZELAB_CACHE_DIR=str(cache))
+    proc = subprocess.run([sys.executable, "-m", "resizelab.cli", "run", "--data", "synthetic", "--size", "12", "--epochs", "1",
+                           "--limit-test", "20", "--batch-size", "1000", "--weights", "none", "--precision", "fp32", "--db", str(db), "--quiet"],
+                          env=env, preexec_fn=limit, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "not written" in proc.stderr and "the run goes on" in proc.stderr
+    assert not list(cache.rglob("*.tmp*"))
+    with Store(db) as store:
+        assert [r["status"] for r in store.runs()] == ["done"]

@@ -1,4 +1,6 @@
 import dataclasses
+import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -77,3 +79,178 @@ def test_a_failed_write_leaves_nothing_half_done(store):
     result.evals.pop()
     store.complete(result, "a:1:a")  # the same result, writable, goes in whole
     assert store.get(h)["status"] == "done" and len(store.evals(h)) == 1 and len(store.attempts(h)) == 1
+
+
+# --- one lease protocol ------------------------------------------------------------------------
+
+TINY = RunConfig(data="synthetic", size=8, weights="none", epochs=1, limit_train=48, limit_test=24, precision="fp32")
+
+
+def test_a_stale_owners_complete_fail_and_release_are_refused(store):
+    from resizelab.engine import train
+    from resizelab.store import LeaseLost
+
+    store.register([TINY])
+    h = TINY.config_hash()
+    assert store.claim(h, "stale:1:a")
+    result = train(TINY, progress=False)
+    store.conn.execute("UPDATE runs SET lease_expires = ?", (time.time() - 1,))  # the stale owner stalled past its lease
+    assert store.claim(h, "fresh:2:b")
+    with pytest.raises(LeaseLost, match="no longer holds"):
+        store.complete(result, "stale:1:a")
+    with pytest.raises(LeaseLost):
+        store.fail(h, "stale:1:a", "late failure")
+    assert store.release(h, "stale:1:a") is False
+    row = store.get(h)
+    assert (row["status"], row["owner"], row["result_json"]) == ("running", "fresh:2:b", None) and store.attempts(h) == []
+    store.complete(result, "fresh:2:b")  # the holder's result goes in
+    assert store.get(h)["status"] == "done" and len(store.attempts(h)) == 1
+
+
+def test_a_run_whose_lease_is_taken_over_stops_within_one_renewal(tmp_path):
+    import threading
+
+    from resizelab.sweep import run_claimed
+
+    db = tmp_path / "r.db"
+    cfg = RunConfig(data="synthetic", size=8, weights="none", epochs=50, batch_size=8, limit_train=400, limit_test=24, precision="fp32")
+    lease_seconds = 3.0  # renewed every second
+    with Store(db) as store:
+        store.register([cfg])
+    h = cfg.config_hash()
+    taken = {}
+
+    def take_over():
+        with Store(db) as other:
+            while other.get(h)["status"] != "running":
+                time.sleep(0.05)
+            time.sleep(1.5)  # training is under way
+            other.conn.execute("UPDATE runs SET lease_expires = ? WHERE config_hash = ?", (time.time() - 1, h))
+            assert other.claim(h, "elsewhere:7:x", 600)
+            taken["at"] = time.monotonic()
+
+    thief = threading.Thread(target=take_over)
+    thief.start()
+    with Store(db) as store:
+        attempt = run_claimed(store, cfg, "me:1:a", lease_seconds, progress=False)
+    stopped = time.monotonic()
+    thief.join()
+    assert attempt.status == "lost" and "elsewhere:7:x" in attempt.reason
+    # One renewal period (1 s) plus the step under way; 50 epochs would take minutes.
+    assert stopped - taken["at"] < lease_seconds / 3 + 2.0
+    with Store(db) as store:
+        row = store.get(h)
+        assert (row["status"], row["owner"]) == ("running", "elsewhere:7:x") and store.attempts(h) == []
+
+
+# --- a database that cannot be used is one line -------------------------------------------------
+
+def _cli(args, *, user=None, env=None):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "resizelab.cli", *args], capture_output=True, text=True, timeout=300, user=user,
+                          env=dict(os.environ, **(env or {})))
+
+
+SWEEP = ["sweep", "--data", "synthetic", "--size", "8", "--epochs", "1", "--limit-train", "40", "--limit-test", "20",
+         "--weights", "none", "--precision", "fp32", "--quiet"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: ":memory:", "would keep nothing"),
+    (lambda p: (p / "adir").mkdir() or str(p / "adir"), "is a folder"),
+    (lambda p: (p / "rand.db").write_bytes(bytes(range(256)) * 20) and str(p / "rand.db"), "is not a resizelab results store"),
+])
+def test_a_db_that_is_not_a_store_is_one_line_and_exit_2(tmp_path, make, message):
+    from resizelab.cli import main
+
+    db = make(tmp_path)
+    for command in (SWEEP, ["report"]):
+        code = main([*command, "--db", db])
+        assert code == 2
+    with pytest.raises(Exception, match=message) as info:
+        Store(db)
+    assert "\n" not in str(info.value)
+
+
+def test_a_read_only_db_is_one_line(capsys):
+    import contextlib
+    import tempfile
+    from pathlib import Path
+
+    from resizelab.cli import main
+
+    # Not under pytest's tmp_path: its parents are private to root, and the command may run as nobody (below).
+    tmp = tempfile.TemporaryDirectory(prefix="resizelab-ro-")
+    tmp_path = Path(tmp.name)
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    db = folder / "r.db"
+    Store(db).close()
+    os.chmod(db, 0o444)
+    os.chmod(folder, 0o555)
+
+    @contextlib.contextmanager
+    def unprivileged():
+        # root writes through any permission bit, so as root the command runs as nobody (effective uid), for whom
+        # the file really is read-only; everything it imports is imported already.
+        if os.geteuid() != 0:
+            yield
+            return
+        import resizelab.report  # noqa: F401  (nobody cannot read the interpreter's own folders to import it later)
+        import resizelab.stats  # noqa: F401
+
+        os.chmod(tmp_path, 0o755)
+        os.seteuid(65534)
+        try:
+            yield
+        finally:
+            os.seteuid(0)
+
+    try:
+        with unprivileged():
+            code = main([*SWEEP, "--db", str(db)])
+    finally:
+        os.chmod(folder, 0o755)
+        tmp.cleanup()
+    assert code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "read-only" in line or "cannot be opened" in line, line
+
+
+def test_a_locked_db_is_one_line_after_the_timeout(tmp_path):
+    from resizelab.store import StoreError
+
+    db = tmp_path / "r.db"
+    Store(db).close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError, match="locked by another process .waited 0.3 s") as info:
+            with Store(db, timeout=0.3) as store:
+                store.register([TINY])
+        assert "\n" not in str(info.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_full_disk_while_storing_keeps_the_result_beside_the_db(store, tmp_path):
+    import json
+
+    from resizelab.engine import train
+    from resizelab.store import ResultNotStored
+
+    store.register([TINY])
+    h = TINY.config_hash()
+    assert store.claim(h, "a:1:a")
+    result = train(TINY, progress=False)
+    # SQLite's own "database or disk is full": the file may not grow by a single page.
+    pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    store.conn.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(ResultNotStored, match="was not stored .*disk is full.*saved to") as info:
+        store.complete(result, "a:1:a")
+    saved = str(info.value).rsplit("saved to ", 1)[1]
+    assert os.path.dirname(saved) == str(tmp_path) and json.loads(open(saved).read())["config_hash"] == h
+    assert json.loads(open(saved).read())["test_accuracy"] == result.test_accuracy
+    assert store.get(h)["result_json"] is None and store.attempts(h) == []  # nothing half-written

@@ -4,9 +4,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-import torch
 
 from resizelab.errors import ConfigError
 from resizelab.sweep import expand_spec, SweepOptions, expand, load_sweep_file, run_sweep
@@ -15,13 +15,17 @@ FAST = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_
 
 
 def _cli(*args, db, cwd):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # This checkout's code, whatever the cwd (a relative PYTHONPATH would not say so from tmp_path).
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(Path(__file__).parents[1] / "src"))
     return [sys.executable, "-m", "resizelab.cli", *args, "--db", str(db), "--quiet"], env
 
 
 def _statuses(db):
     with sqlite3.connect(db) as c:
-        return c.execute("SELECT config_hash, status, attempts, finished_at FROM runs ORDER BY config_hash").fetchall()
+        try:
+            return c.execute("SELECT config_hash, status, attempts, finished_at FROM runs ORDER BY config_hash").fetchall()
+        except sqlite3.OperationalError:  # polled between the file's creation and its schema's
+            return []
 
 
 def test_expand_grid_seeds_variants_and_invalid_combinations():
@@ -61,40 +65,131 @@ def test_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert again.ran == [] and again.already_done == 1 and len(again.skipped_failed) == 1
 
 
-def test_kill_9_loses_nothing_and_resume_duplicates_nothing(tmp_path):
-    db = tmp_path / "r.db"
-    args = ["sweep", "--data", "synthetic", "--weights", "none", "--epochs", "2", "--lr", "0.01", "--limit-train", "400",
-            "--limit-test", "100", "--size", "8,12,16,20", "--precision", "fp32"]
-    cmd, env = _cli(*args, db=db, cwd=tmp_path)
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if db.exists() and sum(s == "done" for _, s, _, _ in _statuses(db)) >= 1:
-            break
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = {h: (s, f) for h, s, _, f in _statuses(db)}
-    done_before = {h for h, (s, _) in before.items() if s == "done"}
-    assert 1 <= len(done_before) < 4
-    subprocess.run(cmd, cwd=tmp_path, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    after = _statuses(db)
-    assert len(after) == 4 and all(s == "done" for _, s, _, _ in after)
-    for h, s, attempts, finished in after:
-        if h in done_before:
-            assert attempts == 1 and finished == before[h][1]  # not re-run
+class Zygote:
+    """tests/sweep_zygote.py: forks sweep processes cheaply, so a test can kill many of them."""
+
+    def __init__(self, cwd):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # Absolute entries: a relative PYTHONPATH (PYTHONPATH=src) would name another folder from cwd.
+        paths = [str(Path(__file__).parent)] + [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "sweep_zygote.py")], cwd=cwd, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def _ask(self, line: str) -> str:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().split()[1]
+
+    def fork(self, db, args) -> int:
+        return int(self._ask(" ".join(["fork", str(db), *args])))
+
+    def wait(self, pid: int) -> int:
+        return int(self._ask(f"wait {pid}"))
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def zygote(tmp_path_factory):
+    # Started once for the module (about 5 s of imports and one warm-up run), with caches of its own.
+    root = tmp_path_factory.mktemp("zygote")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RESIZELAB_CACHE_DIR", str(root / "cache"))
+        z = Zygote(root)
+    yield z
+    z.close()
+
+
+def _store_state(db):
+    """(runs by hash: (status, finished_at, result_json)), done attempts per hash, eval rows, epoch rows."""
     with sqlite3.connect(db) as c:
-        assert c.execute("SELECT COUNT(*) FROM evals").fetchone()[0] == 4
+        runs = {h: (s, f, r) for h, s, f, r in c.execute("SELECT config_hash, status, finished_at, result_json FROM runs")}
+        done_attempts = dict(c.execute("SELECT config_hash, COUNT(*) FROM attempts WHERE status = 'done' GROUP BY config_hash"))
+        failed_attempts = c.execute("SELECT COUNT(*) FROM attempts WHERE status = 'failed'").fetchone()[0]
+        evals = c.execute("SELECT COUNT(*) FROM evals").fetchone()[0]
+        epochs = c.execute("SELECT COUNT(*) FROM epochs").fetchone()[0]
+    return runs, done_attempts, failed_attempts, evals, epochs
 
 
-def test_two_concurrent_sweeps_never_train_the_same_run(tmp_path):
+TINY_SWEEP = ["--data", "synthetic", "--weights", "none", "--epochs", "1", "--batch-size", "16", "--limit-train", "64",
+              "--limit-test", "16", "--precision", "fp32", "--lr", "0.01"]
+KILL_POINTS = 24
+
+
+def _wait_until_training(db, pid: int, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=5) as c:
+                    if c.execute("SELECT 1 FROM runs WHERE status = 'running' AND owner LIKE ?", (f"%:{pid}:%",)).fetchone():
+                        return
+            except sqlite3.OperationalError:  # the schema is being created
+                pass
+        time.sleep(0.02)
+
+
+def test_kill_9_at_random_points_loses_no_finished_run_and_duplicates_none(tmp_path, zygote):
+    import random
+
     db = tmp_path / "r.db"
-    cmd, env = _cli("sweep", "--data", "synthetic", "--weights", "none", "--epochs", "1", "--limit-train", "300", "--limit-test", "50",
-                    "--size", "8,12,16,20,24,28", "--precision", "fp32", db=db, cwd=tmp_path)
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
-    assert [p.wait(timeout=300) for p in procs] == [0, 0]
-    rows = _statuses(db)
-    assert len(rows) == 6 and all(s == "done" and attempts == 1 for _, s, attempts, _ in rows)
+    rng = random.Random(11)
+
+    def sweep_args(generation: int) -> list[str]:  # 8 tiny runs, of the shapes the zygote has run
+        return [*TINY_SWEEP, "--size", "8", "--seed", ",".join(str(8 * generation + i) for i in range(8))]
+
+    generation, kills = 0, 0
+    done_before: dict = {}
+    while kills < KILL_POINTS:
+        pid = zygote.fork(db, sweep_args(generation))
+        if rng.random() < 0.2:
+            time.sleep(rng.uniform(0.0, 0.5))  # while it starts: planning, registering
+        else:
+            # Once it trains, anywhere in the next runs: mid-step, mid-evaluation, mid-commit, between runs.
+            _wait_until_training(db, pid)
+            time.sleep(rng.uniform(0.0, 1.2))
+        try:
+            os.kill(pid, signal.SIGKILL)
+            kills += 1
+        except ProcessLookupError:
+            pass
+        status = zygote.wait(pid)
+        if not os.WIFSIGNALED(status):  # it finished first: the next kills fall in a new sweep on the same store
+            assert os.WEXITSTATUS(status) == 0
+            generation += 1
+        if not db.exists():
+            continue
+        runs, done_attempts, failed, evals, epochs = _store_state(db)
+        done = {h: v for h, v in runs.items() if v[0] == "done"}
+        # Nothing finished is lost or redone: every run done before this kill is done with the very same result.
+        for h, before in done_before.items():
+            assert done.get(h) == before, f"run {h} changed after kill {kills}"
+        # Nothing is stored twice, nothing half: one done attempt, one evaluation and one epoch per done run.
+        assert done_attempts == {h: 1 for h in done} and failed == 0
+        assert evals == len(done) and epochs == len(done)
+        done_before = done
+    assert len(done_before) >= 4, len(done_before)  # the kills fell while runs were trained and stored, not only at start-up
+    # The same command, left alone, finishes the rest.
+    assert os.WEXITSTATUS(zygote.wait(zygote.fork(db, sweep_args(generation)))) == 0
+    runs, done_attempts, failed, evals, epochs = _store_state(db)
+    assert len(runs) == 8 * (generation + 1) and all(s == "done" for s, _, _ in runs.values())
+    assert done_attempts == {h: 1 for h in runs} and failed == 0 and evals == epochs == len(runs)
+    for h, before in done_before.items():
+        assert runs[h] == before
+
+
+def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path, zygote):
+    db = tmp_path / "r.db"
+    args = [*TINY_SWEEP, "--size", "8", "--seeds", "8"]
+    pids = [zygote.fork(db, args) for _ in range(2)]
+    assert [os.WEXITSTATUS(zygote.wait(pid)) for pid in pids] == [0, 0]
+    runs, done_attempts, failed, evals, epochs = _store_state(db)
+    # Counted in the attempts table, which gets a row per training that finished: one per config, none twice.
+    assert len(runs) == 8 and all(s == "done" for s, _, _ in runs.values())
+    assert done_attempts == {h: 1 for h in runs} and failed == 0 and evals == 8
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
@@ -112,24 +207,3 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     # at interpreter exit (CPython's exit_sigint path); what the user sees is the same.
     assert proc.returncode in (130, -signal.SIGINT) and "run the same command again to resume" in err
     assert not any(s == "running" for _, s, _, _ in _statuses(db))  # the claim was given back
-
-
-def test_ray_executor_matches_local(tmp_path):
-    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'resizelab[ray]'")  # CI does not install this extra
-    plan = expand(dict(FAST, size=16), {"lr": [0.01, 10.0]}, name="r")
-    # A Ray worker runs one thread; the local run does too here, so both sum in the same order.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        local = run_sweep(plan, SweepOptions(db=str(tmp_path / "local.db"), progress=False), quiet=True)
-    finally:
-        torch.set_num_threads(threads)
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        remote = run_sweep(plan, SweepOptions(db=str(tmp_path / "ray.db"), executor="ray", progress=False), quiet=True)
-    finally:
-        ray.shutdown()
-    assert len(remote.ran) == 1 and remote.ran[0].test_accuracy == local.ran[0].test_accuracy
-    assert remote.ran[0].config_hash == local.ran[0].config_hash
-    assert len(remote.failed) == 1 and "diverged" in remote.failed[0][2]
-    assert {h for h, s, *_ in _statuses(tmp_path / "ray.db")} == {h for h, s, *_ in _statuses(tmp_path / "local.db")}

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from .config import RunConfig
 from .errors import ConfigError
 from .optional import require
+from .store import check_schema_version
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,9 +46,13 @@ def connect_read_only(db: str | os.PathLike) -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as e:
+            raise ConfigError(f"{db} is not a resizelab results store ({e})") from None
         if not {"runs", "epochs", "evals", "sweep_runs"} <= tables:
             raise ConfigError(f"{db} is not a resizelab results store (it has no runs/epochs/evals/sweep_runs tables)")
+        check_schema_version(conn, str(db))
         # The SELECTs that follow see one snapshot, even while a sweep commits runs in between.
         conn.execute("BEGIN")
         try:

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -78,6 +79,7 @@ def _add_sweep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=None, metavar="N", help="run seeds 0..N-1 (--seed 3 or --seed 0,5 picks them)")
     parser.add_argument("--name", default=None, help="sweep name in the store (default: from the preset or file)")
     parser.add_argument("--dry-run", action="store_true", help="list what would run and what is already done, then stop")
+    parser.add_argument("--yes", action="store_true", help="run a sweep of more than 1,000 runs (refused without it)")
     parser.add_argument("--retry-failed", action="store_true", help="run again the configs that failed before")
     parser.add_argument("--executor", default="auto", choices=("auto", "local", "packed", "ray"),
                         help="local (one run at a time in this process), packed (--pack runs at once on one device, one worker "
@@ -153,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"SQLite results store (default ./{DEFAULT_DB})")
     p.add_argument("--sweep", default=None, metavar="NAME", help="only this sweep or preset study (default: every done run)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<sweep or 'all'>)")
+    p.add_argument("--split-on", default="", metavar="KEY[,KEY...]",
+                   help="execution settings that make configurations of their own, each finished attempt counted "
+                        "(e.g. channels_last,single_window_matmul,device; see EXECUTION_KEYS in results.py)")
 
     p = sub.add_parser("bench", help="images/s of the plain PIL+DataLoader pipeline vs resizelab vs the model alone")
     p.add_argument("--sizes", default="16,32,64,128,224", metavar="PX[,PX...]", help="input sizes (default 16,32,64,128,224)")
@@ -181,16 +186,19 @@ def _print_json(obj: dict) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .checkpoints import complete_run
-    from .engine import train
     from .report import format_run
-    from .store import Store, new_owner_id
-    from .sweep import Heartbeat, ensure_inputs
+    from .store import Store, check_db_path, new_owner_id
+    from .sweep import ensure_inputs, run_claimed
 
     cfg = RunConfig.from_dict(_run_options(args, grid=False))
+    check_db_path(args.db)
+    # Inputs are checked (and fetched) first: the run's name is its data's digest, and a missing dataset or
+    # weights file leaves no database behind.
+    ensure_inputs([cfg])
+    cfg = cfg.planned()
     h = cfg.config_hash()
     if os.path.exists(args.db) and not args.force:
-        with Store(args.db) as store:
+        with Store(args.db, readonly=True) as store:
             row = store.get(h)
         if row is not None and row["status"] == "done" and row["result_json"]:
             tracker = _mlflow_logger(args, sweep=None)
@@ -206,43 +214,30 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if cfg.save_weights and not data.get("weights_file"):
                     print("its weights were not saved; --save-weights --force trains it again and saves them")
             return 0
-    # Inputs are checked before the store is touched: a missing dataset or weights file leaves no database behind.
-    ensure_inputs([cfg])
     tracker = _mlflow_logger(args, sweep=None)
-    store = Store(args.db)
-    store.register([cfg])
-    owner = new_owner_id()
-    if not store.claim(h, owner, force=True):
-        raise ConfigError(f"run {h} is being trained by another process ({store.get(h)['owner']}); wait for it or use another --db")
-    beat = Heartbeat(args.db, h, owner, DEFAULT_LEASE_SECONDS)
-    beat.start()
-    try:
-        result = train(cfg, progress=not args.quiet)
-    except KeyboardInterrupt:
-        store.release(h, owner)
-        print("interrupted; nothing stored", file=sys.stderr)
-        return 130
-    except ResizelabError:
-        store.release(h, owner)
-        raise
-    except Exception as e:
-        store.fail(h, owner, f"{type(e).__name__}: {e}")
-        raise
-    finally:
-        beat.stop()
-    complete_run(store, result, owner)
-    attempts = len(store.attempts(h))
-    store.close()
+    with Store(args.db) as store:
+        store.register([cfg])
+        try:
+            attempt = run_claimed(store, cfg, new_owner_id(), force=True, record_config_errors=False, progress=not args.quiet)
+        except KeyboardInterrupt as e:
+            print(f"{_interruption(e)}; nothing stored (the run was given back)", file=sys.stderr)
+            return _interrupted_code(e)
+        attempts = len(store.attempts(h))
+    if attempt.status == "held":
+        raise ConfigError(f"run {h} is being trained by another process ({attempt.reason}); wait for it or use another --db")
+    if attempt.status in ("failed", "lost"):
+        print(f"resizelab: run {h} {'failed' if attempt.status == 'failed' else 'stopped'}: {attempt.reason}", file=sys.stderr)
+        return 1
     if tracker is not None:
-        tracker.on_result(result)
-    data = result.to_json_dict()
+        tracker.on_result(attempt.result)
+    data = attempt.result.to_json_dict()
     if args.json:
         _print_json(data)
     else:
-        print(format_run(data, result.config.label()))
+        print(format_run(data, attempt.result.config.label()))
         print(f"stored as {h} in {args.db}" + (f" (attempt {attempts}; earlier results kept)" if attempts > 1 else ""))
-        if result.weights_file:
-            print(f"weights saved to {os.path.join(os.path.dirname(os.path.abspath(args.db)), result.weights_file)} "
+        if attempt.result.weights_file:
+            print(f"weights saved to {os.path.join(os.path.dirname(os.path.abspath(args.db)), attempt.result.weights_file)} "
                   f"(resizelab probe --run {h} --db {args.db})")
     return 0
 
@@ -265,6 +260,24 @@ def _mlflow_logger(args: argparse.Namespace, sweep: str | None):
     return MlflowLogger(uri, experiment, sweep=sweep)
 
 
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so a terminated run is given back and says how to resume."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _interruption(error: BaseException) -> str:
+    return "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
+
+
+def _interrupted_code(error: BaseException) -> int:
+    return 143 if isinstance(error, Terminated) else 130
+
+
 def _execute(plan, args: argparse.Namespace, tracker=None) -> tuple[int, Any]:
     from .report import results_table
     from .sweep import SweepOptions, describe, run_sweep
@@ -279,8 +292,12 @@ def _execute(plan, args: argparse.Namespace, tracker=None) -> tuple[int, Any]:
     options = SweepOptions(db=args.db, executor=args.executor, pack=args.pack, retry_failed=args.retry_failed,
                            lease_seconds=args.lease_seconds, progress=not args.quiet, ray_address=args.ray_address)
     callbacks = ([lambda r: _print_json(r.to_json_dict())] if args.json else []) + ([tracker.on_result] if tracker else [])
-    outcome = run_sweep(plan, options, quiet=args.quiet,
-                        on_result=(lambda r: [callback(r) for callback in callbacks]) if callbacks else None)
+    try:
+        outcome = run_sweep(plan, options, quiet=args.quiet,
+                            on_result=(lambda r: [callback(r) for callback in callbacks]) if callbacks else None)
+    except Terminated:  # between runs, outside any claim: nothing to give back
+        print("terminated (SIGTERM) between runs; run the same command again to resume", file=sys.stderr)
+        return 143, None
     if tracker is not None and not outcome.interrupted:
         caught_up = tracker.catch_up(args.db)
         if caught_up:
@@ -295,8 +312,10 @@ def _execute(plan, args: argparse.Namespace, tracker=None) -> tuple[int, Any]:
         print(results_table(outcome.rows))
     done = sum(1 for r in outcome.rows if r["status"] == "done")
     if outcome.interrupted:
-        print(f"interrupted: {done} of {plural(outcome.planned, 'run')} done; run the same command again to resume", file=sys.stderr)
-        return 130, outcome
+        how = _interruption(outcome.interrupted) if isinstance(outcome.interrupted, BaseException) else "interrupted"
+        print(f"{how}: {done} of {plural(outcome.planned, 'run')} done, the current one given back; run the same command again to resume",
+              file=sys.stderr)
+        return (_interrupted_code(outcome.interrupted) if isinstance(outcome.interrupted, BaseException) else 130), outcome
     failed = len(outcome.failed) + outcome.invalid
     if failed:
         logger.warning("%s failed (reasons in the store: resizelab report)", plural(failed, "run"))
@@ -314,8 +333,19 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError("give --seeds N (seeds 0..N-1) or --seed A[,B...], not both")
         if args.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1; got {args.seeds}")
+        from .sweep import MAX_RUNS
+
+        if args.seeds > MAX_RUNS:  # refused before the list of seeds is built
+            raise ConfigError(f"--seeds {args.seeds:,} is more runs than one sweep takes ({MAX_RUNS:,}); use fewer seeds")
         overrides["seed"] = list(range(args.seeds))
     return overrides
+
+
+def _max_runs(args: argparse.Namespace) -> int | None:
+    """A sweep of more than CONFIRM_RUNS runs is planned only with --yes (or listed with --dry-run)."""
+    from .sweep import CONFIRM_RUNS
+
+    return None if args.yes or args.dry_run else CONFIRM_RUNS
 
 
 def _write_sweep_report(args: argparse.Namespace, plan, outcome, tracker=None) -> None:
@@ -346,7 +376,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from .presets import get_preset
 
     preset = get_preset(args.preset)
-    return _sweep_and_report(args, preset.plan(_overrides(args), name=args.name))
+    return _sweep_and_report(args, preset.plan(_overrides(args), name=args.name, max_runs=_max_runs(args)))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -357,7 +387,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.file:
         spec, name = load_sweep_file(args.file)
     spec = spec.override(_overrides(args))
-    plan = expand_spec(spec, name=args.name or name)
+    plan = expand_spec(spec, name=args.name or name, max_runs=_max_runs(args))
     if not plan.configs and not plan.invalid:
         raise ConfigError("the sweep is empty; give a TOML file or run options such as --size 16,32,64")
     return _sweep_and_report(args, plan)
@@ -411,7 +441,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if not os.path.isfile(args.db):
         raise ConfigError(f"no results store at {args.db}; run a study or sweep first, or pass --db PATH")
-    out = write_report(ReportConfig(db=args.db, sweep=args.sweep, out=args.out or os.path.join("reports", args.sweep or "all")))
+    out = write_report(ReportConfig(db=args.db, sweep=args.sweep, out=args.out or os.path.join("reports", args.sweep or "all"),
+                                    split_on=tuple(k.strip() for k in args.split_on.split(",") if k.strip())))
     print(out / "report.md")
     return 0
 
@@ -573,6 +604,9 @@ def main(argv: list[str] | None = None) -> int:
     if extras:
         _reject_unknown(parser, args.command, extras)
     configure_logging(quiet=args.quiet, verbose=args.verbose)
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() else None
     try:
         return COMMANDS[args.command](args)
     except ResizelabError as e:
@@ -580,9 +614,12 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(e).splitlines() or [type(e).__name__]:
             print(f"resizelab: error: {line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(_interruption(e), file=sys.stderr)
+        return _interrupted_code(e)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -219,6 +219,12 @@ def option(default: Any, kind: Kind, help: str, *, identity: bool = True, grid: 
     return field(default=default, metadata={"option": Option(kind, help, identity, grid)})
 
 
+def derived(help: str) -> Any:  # noqa: A002
+    """A field no one sets by hand: filled in when the run is planned (`planning.plan`), from what is on disk
+    and what this machine runs. It is no flag and no sweep key, but it is stored and hashed with the config."""
+    return field(default=None, metadata={"derived": help})
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines one training run. Validated on construction; touches no file."""
@@ -283,6 +289,11 @@ class RunConfig:
     save_weights: bool = option(False, boolean(), "save the trained state_dict beside the results db "
                                 "(<db folder>/weights/<config hash>-<attempt>.pt), named in the stored result as "
                                 "weights_file, for `resizelab probe --run HASH`", identity=False, grid=False)
+    # Filled in by planning. A path names where data or weights live, not what they hold: editing files in
+    # place must change the run's name and moving them must not, so the hash takes these digests instead.
+    data_digest: str | None = derived("SHA-256 over the dataset's files (ImageFolder images, CIFAR batches)")
+    weights_digest: str | None = derived("SHA-256 of the weights file")
+    precision_requested: str | None = derived("the --precision asked for; `precision` holds what auto resolved to here")
 
     def __post_init__(self) -> None:
         if isinstance(self.test_sizes, list):
@@ -292,6 +303,12 @@ class RunConfig:
                 object.__setattr__(self, name, None)
         for name, opt in options():
             opt.kind.check(name, getattr(self, name))
+        for name in DERIVED_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{name} is filled in when a run is planned and must be a string; got {value!r}")
+        if self.precision_requested is not None:
+            choice(owned("runtime", "PRECISIONS")).check("precision_requested", self.precision_requested)
         # Combinations no single option can check.
         from .models import RESNETS
         from .resize import BACKEND_INTERPOLATIONS
@@ -353,16 +370,31 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
-        unknown = sorted(set(values) - set(CONFIG_FIELDS))
+        """A config from option values; a stored config's derived fields (digests, requested precision) are accepted too."""
+        unknown = sorted(set(values) - set(CONFIG_FIELDS) - set(DERIVED_FIELDS))
         if unknown:
-            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(CONFIG_FIELDS))}")
+            raise ConfigError(f"unknown config key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(sorted(CONFIG_FIELDS))}")
         return cls(**values)
 
+    @property
+    def is_planned(self) -> bool:
+        """Whether everything the hash needs is resolved: precision, and the digest of each file input."""
+        return (self.precision != "auto" and self.precision_requested is not None
+                and (self.data_digest is not None or not needs_data_digest(self.data))
+                and (self.weights_digest is not None or self.weights in ("imagenet", "none")))
+
+    def planned(self) -> "RunConfig":
+        """This config as it will run here: resolved, `precision` auto made concrete, data and weights files
+        named by content. Touches the filesystem (and imports torch); `planning.plan` says how."""
+        if self.is_planned:
+            return self
+        from .planning import plan
+
+        return plan(self)
+
     def config_hash(self) -> str:
-        """Stable 16-hex-digit name of the experiment (options declared identity=False left out)."""
-        payload = {k: v for k, v in self.resolved().to_dict().items() if k in IDENTITY_FIELDS}
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """Stable 16-hex-digit name of what runs: the planned config's identity (`identity_payload`)."""
+        return identity_hash(self.planned().to_dict())
 
     def label(self) -> str:
         """A short human name for tables and logs."""
@@ -374,17 +406,42 @@ class RunConfig:
 
 
 def options() -> Iterator[tuple[str, Option]]:
-    """(name, declaration) of every run option, in declaration order."""
+    """(name, declaration) of every run option, in declaration order (derived fields are not options)."""
     for f in fields(RunConfig):
-        yield f.name, f.metadata["option"]
+        if "option" in f.metadata:
+            yield f.name, f.metadata["option"]
 
 
 def option_default(name: str) -> Any:
     return next(f.default for f in fields(RunConfig) if f.name == name)
 
 
-CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
+CONFIG_FIELDS = tuple(name for name, _ in options())
+DERIVED_FIELDS = tuple(f.name for f in fields(RunConfig) if "derived" in f.metadata)
 IDENTITY_FIELDS = frozenset(name for name, opt in options() if opt.identity)
+
+
+def needs_data_digest(data: str) -> bool:
+    """Data read from files (CIFAR batches, ImageFolder images) is named by content; synthetic data by its code."""
+    return data != "synthetic"
+
+
+def identity_payload(config: dict[str, Any]) -> dict[str, Any]:
+    """What names a run, from a planned config's dict: every identity option, with data and weights that
+    live in files named by their digests instead of their paths (the paths are where, not what)."""
+    payload = {k: config.get(k) for k in sorted(IDENTITY_FIELDS)}
+    if str(payload.get("data", "")).startswith("imagefolder:"):
+        payload["data"] = "imagefolder"
+    if payload.get("weights") not in ("imagenet", "none"):
+        payload["weights"] = "file"
+    payload["data_digest"] = config.get("data_digest")
+    payload["weights_digest"] = config.get("weights_digest")
+    return payload
+
+
+def identity_hash(config: dict[str, Any]) -> str:
+    blob = json.dumps(identity_payload(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def preflight(config: RunConfig) -> None:

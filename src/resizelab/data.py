@@ -6,6 +6,7 @@ Data directories are untrusted input: CIFAR's pickled batches go through a restr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -246,8 +247,7 @@ def load_cifar(name: str, data_dir: Path | None = None, *, download: bool = True
         if not download:
             raise DataUnavailable(f"{name} not found at {data_dir / spec['folder']}; put the extracted folder there or pass --data-dir")
         folder = _download_cifar(name, data_dir)
-    files = spec["train"] + spec["test"]
-    key = _content_key(name, [folder / f for f in files if (folder / f).exists()])
+    key = _cifar_key(name, folder)
 
     def decode() -> dict:
         tr_x, tr_y = _decode_cifar_batches(folder, spec["train"], spec["label_key"])
@@ -268,16 +268,44 @@ def load_cifar(name: str, data_dir: Path | None = None, *, download: bool = True
     return _from_cache(name, key, decode)
 
 
+def _cifar_key(name: str, folder: Path) -> str:
+    spec = CIFAR[name]
+    return _content_key(name, folder, [folder / f for f in spec["train"] + spec["test"] + [spec["meta"][0]] if (folder / f).exists()])
+
+
+def cifar_digest(name: str, data_dir: Path | None = None) -> str:
+    """The content digest of the CIFAR batches that `load_cifar` would read (what names a CIFAR run's data)."""
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    folder = _find_cifar_folder(name, data_dir)
+    if folder is None:
+        raise DataUnavailable(f"{name} not found at {data_dir / CIFAR[name]['folder']} ({data_dir} {describe_folder(data_dir)}); "
+                              "put the extracted folder there or pass --data-dir")
+    return _cifar_key(name, folder)
+
+
 # --- ImageFolder -----------------------------------------------------------------------------
 
 def _image_paths(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset, find_classes
+    """torchvision's ImageFolder listing (classes from folder names, files by extension, sorted), walked here so
+    that a folder reached twice (a symlink loop, or a link to another class) is an error, not copies relabelled."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
     try:
         classes, class_to_idx = find_classes(str(root))
-        samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS)
     except (FileNotFoundError, OSError) as e:
         raise DataError(f"{root}: {e}; expected {root}/<class>/<image files>") from None
+    samples: list[tuple[str, int]] = []
+    seen: dict[str, str] = {}
+    for name in sorted(class_to_idx):
+        for folder, _, files in sorted(os.walk(root / name, followlinks=True)):
+            real = os.path.realpath(folder)
+            if real in seen:
+                raise DataError(f"{folder} is the folder {seen[real]} again (a symbolic link loop or a link to another class); "
+                                "every image must be reachable once: remove the link")
+            seen[real] = folder
+            for fname in sorted(files):
+                if fname.lower().endswith(IMG_EXTENSIONS):
+                    samples.append((os.path.join(folder, fname), class_to_idx[name]))
     return classes, samples
 
 
@@ -286,9 +314,27 @@ def _decode_image(path: str) -> np.ndarray:
 
     try:
         with Image.open(path) as img:
+            if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+                # 16-bit grey: convert("RGB") would clip every value above 255 to white. Scale to 8 bits.
+                wide = np.asarray(img, dtype=np.int64)
+                if wide.min() < 0 or wide.max() > 65535:
+                    raise DataError(f"{path}: a 32-bit integer image with values from {wide.min()} to {wide.max()}; "
+                                    "save it as 8- or 16-bit PNG/JPEG")
+                grey = np.round(wide / 257.0).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2)
+            if img.mode == "F":
+                raise DataError(f"{path}: a floating-point image has no fixed grey range; save it as an 8- or 16-bit image")
             return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{path}: not a readable image ({e}); remove or replace it") from None
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: refused as a decompression bomb ({e}); resize it below "
+                        f"{Image.MAX_IMAGE_PIXELS} pixels first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: not a readable image ({_first_line(e)}); remove or replace it") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _decode_images(samples: list[tuple[str, int]], root: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,7 +353,8 @@ def _decode_images(samples: list[tuple[str, int]], root: Path) -> tuple[torch.Te
     return images, labels
 
 
-def load_imagefolder(path: str | Path) -> Dataset:
+def _imagefolder_listing(path: str | Path) -> tuple[Path, Path, Path, list[str], list, list]:
+    """(root, train dir, test dir, classes, train samples, test samples), checked; what load and digest share."""
     root = Path(path).resolve()
     train_dir = root / "train"
     test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
@@ -319,7 +366,18 @@ def load_imagefolder(path: str | Path) -> Dataset:
         raise DataError(f"{root}: class folders differ between train ({', '.join(classes)}) and {test_dir.name} ({', '.join(test_classes)})")
     if not train_samples or not test_samples:
         raise DataError(f"{root}: no images found under train/ or {test_dir.name}/")
-    key = _content_key("imagefolder:" + str(root), [Path(p) for p, _ in train_samples + test_samples])
+    return root, train_dir, test_dir, classes, train_samples, test_samples
+
+
+def imagefolder_digest(path: str | Path) -> str:
+    """The content digest of an ImageFolder tree: each image's place (split/class/name) and bytes."""
+    root, _, _, _, train_samples, test_samples = _imagefolder_listing(path)
+    return _content_key("imagefolder", root, [Path(p) for p, _ in train_samples + test_samples])
+
+
+def load_imagefolder(path: str | Path) -> Dataset:
+    root, train_dir, test_dir, classes, train_samples, test_samples = _imagefolder_listing(path)
+    key = _content_key("imagefolder", root, [Path(p) for p, _ in train_samples + test_samples])
 
     def decode() -> dict:
         tr_x, tr_y = _decode_images(train_samples, train_dir)
@@ -328,7 +386,7 @@ def load_imagefolder(path: str | Path) -> Dataset:
             raise DataError(f"{root}: train images are {tuple(tr_x.shape[2:])} but {test_dir.name} images are {tuple(te_x.shape[2:])}")
         return {"train_images": tr_x, "train_labels": tr_y, "test_images": te_x, "test_labels": te_y, "classes": classes}
 
-    return _from_cache("imagefolder-" + root.name, key, decode)
+    return _from_cache("imagefolder", key, decode)
 
 
 # --- synthetic -------------------------------------------------------------------------------
@@ -339,6 +397,7 @@ SYNTHETIC_CHUNK = 8192
 SYNTHETIC_VERSION = 1
 
 
+@functools.lru_cache(maxsize=2)  # generated, not read: remembered so a sweep (or a forked one) makes it once
 def make_synthetic(n_train: int = 5000, n_test: int = 1000, size: int = 32, seed: int = 0) -> Dataset:
     """Ten classes whose cues live at two spatial scales, so input resolution matters.
 
@@ -390,29 +449,108 @@ def load_synthetic(n_train: int = 5000, n_test: int = 1000) -> Dataset:
 
 # --- caching and selection -------------------------------------------------------------------
 
-def _content_key(name: str, files: list[Path]) -> str:
-    h = hashlib.sha256(name.encode())
+_digest_memo: dict[tuple, str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes; remembered for this process while the file's size, times and inode stay the same."""
+    st = path.stat()
+    signature = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    digest = _digest_memo.get(signature)
+    if digest is None:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = _digest_memo[signature] = h.hexdigest()
+    return digest
+
+
+def _content_key(kind: str, root: Path, files: list[Path]) -> str:
+    """What a dataset holds: every file's place below `root` and its bytes, so the key follows the content
+    (an edited image changes it) and not the location (a moved or copied folder keeps it)."""
+    h = hashlib.sha256(kind.encode())
     for f in sorted(files):
-        st = f.stat()
-        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{f.relative_to(root).as_posix()}\0{file_sha256(f)}\n".encode())
     return h.hexdigest()[:16]
 
 
-def save_tensors(path: Path, payload: dict) -> None:
-    """Write atomically, so a crash mid-write never leaves a truncated cache file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        print(f"resizelab: warning: {message}", file=sys.stderr, flush=True)
+
+
+def tensors_checksum(payload: dict) -> str:
+    """SHA-256 over a cache payload's tensors (names, dtypes, shapes, bytes): what a cache read is checked against."""
+    h = hashlib.sha256()
+    for name in sorted(payload):
+        value = payload[name]
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+            h.update(t.view(torch.uint8).numpy() if t.numel() else b"")
+        elif name != "checksum":
+            h.update(f"{name}={value!r}\n".encode())
+    return h.hexdigest()
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Temporary files of writers that died (kill -9, power cut) are named .tmp<PID>: remove those whose process is gone."""
+    for tmp in folder.glob("*.tmp*"):
+        pid = tmp.suffix.removeprefix(".tmp")
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def save_tensors(path: Path, payload: dict) -> bool:
+    """Write a cache file atomically with its checksum; True when written. A cache that cannot be written (disk
+    full, read-only) is only slower next time: the temporary file is removed and the run goes on."""
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path.parent)
+        torch.save({**payload, "checksum": tensors_checksum(payload)}, tmp)
+        os.replace(tmp, path)
+        return True
+    # torch.save reports a failed write (ENOSPC, EFBIG) as a RuntimeError from its zip writer.
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        _warn_once(f"cache file {path} not written ({_first_line(e)}); the run goes on, and the next one recomputes it")
+        return False
 
 
 def load_tensors(path: Path) -> dict | None:
+    """A cache file's payload, or None when it is missing, unreadable or fails its checksum (then it is removed)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         return None
     except Exception:  # a corrupt cache is only a cache: rebuild it
+        payload = None
+    if not isinstance(payload, dict) or payload.get("checksum") != tensors_checksum(payload):
+        if isinstance(payload, dict) and "checksum" in payload:  # a file of an older version has none: no news
+            _warn_once(f"cache file {path} is damaged (checksum mismatch); recomputing it")
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
         return None
+    payload.pop("checksum")
+    return payload
 
 
 def _from_cache(name: str, key: str, decode) -> Dataset:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -13,13 +14,13 @@ import torch.nn as nn
 from . import provenance
 from .config import RunConfig
 from .data import Dataset, load_dataset, subset
-from .errors import RunFailed
+from .errors import ConfigError, RunFailed
 from .models import build_model, count_macs
 from .optim import make_optimizer, make_schedule
-from .pipeline import NORM_MEAN, NORM_STD, TrainData, input_shape, normalize
+from .pipeline import MAX_RESIZED_TRAIN_BYTES, NORM_MEAN, NORM_STD, TrainData, input_shape, normalize
 from .progress import TrainProgress, logger
-from .resize import ResizeCache, ResizeKey, effective_antialias
-from .results import TRAIN_SECONDS_INCLUDES, EpochResult, EvalResult, RunResult
+from .resize import ResizeCache, ResizeKey, effective_antialias, output_size
+from .results import EXECUTION_KEYS, TRAIN_SECONDS_INCLUDES, EpochResult, EvalResult, RunResult
 from .runtime import (autocast, capture_graphs, peak_memory, ready_model, reset_peak_memory, resolve_channels_last,
                       resolve_device, resolve_graphs, resolve_precision, resolve_single_window_matmul, seed_everything,
                       synchronize)
@@ -28,12 +29,73 @@ from .runtime import (autocast, capture_graphs, peak_memory, ready_model, reset_
 DIVERGED_LOSS_FACTOR = 100
 
 
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Memory a run can still take here: free GPU memory, or on a CPU the least of MemAvailable, the cgroup's
+    limit and RLIMIT_AS; None when none of them can be read."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            text = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if text.isdigit():
+            limits.append(int(text) - used)
+    except (OSError, ValueError):
+        pass
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        limits.append(soft)
+    return min(limits) if limits else None
+
+
+def check_memory(cfg: RunConfig, dataset: Dataset, device: torch.device) -> None:
+    """Refuse, before allocating, a run whose resized splits cannot fit: without this a large --size on the full
+    data allocates until the allocator fails, minutes in. Counts what this run holds at once: the resized
+    training split (unless resized per batch), each resized test split, and the host's intermediate copy of a
+    PIL/OpenCV resize; activations come on top, so this is a floor, not a promise."""
+    h, w = dataset.native_size
+    n_train, n_test = len(dataset.train_labels), len(dataset.test_labels)
+    parts = []
+    if cfg.size is not None:
+        th, tw = output_size(h, w, cfg.size)
+        train_bytes = n_train * 3 * th * tw
+        per_batch = cfg.augment != "none" or (cfg.backend == "tensor" and train_bytes > MAX_RESIZED_TRAIN_BYTES)
+        if not per_batch:
+            # PIL and OpenCV build the resized split image by image on the host, then stack it: two copies.
+            parts.append(("resized train split", train_bytes * (2 if cfg.backend != "tensor" else 1)))
+    for size in dict.fromkeys([cfg.test_size, *cfg.test_sizes]):
+        if size is not None:
+            th, tw = output_size(h, w, size)
+            parts.append((f"test split at {size} px", n_test * 3 * th * tw))
+    needed = sum(b for _, b in parts)
+    available = available_memory_bytes(device)
+    if available is None or needed <= available:
+        return
+    detail = ", ".join(f"{name} {b / 2**30:.1f} GiB" for name, b in parts if b >= 2**27)
+    raise ConfigError(f"size {cfg.size}: this run would hold about {needed / 2**30:.1f} GiB of resized images ({detail}) "
+                      f"but {available / 2**30:.1f} GiB is available on {device}; lower --size or --test-sizes, use "
+                      f"--limit-train/--limit-test N, or --backend tensor (resizes per batch when the split is too large)")
+
+
 class Run:
     """One training run: its data on the device, model, optimizer and schedule, stepped one batch at a time."""
 
     def __init__(self, config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,
                  record_losses: bool = False):
-        self.config = config.resolved()
+        # Planned: precision concrete and files named by content, so the result's hash is the one claimed.
+        self.config = config.planned()
         self.requested = config
         self._dataset, self._cache = dataset, cache
         self.record_losses = record_losses
@@ -49,8 +111,12 @@ class Run:
         if self._dataset is None:
             logger.info("loading %s", cfg.data)
         dataset = self._dataset if self._dataset is not None else load_dataset(cfg.data, cfg.data_dir)
+        if cfg.data_digest is not None and dataset.key != cfg.data_digest:
+            raise RunFailed(f"the data changed on disk since this run was planned (digest {dataset.key}, planned "
+                            f"{cfg.data_digest}); run it again to plan it with the data as it is now")
         # A fixed subset seed: every run of a study sees the same images, whatever its own seed.
         self.dataset = subset(dataset, cfg.limit_train, cfg.limit_test, seed=0)
+        check_memory(cfg, self.dataset, device)
         logger.info("building %s (weights %s, %s stem) on %s", cfg.arch, cfg.weights, cfg.stem, device)
         model, self.model_info = build_model(cfg.arch, self.dataset.num_classes, cfg.weights, cfg.stem)
         model.to(device)
@@ -206,6 +272,17 @@ class Run:
                                     len(labels), time.perf_counter() - t0, confusion))
         return evals
 
+    def execution(self) -> dict:
+        """How this run executed (EXECUTION_KEYS): not part of its name, stored with each attempt."""
+        cfg = self.config
+        values = {"device": str(self.device), "channels_last": self.channels_last, "single_window_matmul": self.single_window_matmul,
+                  "graphs": self.graphs,
+                  "compile": cfg.compile, "deterministic": cfg.deterministic, "eval_batch_size": cfg.eval_batch_size,
+                  "precision_requested": cfg.precision_requested, "resize_path": self.data.resize_path,
+                  "data_path": cfg.imagefolder_path or (cfg.data_dir if cfg.data in ("cifar10", "cifar100") else None),
+                  "weights_path": cfg.weights if cfg.weights not in ("imagenet", "none") else None}
+        return {k: values[k] for k in EXECUTION_KEYS}
+
     def result(self, epochs: list[EpochResult], evals: list[EvalResult], eval_seconds: float) -> RunResult:
         cfg = self.config
         peak, peak_kind = peak_memory(self.device)
@@ -214,7 +291,7 @@ class Run:
             config=cfg, config_hash=cfg.config_hash(), epochs=epochs, train_seconds=train_seconds,
             images_per_second=sum(e.images for e in epochs) / train_seconds if train_seconds > 0 else float("nan"),
             test_accuracy=evals[0].accuracy, per_class_accuracy=evals[0].per_class_accuracy, evals=evals,
-            prepare_seconds=self.prepare_seconds,
+            resize_seconds=self.data.resize_seconds, prepare_seconds=self.prepare_seconds,
             time_to_first_step_seconds=(self.first_step_at or time.perf_counter()) - self.t_start,
             eval_seconds=eval_seconds, peak_memory_bytes=peak, peak_memory_kind=peak_kind, macs_per_image=self.macs,
             params=self.model_info.params, effective_precision=self.precision, weights_tag=self.model_info.weights_tag,
@@ -224,17 +301,22 @@ class Run:
                         "weights_skipped_keys": self.model_info.skipped_keys, "normalize": {"mean": NORM_MEAN, "std": NORM_STD},
                         "train_seconds_includes": TRAIN_SECONDS_INCLUDES, "per_batch_resize": self.data.per_batch_resize,
                         "resize_path": self.data.resize_path, "channels_last": self.channels_last,
-                        "single_window_matmul": self.single_window_matmul, "graphs": self.graphs},
+                        "single_window_matmul": self.single_window_matmul, "graphs": self.graphs, "precision_requested": cfg.precision_requested,
+                        "data_path": cfg.imagefolder_path, "data_dir": cfg.data_dir, "weights_path": self.execution()["weights_path"]},
+            execution=self.execution(),
         )
 
 
 def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,
-          progress: bool | TrainProgress = True) -> RunResult:
+          progress: bool | TrainProgress = True, check: Callable[[], None] | None = None) -> RunResult:
     """Train and evaluate one configuration. Raises RunFailed if the loss diverges or memory runs out.
 
     `progress`: bars on a terminal, log lines ("resizelab" logger) otherwise; False for neither.
+    `check` is called between steps (and before evaluation); whatever it raises stops the run there:
+    a lease that was taken over (store.Lease.check) ends training within one renewal period.
     """
     reporter = progress if isinstance(progress, TrainProgress) else TrainProgress(enabled=progress)
+    check = check or (lambda: None)
     run = Run(config, dataset=dataset, cache=cache).setup()
     reporter.start(run)
     epochs: list[EpochResult] = []
@@ -244,12 +326,17 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
             reporter.begin_epoch()
             synchronize(run.device)
             t_epoch = time.perf_counter()
+            resized_before = run.data.resize_seconds
             for _ in range(run.steps_per_epoch):
+                check()
                 run.step()
                 reporter.step()
             synchronize(run.device)
-            epochs.append(run.end_epoch(time.perf_counter() - t_epoch))
+            # A cold cache resizes inside the first epoch; that time is resize_seconds, not training.
+            seconds = time.perf_counter() - t_epoch - (run.data.resize_seconds - resized_before)
+            epochs.append(run.end_epoch(seconds))
             reporter.end_epoch(epochs[-1])
+        check()
         t_eval = time.perf_counter()
         evals = run.evaluate()
     except torch.cuda.OutOfMemoryError:

@@ -7,6 +7,7 @@ No DataLoader and no per-image Python: a batch is an index slice, a gather and a
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import TYPE_CHECKING, Iterator
 
 import torch
@@ -92,6 +93,9 @@ class TrainData:
         self.per_batch_resize = cfg.size is not None and (cfg.augment != "none" or (cfg.backend == "tensor" and projected > MAX_RESIZED_TRAIN_BYTES))
         self.key = ResizeKey(dataset.key, "train", cfg.size, cfg.interpolation, cfg.effective_antialias, cfg.backend)
         self.filling = False
+        self.device = device
+        # The one-off resize of the split, timed apart from training whichever path runs it (see TRAIN_SECONDS_INCLUDES).
+        self.resize_seconds = 0.0
         native = dataset.train_images.to(device)
         if self.per_batch_resize:
             self.images = native
@@ -106,9 +110,20 @@ class TrainData:
             else:
                 self.images = cached
                 self.resize_path = "warm cache: resized split read from the cache"
-        else:  # native size, or PIL, which works image by image on the host: all at once, up front
-            self.resize_path = "native size: no resize" if cfg.size is None else "pil: whole split resized before training"
-            self.images = cache.get(self.key, native)
+        else:  # native size, or PIL/OpenCV, which work image by image on the host: all at once, up front
+            cached = cache.lookup(self.key, device) if cfg.size is not None else None
+            if cfg.size is None:
+                self.resize_path = "native size: no resize"
+            elif cached is not None:
+                self.resize_path = f"warm cache: {cfg.backend}-resized split read from the cache"
+            else:
+                self.resize_path = f"{cfg.backend}: whole split resized before training"
+            if cached is not None:
+                self.images = cached
+            else:
+                t0 = self._clock()
+                self.images = cache.get(self.key, native)
+                self.resize_seconds += self._clock() - t0
         self.order_generator = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "order"))
         self.augment_generator = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, "augment"))
 
@@ -126,8 +141,10 @@ class TrainData:
             idx = perm[start:end]
             if filling:
                 # A permutation meets every image exactly once, so this epoch fills the whole buffer.
+                t0 = self._clock()
                 x = self._resize(self.native[idx])
                 self.images[idx] = x
+                self.resize_seconds += self._clock() - t0
                 yield normalize(x, self.channels_last), self.labels[idx]
             else:
                 yield self.batch(idx)
@@ -145,6 +162,12 @@ class TrainData:
         if self.cfg.augment == "crop-flip":
             x = crop_flip(x, self.augment_generator)
         return normalize(self._resize(x), self.channels_last), self.labels[idx]
+
+    def _clock(self) -> float:
+        """A host clock reading after the device's queued work: on CUDA the resize runs asynchronously."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
     def _resize(self, batch_nchw: torch.Tensor) -> torch.Tensor:
         return to_nhwc(resize_tensor(batch_nchw, self.cfg.size, self.cfg.interpolation, self.cfg.effective_antialias))

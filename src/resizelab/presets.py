@@ -28,7 +28,7 @@ class Preset:
     variants: tuple[dict[str, Any], ...] = ()
     seeds: int = 1
 
-    def plan(self, overrides: dict[str, Any] | None = None, name: str | None = None) -> SweepPlan:
+    def plan(self, overrides: dict[str, Any] | None = None, name: str | None = None, *, max_runs: int | None = None) -> SweepPlan:
         """The preset's runs with `overrides` (GridSpec.override: a list replaces an axis, a scalar fixes a
         field, `seed` sets the seeds), named after the preset plus a digest of what was changed."""
         overrides = dict(overrides or {})
@@ -39,7 +39,7 @@ class Preset:
             if overrides:
                 tag = json.dumps(overrides, sort_keys=True, default=str)
                 name = f"{self.name}-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
-        return expand_spec(spec, name)
+        return expand_spec(spec, name, max_runs=max_runs)
 
 
 PRESETS: dict[str, Preset] = {

@@ -71,6 +71,7 @@ class ReportConfig:
     out: str = "reports/all"
     example_images: int = 4
     findings: bool = True  # a Findings section when the runs form a findings study (findings.py)
+    split_on: tuple[str, ...] = ()  # execution settings (results.EXECUTION_KEYS) that make configurations of their own
 
 
 def summary_table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
@@ -136,7 +137,7 @@ def write_report(config: ReportConfig) -> Path:
     """Write report.md, report.html (images embedded), the PNG figures and runs.csv (+ Parquet)."""
     from .figures import FIGURES, figure_examples
 
-    groups, failed = load_groups(config.db, config.sweep)
+    groups, failed = load_groups(config.db, config.sweep, config.split_on)
     out = Path(config.out)
     _check_out_dir(out)
     # A reused folder must not keep figures from an earlier report that this one does not draw.

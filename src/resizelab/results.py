@@ -8,11 +8,17 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from .config import RunConfig
 
 TRAIN_SECONDS_INCLUDES = (
-    "the training loop over all epochs: batch gather, on-device augmentation/resize (and, in the first epoch of a "
-    "tensor-backend run whose resized split was not cached yet, resizing each batch once), normalisation, "
-    "forward, backward and optimizer steps (and torch.compile's compilation or the CUDA graph capture, when --compile or --graphs asks for one); "
-    "not the one-off dataset load and resize, model construction or evaluation"
+    "the training loop over all epochs: batch gather, normalisation, forward, backward and optimizer steps, the "
+    "per-batch augmentation and resize of runs that must resize every epoch (augmentation first, or a split too "
+    "large to hold resized), and torch.compile's compilation or the CUDA graph capture when --compile or --graphs asks for one; not the one-off resize of the "
+    "training split (resize_seconds, whether it ran up front with PIL/OpenCV or batch by batch inside the first "
+    "epoch on a cold cache, and 0 when read from the cache: provenance.resize_path says which), nor the dataset "
+    "load, model construction or evaluation"
 )
+# Settings that change how a run executes (speed, float rounding) but not what it is: stored with each attempt,
+# left out of the run's name, and columns a report can split on (`resizelab report --split-on`).
+EXECUTION_KEYS = ("device", "channels_last", "single_window_matmul", "compile", "deterministic", "eval_batch_size",
+                  "precision_requested", "resize_path", "data_path", "weights_path")
 
 
 @dataclass
@@ -46,6 +52,7 @@ class RunResult:
     test_accuracy: float
     per_class_accuracy: dict[str, float]
     evals: list[EvalResult]
+    resize_seconds: float  # the one-off resize of the training split in this run (0 from the cache); not in train_seconds
     prepare_seconds: float
     time_to_first_step_seconds: float
     eval_seconds: float
@@ -61,6 +68,7 @@ class RunResult:
     weights_file: str | None = None  # the saved trained weights, relative to the results db's folder
     # The trained weights while they travel to whoever writes the store (--save-weights); never in the JSON.
     state_dict: dict | None = field(default=None, repr=False, compare=False)
+    execution: dict = field(default_factory=dict)  # EXECUTION_KEYS as they ran
 
     def to_json_dict(self) -> dict:
         """Plain JSON types; measurements are always floats (an accuracy of 50 is 50.0), NaN becomes null."""

@@ -10,7 +10,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .config import IDENTITY_FIELDS
+from .config import identity_payload
 from .stats import Summary, mean_ci
 
 # Shown first, in this order, whenever they are among the columns.
@@ -33,34 +33,65 @@ class Group:
         return self.config["size"] or (self.runs[0]["result"].get("input_shape") or [0])[0]
 
 
-def load_groups(db: str, sweep: str | None) -> tuple[list[Group], list[dict]]:
-    """Done runs grouped by every identity option but the seed; and the failed runs, with their reasons."""
+def load_groups(db: str, sweep: str | None, split_on: tuple[str, ...] = ()) -> tuple[list[Group], list[dict]]:
+    """Done runs grouped by every identity option but the seed; and the failed runs, with their reasons.
+
+    With `split_on` (execution settings, results.EXECUTION_KEYS), the units are the finished attempts rather
+    than the runs' latest results, grouped also by those settings: a run trained again with --channels-last
+    false under --force becomes a second configuration beside the first, not a replacement of it.
+    """
+    from .errors import ConfigError
+    from .results import EXECUTION_KEYS
     from .store import Store
 
-    with Store(db) as store:
+    unknown = [k for k in split_on if k not in EXECUTION_KEYS]
+    if unknown:
+        raise ConfigError(f"--split-on {', '.join(map(repr, unknown))}: not an execution setting; choose from {', '.join(EXECUTION_KEYS)}")
+    with Store(db, readonly=True) as store:
         rows = store.runs(sweep=sweep)
         evals = defaultdict(list)
         for ev in store.evals():
             evals[ev["config_hash"]].append(ev)
         names = [name for name, _ in store.sweeps()]
+        attempts = store.attempts(sweep=sweep, status="done") if split_on else []
     if sweep and not rows:
-        from .errors import ConfigError
-
         raise ConfigError(f"no sweep named {sweep!r} in {db}; sweeps there: {', '.join(names) or 'none'}")
+    units = rows if not split_on else [_attempt_row(a) for a in attempts]
     groups: dict[str, Group] = {}
-    for row in rows:
+    for row in units:
         if row["status"] != "done":
             continue
         cfg = json.loads(row["config_json"])
-        shared = {k: v for k, v in cfg.items() if k in IDENTITY_FIELDS and k != "seed"}
-        key = json.dumps(shared, sort_keys=True)
-        group = groups.setdefault(key, Group(shared, [], defaultdict(list)))
-        row = dict(row, config=cfg, result=json.loads(row["result_json"]) if row["result_json"] else {})
+        shared = {k: v for k, v in identity_payload(cfg).items() if k != "seed"}
+        execution = json.loads(row.get("execution_json") or "{}")
+        for k in split_on:
+            shared[k] = execution.get(k)
+        # Grouped by the digests (a moved folder is the same data); shown with the first run's paths.
+        key = json.dumps(shared, sort_keys=True, default=str)
+        shown = {**shared, "data": cfg.get("data"), "weights": cfg.get("weights")}
+        for k in ("data_digest", "weights_digest"):
+            if shown[k] is None:  # synthetic data, built-in weights: nothing to name
+                del shown[k]
+        group = groups.setdefault(key, Group(shown, [], defaultdict(list)))
+        result = json.loads(row["result_json"]) if row["result_json"] else {}
+        row = dict(row, config=cfg, result=result)
         group.runs.append(row)
-        for ev in evals[row["config_hash"]]:
+        run_evals = evals[row["config_hash"]] if not split_on else [
+            {"test_size_px": ev["size_px"], "accuracy": ev["accuracy"]} for ev in result.get("evals", [])]
+        for ev in run_evals:
             group.evals[ev["test_size_px"]].append(ev["accuracy"])
     failed = [r for r in rows if r["status"] == "failed"]
     return list(groups.values()), failed
+
+
+def _attempt_row(attempt: dict) -> dict:
+    """A finished attempt shaped like a runs row (its metrics from its own result)."""
+    result = json.loads(attempt["result_json"])
+    return {**{k: result.get(k) for k in ("test_accuracy", "train_seconds", "images_per_second", "macs_per_image", "params",
+                                           "peak_memory_bytes")},
+            "config_hash": attempt["config_hash"], "status": "done", "config_json": attempt["config_json"],
+            "result_json": attempt["result_json"], "provenance_json": attempt["provenance_json"],
+            "execution_json": attempt["execution_json"], "label": "", "error": None}
 
 
 def _value_key(value) -> str:

@@ -1,9 +1,12 @@
-"""The results store: one embedded SQLite database, one row per run, one per epoch, one per evaluation.
+"""The results store: one embedded SQLite database, one row per run, one per epoch, one per evaluation,
+one per attempt.
 
 Crash safety comes from SQLite transactions: a run's metrics, epochs, evaluations and its status
-'done' are written in one transaction, so a kill -9 leaves either all of it or none. A run being
-trained is claimed with a lease (owner + expiry) that its owner renews; a dead owner's claim
-lapses, so another sweep picks the run up, and two live sweeps never train the same config.
+'done' are written in one transaction, so a kill -9 leaves either all of it or none. The lease
+protocol lives here and nowhere else (`Lease`): a run is claimed (owner + expiry), the claim is
+renewed from a thread while the run trains, and the run ends as completed, failed or released,
+each only by the owner that holds the claim. A dead owner's claim lapses, so another sweep picks
+the run up; a live owner whose claim was taken over learns it at its next renewal and stops.
 """
 
 from __future__ import annotations
@@ -12,10 +15,15 @@ import json
 import os
 import socket
 import sqlite3
+import tempfile
+import threading
 import time
 import uuid
 from contextlib import contextmanager
-from typing import Iterator
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import ConfigError, ResizelabError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -35,6 +43,7 @@ CREATE TABLE IF NOT EXISTS runs (
     peak_memory_bytes INTEGER,
     result_json TEXT,
     provenance_json TEXT,
+    execution_json TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL
@@ -62,8 +71,10 @@ CREATE TABLE IF NOT EXISTS attempts (
     status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
     owner TEXT,
     error TEXT,
+    config_json TEXT,
     result_json TEXT,
     provenance_json TEXT,
+    execution_json TEXT,
     started_at REAL,
     finished_at REAL NOT NULL
 );
@@ -76,8 +87,64 @@ CREATE TABLE IF NOT EXISTS sweep_runs (
 );
 """
 
+# PRAGMA user_version of the layout above. 1: runs named by what ran (precision resolved, data and weights by
+# content digest), execution settings per attempt. A store of another version is refused with one line.
+SCHEMA_VERSION = 1
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_DB = "resizelab.db"
+
+
+class StoreError(ResizelabError):
+    """The database cannot be opened or written (not a database, read-only, locked, full, older layout)."""
+
+
+class LeaseLost(ResizelabError):
+    """This process no longer holds the run it was training: another took it over, so nothing is stored here."""
+
+
+class ResultNotStored(ResizelabError):
+    """A finished run could not be written to the store; its result was saved to a JSON file instead."""
+
+
+def _describe_sqlite_error(path: str, error: sqlite3.Error, timeout: float) -> str:
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return (f"db {path} is locked by another process (waited {timeout:g} s); wait for it to finish "
+                "or pass --db to another file")
+    if "readonly" in text or "read-only" in text:
+        return f"db {path} is read-only here ({text}); copy it somewhere writable or pass --db elsewhere"
+    if "full" in text or "disk I/O" in text:
+        return f"db {path}: the disk is full or failing ({text}); free space or pass --db to another disk"
+    if "not a database" in text or "malformed" in text or "encrypted" in text:
+        return f"db {path} is not a resizelab results store ({text}); pass --db to a new file or to the store you meant"
+    if "unable to open" in text:
+        return f"db {path} cannot be opened ({text}); check the path and its folder's permissions, or pass --db elsewhere"
+    return f"db {path}: {text}"
+
+
+def check_db_path(path: str) -> None:
+    """What a path must be before SQLite sees it: a file (existing or to be created) in an existing folder."""
+    if path in ("", ":memory:") or path.startswith("file:"):
+        raise ConfigError(f"--db {path or repr(path)} would keep nothing once this process ends (or is not a plain path); "
+                          "give a file path such as ./resizelab.db")
+    if os.path.isdir(path):
+        raise ConfigError(f"db {path} is a folder; give a file path, e.g. {os.path.join(path, DEFAULT_DB)}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ConfigError(f"db {path!r}: folder {parent} does not exist; create it or pass --db elsewhere")
+
+
+def check_schema_version(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a store whose layout is not this version's: its run names would not mean what they mean here."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"db {path} was written by a newer resizelab (store layout {version}, this one reads {SCHEMA_VERSION}); "
+                         "upgrade resizelab or pass --db to another file")
+    raise StoreError(f"db {path} was written by an older resizelab (store layout {version}, before runs were named by the "
+                     f"precision that ran and the content of their data); its runs cannot be resumed or compared with "
+                     f"new ones: pass --db to a new file (the old one is left untouched and can still be read by that version)")
 
 
 def new_owner_id() -> str:
@@ -102,16 +169,45 @@ def _owner_is_dead(owner: str | None) -> bool:
 
 
 class Store:
-    def __init__(self, path: str | os.PathLike = DEFAULT_DB, timeout: float = 60.0):
+    def __init__(self, path: str | os.PathLike = DEFAULT_DB, timeout: float = 60.0, *, readonly: bool = False):
         self.path = str(path)
-        parent = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(parent):
-            from .errors import ConfigError
+        self.timeout = timeout
+        check_db_path(self.path)
+        if readonly and not os.path.isfile(self.path):
+            raise ConfigError(f"no results store at {self.path}; run a study or sweep first, or pass --db PATH")
+        try:
+            self._open(readonly)
+        except BaseException as e:
+            conn = getattr(self, "conn", None)
+            if conn is not None:
+                conn.close()
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(_describe_sqlite_error(self.path, e, timeout)) from None
+            raise
 
-            raise ConfigError(f"db {self.path!r}: folder {parent} does not exist; create it or pass --db elsewhere")
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), never implicit.
-        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    def _open(self, readonly: bool) -> None:
+        timeout = self.timeout
+        if readonly:
+            # as_uri() percent-encodes the path, so a '?' or '#' in a folder name cannot turn into URI syntax.
+            uri = f"{Path(self.path).absolute().as_uri()}?mode=ro"
+            self.conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+        else:
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), never implicit.
+            self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
+        self.conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        # Reading the schema is what tells a database from random bytes ("file is not a database").
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if readonly:
+            if "runs" not in tables:
+                raise ConfigError(f"{self.path} is not a resizelab results store (it has no runs table)")
+            check_schema_version(self.conn, self.path)
+            return
+        if tables and "runs" not in tables:
+            raise ConfigError(f"db {self.path} is an SQLite database of something else (tables: {', '.join(sorted(tables))}); "
+                              "pass --db to a new file or to a resizelab store")
+        if "runs" in tables:
+            check_schema_version(self.conn, self.path)
         # Switching a new file to WAL needs an exclusive lock and SQLite does not wait on the busy
         # timeout for it: two sweeps starting together on a fresh database would see "locked".
         deadline = time.monotonic() + timeout
@@ -124,12 +220,16 @@ class Store:
                     raise
                 time.sleep(0.05)
         self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         self.conn.execute("PRAGMA foreign_keys=ON")
-        with self.transaction():
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    self.conn.execute(statement)
+        if "runs" not in tables:
+            with self.transaction():
+                # Another process may have created it between the look above and this write lock.
+                if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone() is None:
+                    for statement in SCHEMA.split(";"):
+                        if statement.strip():
+                            self.conn.execute(statement)
+                    self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            check_schema_version(self.conn, self.path)
 
     def close(self) -> None:
         self.conn.close()
@@ -142,26 +242,40 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front, so a read-then-write claim cannot race.
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One write transaction; a locked, read-only or full database is a StoreError with one line."""
+        try:
+            # IMMEDIATE takes the write lock up front, so a read-then-write claim cannot race.
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise StoreError(_describe_sqlite_error(self.path, e, self.timeout)) from None
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("COMMIT")
+        except BaseException as e:
+            if self.conn.in_transaction:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite may have rolled back already (a full disk does)
+            if isinstance(e, sqlite3.OperationalError):
+                raise StoreError(_describe_sqlite_error(self.path, e, self.timeout)) from None
             raise
-        self.conn.execute("COMMIT")
 
     # --- registering and claiming ------------------------------------------------------------
 
     def register(self, configs: list, sweep: str | None = None) -> None:
-        """Add configs as pending (existing rows are kept as they are) and tie them to a sweep."""
+        """Add planned configs as pending and tie them to a sweep. A row not being trained and holding no result
+        takes the config as given now (its execution settings may differ); a running or finished row keeps the
+        config that ran, which `complete` wrote."""
         now = time.time()
         with self.transaction() as c:
             for position, cfg in enumerate(configs):
-                resolved = cfg.resolved()
-                h = resolved.config_hash()
-                c.execute("INSERT OR IGNORE INTO runs (config_hash, config_json, label, status, created_at) VALUES (?, ?, ?, 'pending', ?)",
-                          (h, json.dumps(resolved.to_dict(), sort_keys=True), resolved.label(), now))
+                planned = cfg.planned()
+                h = planned.config_hash()
+                c.execute("INSERT INTO runs (config_hash, config_json, label, status, created_at) VALUES (?, ?, ?, 'pending', ?) "
+                          "ON CONFLICT(config_hash) DO UPDATE SET config_json = excluded.config_json, label = excluded.label "
+                          "WHERE runs.status IN ('pending', 'failed') AND runs.result_json IS NULL",
+                          (h, json.dumps(planned.to_dict(), sort_keys=True), planned.label(), now))
                 if sweep:
                     c.execute("INSERT OR IGNORE INTO sweep_runs (sweep, config_hash, position) VALUES (?, ?, ?)", (sweep, h, position))
 
@@ -187,45 +301,88 @@ class Store:
             return True
 
     def heartbeat(self, config_hash: str, owner: str, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> bool:
+        """Renew `owner`'s lease; False when `owner` no longer holds the run (it was taken over)."""
         with self.transaction() as c:
             cur = c.execute("UPDATE runs SET lease_expires = ? WHERE config_hash = ? AND owner = ? AND status = 'running'",
                             (time.time() + lease_seconds, config_hash, owner))
             return cur.rowcount == 1
 
-    def release(self, config_hash: str, owner: str) -> None:
+    def holder(self, config_hash: str) -> str | None:
+        row = self.conn.execute("SELECT owner FROM runs WHERE config_hash = ? AND status = 'running'", (config_hash,)).fetchone()
+        return row["owner"] if row else None
+
+    def _require_owner(self, c: sqlite3.Connection, config_hash: str, owner: str) -> None:
+        row = c.execute("SELECT status, owner FROM runs WHERE config_hash = ?", (config_hash,)).fetchone()
+        if row is None or row["status"] != "running" or row["owner"] != owner:
+            now = f"held by {row['owner']}" if row is not None and row["status"] == "running" else f"{row['status'] if row else 'not registered'}"
+            raise LeaseLost(f"run {config_hash}: this process ({owner}) no longer holds its lease (the run is {now}); "
+                            "its result was not stored, the current holder's stands")
+
+    def release(self, config_hash: str, owner: str) -> bool:
         """Give an unfinished claim back (Ctrl-C), so the next sweep runs it straight away; a forced rerun
-        of a finished run goes back to 'done' with the result it had, never to a pending row that hides it."""
+        of a finished run goes back to 'done' with the result it had, never to a pending row that hides it.
+        Only the holder can: False (nothing changed) for anyone else."""
         with self.transaction() as c:
-            c.execute("UPDATE runs SET status = CASE WHEN result_json IS NOT NULL THEN 'done' ELSE 'pending' END, "
-                      "owner = NULL, lease_expires = NULL WHERE config_hash = ? AND owner = ? AND status = 'running'",
-                      (config_hash, owner))
+            cur = c.execute("UPDATE runs SET status = CASE WHEN result_json IS NOT NULL THEN 'done' ELSE 'pending' END, "
+                            "owner = NULL, lease_expires = NULL WHERE config_hash = ? AND owner = ? AND status = 'running'",
+                            (config_hash, owner))
+            return cur.rowcount == 1
 
     # --- writing outcomes --------------------------------------------------------------------
 
     def complete(self, result, owner: str) -> None:
-        """Write a finished run, its epochs and evaluations, and mark it done: all or nothing."""
+        """Write a finished run, its epochs and evaluations, and mark it done: all or nothing, and only by the
+        owner that holds the run (LeaseLost otherwise: a stale owner never overwrites the new owner's work).
+        A write that fails for want of space keeps the result in a JSON file beside the store (ResultNotStored)."""
         data = result.to_json_dict()
         h = result.config_hash
         now = time.time()
-        with self.transaction() as c:
-            # Every finished attempt is kept: the runs row shows the latest, a forced rerun never erases the earlier one.
-            c.execute("INSERT INTO attempts (config_hash, status, owner, result_json, provenance_json, started_at, finished_at) "
-                      "SELECT ?, 'done', ?, ?, ?, started_at, ? FROM runs WHERE config_hash = ?",
-                      (h, owner, json.dumps(data), json.dumps(result.provenance), now, h))
-            c.execute("DELETE FROM epochs WHERE config_hash = ?", (h,))
-            c.execute("DELETE FROM evals WHERE config_hash = ?", (h,))
-            for e in result.epochs:
-                c.execute("INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?)", (h, e.epoch, e.train_loss, e.train_accuracy, e.seconds, e.images))
-            for ev in result.evals:
-                c.execute("INSERT OR REPLACE INTO evals VALUES (?, ?, ?, ?, ?)",
-                          (h, ev.size_px, ev.interpolation, ev.accuracy, json.dumps(ev.per_class_accuracy)))
-            c.execute(
-                "UPDATE runs SET status = 'done', owner = NULL, lease_expires = NULL, error = NULL, test_accuracy = ?, "
-                "train_seconds = ?, images_per_second = ?, macs_per_image = ?, params = ?, peak_memory_bytes = ?, "
-                "result_json = ?, provenance_json = ?, finished_at = ? WHERE config_hash = ?",
-                (result.test_accuracy, result.train_seconds, result.images_per_second, result.macs_per_image, result.params,
-                 result.peak_memory_bytes, json.dumps(data), json.dumps(result.provenance), now, h),
-            )
+        config_json = json.dumps(data["config"], sort_keys=True)
+        execution_json = json.dumps(data.get("execution") or {}, sort_keys=True)
+        try:
+            with self.transaction() as c:
+                self._require_owner(c, h, owner)
+                # Every finished attempt is kept: the runs row shows the latest, a forced rerun never erases the earlier one.
+                c.execute("INSERT INTO attempts (config_hash, status, owner, config_json, result_json, provenance_json, execution_json, "
+                          "started_at, finished_at) SELECT ?, 'done', ?, ?, ?, ?, ?, started_at, ? FROM runs WHERE config_hash = ?",
+                          (h, owner, config_json, json.dumps(data), json.dumps(result.provenance), execution_json, now, h))
+                c.execute("DELETE FROM epochs WHERE config_hash = ?", (h,))
+                c.execute("DELETE FROM evals WHERE config_hash = ?", (h,))
+                for e in result.epochs:
+                    c.execute("INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?)", (h, e.epoch, e.train_loss, e.train_accuracy, e.seconds, e.images))
+                for ev in result.evals:
+                    c.execute("INSERT OR REPLACE INTO evals VALUES (?, ?, ?, ?, ?)",
+                              (h, ev.size_px, ev.interpolation, ev.accuracy, json.dumps(ev.per_class_accuracy)))
+                # The config that ran replaces the registered text: execution settings of this attempt, not the first one's.
+                c.execute(
+                    "UPDATE runs SET status = 'done', owner = NULL, lease_expires = NULL, error = NULL, test_accuracy = ?, "
+                    "train_seconds = ?, images_per_second = ?, macs_per_image = ?, params = ?, peak_memory_bytes = ?, "
+                    "result_json = ?, provenance_json = ?, execution_json = ?, config_json = ?, label = ?, finished_at = ? "
+                    "WHERE config_hash = ?",
+                    (result.test_accuracy, result.train_seconds, result.images_per_second, result.macs_per_image, result.params,
+                     result.peak_memory_bytes, json.dumps(data), json.dumps(result.provenance), execution_json, config_json,
+                     result.config.label(), now, h),
+                )
+        except StoreError as e:
+            saved = self._save_unstored(data)
+            where = f"saved to {saved}" if saved else "could not be saved anywhere either; it is lost"
+            raise ResultNotStored(f"run {h} finished but was not stored ({e}); its result is {where}") from None
+
+    def _save_unstored(self, data: dict) -> str | None:
+        """The result as JSON beside the store (else in the temporary folder): minutes of training are not lost to a full disk."""
+        name = f"{os.path.basename(self.path)}.unstored-{data['config_hash']}-{int(time.time())}.json"
+        for folder in (os.path.dirname(os.path.abspath(self.path)), tempfile.gettempdir()):
+            path = os.path.join(folder, name)
+            try:
+                with open(path, "w") as f:
+                    json.dump(data, f)
+                return path
+            except OSError:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+        return None
 
     def record_invalid(self, values: dict, reason: str, sweep: str | None = None) -> str:
         """A grid combination that cannot run (bad value, impossible pairing): kept as failed, with why."""
@@ -242,15 +399,17 @@ class Store:
         return h
 
     def fail(self, config_hash: str, owner: str, reason: str) -> None:
+        """Record the holder's attempt as failed, with why (LeaseLost for anyone but the holder)."""
         now = time.time()
         with self.transaction() as c:
-            c.execute("INSERT INTO attempts (config_hash, status, owner, error, started_at, finished_at) "
-                      "SELECT ?, 'failed', ?, ?, started_at, ? FROM runs WHERE config_hash = ? AND (owner = ? OR owner IS NULL)",
-                      (config_hash, owner, reason[:2000], now, config_hash, owner))
+            self._require_owner(c, config_hash, owner)
+            c.execute("INSERT INTO attempts (config_hash, status, owner, error, config_json, started_at, finished_at) "
+                      "SELECT ?, 'failed', ?, ?, config_json, started_at, ? FROM runs WHERE config_hash = ?",
+                      (config_hash, owner, reason[:2000], now, config_hash))
             # A forced rerun that fails leaves the earlier result standing (the failure is an attempt of its own).
             c.execute("UPDATE runs SET status = CASE WHEN result_json IS NOT NULL THEN 'done' ELSE 'failed' END, owner = NULL, "
-                      "lease_expires = NULL, error = ?, finished_at = ? WHERE config_hash = ? AND (owner = ? OR owner IS NULL)",
-                      (reason[:2000], now, config_hash, owner))
+                      "lease_expires = NULL, error = ?, finished_at = ? WHERE config_hash = ?",
+                      (reason[:2000], now, config_hash))
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -279,9 +438,115 @@ class Store:
             return [dict(r) for r in self.conn.execute("SELECT * FROM evals ORDER BY config_hash, test_size_px")]
         return [dict(r) for r in self.conn.execute("SELECT * FROM evals WHERE config_hash = ? ORDER BY test_size_px", (config_hash,))]
 
-    def attempts(self, config_hash: str) -> list[dict]:
-        """Every finished or failed attempt at a run, oldest first."""
-        return [dict(r) for r in self.conn.execute("SELECT * FROM attempts WHERE config_hash = ? ORDER BY attempt_id", (config_hash,))]
+    def attempts(self, config_hash: str | None = None, *, sweep: str | None = None, status: str | None = None) -> list[dict]:
+        """Finished or failed attempts (of one run, or of a sweep's runs), oldest first."""
+        query, args, clauses = "SELECT a.* FROM attempts a", [], []
+        if sweep:
+            query += " JOIN sweep_runs s ON s.config_hash = a.config_hash"
+            clauses.append("s.sweep = ?")
+            args.append(sweep)
+        if config_hash:
+            clauses.append("a.config_hash = ?")
+            args.append(config_hash)
+        if status:
+            clauses.append("a.status = ?")
+            args.append(status)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        return [dict(r) for r in self.conn.execute(query + " ORDER BY a.attempt_id", args)]
 
     def sweeps(self) -> list[tuple[str, int]]:
         return [(r[0], r[1]) for r in self.conn.execute("SELECT sweep, COUNT(*) FROM sweep_runs GROUP BY sweep ORDER BY sweep")]
+
+
+class Lease:
+    """One claimed run and the only ways its claim ends: `complete`, `fail` or `release`, each by its owner.
+
+    While it is held, a thread renews it every third of `lease_seconds` on a connection of its own. When a
+    renewal finds the run held by someone else (the lease lapsed while this process stalled, or a process
+    that thought this one dead took it over), `lost` is set and `check()`, which training calls between
+    steps, raises LeaseLost: the run stops within one renewal period and nothing of it is stored here.
+    `cli run`, the local executor and the Ray executor all claim through here.
+    """
+
+    def __init__(self, store: Store, config_hash: str, owner: str, lease_seconds: float = DEFAULT_LEASE_SECONDS):
+        self.store, self.config_hash, self.owner, self.lease_seconds = store, config_hash, owner, lease_seconds
+        self.lost = threading.Event()
+        self.lost_to: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self, *, retry_failed: bool = False, force: bool = False) -> bool:
+        """Claim the run and start renewing the claim; False when it is done, failed or held by a live owner.
+
+        Call it inside the try whose handler calls release(): an interrupt that lands just after the claim
+        committed then still gives it back (release is a no-op for a claim that never committed)."""
+        if not self.store.claim(self.config_hash, self.owner, self.lease_seconds, retry_failed=retry_failed, force=force):
+            return False
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{self.config_hash}", daemon=True)
+        self._thread.start()
+        return True
+
+    def _renew(self) -> None:
+        expires = time.time() + self.lease_seconds
+        try:
+            store = Store(self.store.path, timeout=max(0.5, self.lease_seconds / 3))
+        except ResizelabError:
+            store = None
+        try:
+            while not self._stop.wait(self.lease_seconds / 3):
+                if store is None:
+                    held = time.time() < expires
+                else:
+                    try:
+                        held = store.heartbeat(self.config_hash, self.owner, self.lease_seconds)
+                        if held:
+                            expires = time.time() + self.lease_seconds
+                    except ResizelabError:
+                        # A busy or locked database: the claim stands until its expiry; past that, others may take it.
+                        held = time.time() < expires
+                if not held:
+                    if store is not None:
+                        try:
+                            self.lost_to = store.holder(self.config_hash)
+                        except (ResizelabError, sqlite3.Error):
+                            pass
+                    self.lost.set()
+                    return
+        finally:
+            if store is not None:
+                store.close()
+
+    def check(self) -> None:
+        """Raise LeaseLost once the claim is gone; cheap enough to call between training steps."""
+        if self.lost.is_set():
+            by = f"by {self.lost_to}" if self.lost_to else "after its lease lapsed"
+            raise LeaseLost(f"run {self.config_hash} was taken over {by}; this process ({self.owner}) stopped training it "
+                            "and stores nothing")
+
+    def stop_renewing(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def complete(self, result) -> None:
+        from .checkpoints import complete_run
+
+        self.stop_renewing()
+        self.check()
+        complete_run(self.store, result, self.owner)  # saves the trained weights first when --save-weights asked
+
+    def fail(self, reason: str) -> None:
+        self.stop_renewing()
+        self.check()
+        self.store.fail(self.config_hash, self.owner, reason)
+
+    def release(self) -> bool:
+        self.stop_renewing()
+        return self.store.release(self.config_hash, self.owner)
+
+    def __enter__(self) -> "Lease":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop_renewing()

@@ -1,27 +1,33 @@
 """Sweeps: a grid of run configs, executed against the store so that re-running one resumes it.
 
-Each config is named by its hash; a run already done is skipped, one held by a live process is left
-to it, and one whose owner died is taken over. The local executor trains in this process; the Ray
-executor trains on a cluster while this process (the only writer) claims, renews leases and stores.
+Each config is named by the hash of what it runs (planning.plan); a run already done is skipped, one
+held by a live process is left to it, and one whose owner died is taken over. Every run is trained
+under a store.Lease through `run_claimed`, whether `resizelab run` asks for it, the local executor
+trains it in this process, or the Ray executor trains it on a cluster while this process (the only
+writer) holds its lease and stores its result.
 """
 
 from __future__ import annotations
 
 import itertools
-import threading
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .checkpoints import complete_run
-from .config import CONFIG_FIELDS, GridSpec, RunConfig, preflight
+from .config import CONFIG_FIELDS, GridSpec, RunConfig, options, preflight
 from .errors import ConfigError, DataUnavailable, ResizelabError, WeightsError
 from .optional import require
 from .progress import SweepProgress, logger, plural
-from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Store, new_owner_id
+from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Lease, LeaseLost, Store, new_owner_id
 
 SWEEP_FILE_KEYS = ("name", "seeds", "base", "grid", "variants")
 EXECUTORS = ("auto", "local", "packed", "ray")
+# A plan is built in memory and listed by --dry-run: beyond this many runs it is refused outright (a typo in
+# --seeds, not a study), and beyond CONFIRM_RUNS it runs only with --yes.
+MAX_RUNS = 100_000
+CONFIRM_RUNS = 1_000
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,7 @@ class SweepPlan:
 
 
 def expand(base: dict[str, Any], grid: dict[str, list] | None = None, seeds: list[int] | None = None,
-           variants: list[dict[str, Any]] | None = None, name: str = "sweep") -> SweepPlan:
+           variants: list[dict[str, Any]] | None = None, name: str = "sweep", *, max_runs: int | None = None) -> SweepPlan:
     """The product variants x grid x seeds over `base` (a variant's values beat the grid's); duplicates once."""
     grid = grid or {}
     for key in list(base) + list(grid) + [k for v in (variants or []) for k in v]:
@@ -43,7 +49,29 @@ def expand(base: dict[str, Any], grid: dict[str, list] | None = None, seeds: lis
     for key, values in grid.items():
         if not isinstance(values, (list, tuple)) or not values:
             raise ConfigError(f"grid entry {key!r} must be a non-empty list; got {values!r}")
+    # A value wrong on its own (a number for device, a string for test_sizes) is wrong in every run: one error
+    # now, not a grid of refused combinations. Only pairings (lanczos with the tensor backend) are per run.
+    kinds = dict(options())
+    for where, values in [("base", base.items()), *((f"grid {k}", [(k, v) for v in vs]) for k, vs in grid.items()),
+                          *(("variant", v.items()) for v in (variants or []))]:
+        for key, value in values:
+            if key == "seed":
+                _check_seed(value, f"{where} seed")
+                continue
+            if key == "channels_last" and value == "auto":
+                continue
+            try:
+                kinds[key].kind.check(key, value)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
     seeds = list(seeds) if seeds else [base.get("seed", 0)]
+    total = count_runs(grid, seeds, variants)
+    if total > MAX_RUNS:
+        raise ConfigError(f"this sweep would plan {total:,} runs; the most one sweep takes is {MAX_RUNS:,}: use fewer seeds or a "
+                          "smaller grid")
+    if max_runs is not None and total > max_runs:
+        raise ConfigError(f"this sweep plans {total:,} runs (more than {max_runs:,}); pass --yes to run them all, --dry-run "
+                          "to list them, or narrow the grid")
     configs, invalid, seen = [], [], set()
     keys = list(grid)
     for variant in variants or [{}]:
@@ -55,15 +83,26 @@ def expand(base: dict[str, Any], grid: dict[str, list] | None = None, seeds: lis
                 except ConfigError as e:
                     invalid.append((values, str(e)))
                     continue
-                h = cfg.config_hash()
-                if h not in seen:
-                    seen.add(h)
+                # Duplicates by the resolved config: hashing needs planning, which reads the data (not there yet offline).
+                key = json.dumps(cfg.resolved().to_dict(), sort_keys=True, default=str)
+                if key not in seen:
+                    seen.add(key)
                     configs.append(cfg)
     return SweepPlan(name, tuple(configs), tuple(invalid))
 
 
-def expand_spec(spec: GridSpec, name: str) -> SweepPlan:
-    return expand(spec.base, spec.grid, spec.seeds, spec.variants or None, name=name)
+def count_runs(grid: dict[str, list] | None, seeds: list | None, variants: list | None) -> int:
+    """How many runs a grid plans (before refusing invalid combinations and merging duplicates)."""
+    return max(1, len(variants or [{}])) * math.prod(len(v) for v in (grid or {}).values()) * max(1, len(seeds or [0]))
+
+
+def _check_seed(seed: Any, where: str) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise ConfigError(f"{where}: each seed must be a whole number from 0 to 2^31-1; got {seed!r}")
+
+
+def expand_spec(spec: GridSpec, name: str, *, max_runs: int | None = None) -> SweepPlan:
+    return expand(spec.base, spec.grid, spec.seeds, spec.variants or None, name=name, max_runs=max_runs)
 
 
 def seed_list(value: Any, where: str) -> list[int]:
@@ -73,10 +112,11 @@ def seed_list(value: Any, where: str) -> list[int]:
     if isinstance(value, int):
         if value < 1:
             raise ConfigError(f"{where} must be at least 1; got {value}")
+        if value > MAX_RUNS:
+            raise ConfigError(f"{where}: {value:,} seeds is more runs than one sweep takes ({MAX_RUNS:,})")
         return list(range(value))
     for seed in value:
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
-            raise ConfigError(f"{where}: each seed must be a whole number from 0 to 2^31-1; got {seed!r}")
+        _check_seed(seed, where)
     return list(dict.fromkeys(value))
 
 
@@ -89,14 +129,20 @@ def load_sweep_file(path: str | Path) -> tuple[GridSpec, str]:
 
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"sweep file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"sweep file {path} is a folder; give the path of a TOML file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"sweep file {path} is not UTF-8 text (byte {e.start}: {e.reason}); TOML files are UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"sweep file {path} cannot be read ({e.strerror or e})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"sweep file {path} is not valid TOML: {e}") from None
     unknown = sorted(set(doc) - set(SWEEP_FILE_KEYS))
     if unknown:
-        raise ConfigError(f"sweep file {path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(SWEEP_FILE_KEYS)}")
+        raise ConfigError(f"sweep file {path}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(SWEEP_FILE_KEYS)}")
     seeds = seed_list(doc["seeds"], f"sweep file {path}: seeds") if "seeds" in doc else None
     base, grid = doc.get("base", {}), doc.get("grid", {})
     variants = doc.get("variants", [])
@@ -150,26 +196,8 @@ class SweepOutcome:
     held_elsewhere: list[str] = field(default_factory=list)
     skipped_failed: list[str] = field(default_factory=list)
     invalid: int = 0
-    interrupted: bool = False
+    interrupted: BaseException | bool = False  # the KeyboardInterrupt (or SIGTERM) that stopped it
     rows: list[dict] = field(default_factory=list)  # the store rows of the plan, in plan order
-
-
-class Heartbeat(threading.Thread):
-    """Renews a claim's lease from a thread (with its own connection) while the run trains."""
-
-    def __init__(self, db: str, config_hash: str, owner: str, lease_seconds: float):
-        super().__init__(daemon=True)
-        self.db, self.config_hash, self.owner, self.lease_seconds = db, config_hash, owner, lease_seconds
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        with Store(self.db) as store:
-            while not self._stop_event.wait(self.lease_seconds / 3):
-                store.heartbeat(self.config_hash, self.owner, self.lease_seconds)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=5)
 
 
 def _log(message: str, quiet: bool) -> None:
@@ -183,7 +211,7 @@ def _reason(error: BaseException) -> str:
 
 
 def ensure_inputs(configs) -> None:
-    """Fetch (or find) every dataset and set of weights the configs need, before any training starts.
+    """Fetch (or find) every dataset and set of weights the configs need, before any is planned or trained.
 
     Offline, this is where a study stops: one error with a line per missing input, each naming where
     it was looked for, where it is downloaded from and how to point resizelab at a copy.
@@ -199,7 +227,7 @@ def ensure_inputs(configs) -> None:
 
         _cv2()  # without OpenCV every opencv run would fail alike: stop here, once, naming the install command
     logger.info("checking data and weights")
-    for data, data_dir in dict.fromkeys((c.resolved().data, c.data_dir) for c in configs):
+    for data, data_dir in dict.fromkeys((c.resolved().data, c.data_dir) for c in configs if c.data != "synthetic"):
         try:
             load_dataset(data, data_dir)
         except DataUnavailable as e:
@@ -211,6 +239,76 @@ def ensure_inputs(configs) -> None:
             problems.append(str(e))
     if problems:
         raise DataUnavailable("\n".join(problems))
+
+
+@dataclass
+class Attempt:
+    """How one claimed run ended: done (result), failed (reason), lost (taken over), or not claimed (held/done)."""
+
+    status: str  # done | failed | lost | held | finished-before | failed-before
+    result: Any = None
+    reason: str = ""
+
+
+def run_claimed(store: Store, cfg: RunConfig, owner: str, lease_seconds: float = DEFAULT_LEASE_SECONDS, *,
+                force: bool = False, retry_failed: bool = False, record_config_errors: bool = True,
+                train_fn: Callable | None = None, **train_kwargs) -> Attempt:
+    """Claim `cfg`'s run, train it while the lease is renewed, and end the claim: the one protocol.
+
+    A run that fails (diverged, out of memory, a bug) is recorded as failed with its reason; a bad option
+    found only now (ConfigError) likewise, unless record_config_errors is False (`resizelab run`: the input
+    was wrong, nothing is stored). Missing inputs and Ctrl-C/SIGTERM give the claim back and propagate.
+    """
+    from .engine import train
+
+    h = cfg.config_hash()
+    lease = Lease(store, h, owner, lease_seconds)
+    try:
+        if not lease.acquire(retry_failed=retry_failed, force=force):
+            row = store.get(h)
+            if row["status"] == "done":
+                return Attempt("finished-before")
+            if row["status"] == "failed":
+                return Attempt("failed-before", reason=row["error"] or "")
+            return Attempt("held", reason=row["owner"] or "")
+        with lease:
+            try:
+                result = (train_fn or train)(cfg, check=lease.check, **train_kwargs)
+            except LeaseLost as e:
+                return Attempt("lost", reason=str(e))
+            except (DataUnavailable, WeightsError):
+                lease.release()
+                raise
+            except ConfigError as e:
+                if not record_config_errors:
+                    lease.release()
+                    raise
+                lease.fail(_reason(e))
+                return Attempt("failed", reason=_reason(e))
+            except Exception as e:  # a failing run is recorded, and whoever called goes on
+                lease.fail(_reason(e))
+                return Attempt("failed", reason=_reason(e))
+            try:
+                lease.complete(result)
+            except LeaseLost as e:
+                return Attempt("lost", result, str(e))
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM wherever it lands (just claimed, mid-step, mid-commit): the claim goes back unless
+        # it was completed (release is guarded by the owner and the 'running' status).
+        lease.release()
+        raise
+    return Attempt("done", result)
+
+
+def plan_and_register(plan: SweepPlan, store: Store) -> list[RunConfig]:
+    """Plan every config (its hash needs the inputs, so they are fetched first), register them, record the
+    invalid combinations; the planned configs, one per hash, in plan order."""
+    ensure_inputs(plan.configs)
+    planned = list({c.config_hash(): c.planned() for c in plan.configs}.values())
+    store.register(planned, sweep=plan.name)
+    for values, reason in plan.invalid:
+        store.record_invalid(values, reason, sweep=plan.name)
+    return planned
 
 
 def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
@@ -225,13 +323,13 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
     if unfinished:
         ensure_inputs(unfinished)
     with Store(options.db) as store:
-        store.register(list(plan.configs), sweep=plan.name)
+        planned = plan_and_register(plan, store)
+        outcome.planned = len(planned)
         for values, reason in plan.invalid:
-            store.record_invalid(values, reason, sweep=plan.name)
             _log(f"invalid combination, recorded as failed: {reason}", quiet)
         owner = new_owner_id()
         todo = []
-        for cfg in plan.configs:
+        for cfg in planned:
             row = store.get(cfg.config_hash())
             if row["status"] == "done":
                 outcome.already_done += 1
@@ -239,7 +337,7 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
                 outcome.skipped_failed.append(cfg.config_hash())
             else:
                 todo.append(cfg)
-        _log(f"sweep {plan.name}: {plural(len(plan.configs), 'run')}, {outcome.already_done} already done, {len(todo)} to run"
+        _log(f"sweep {plan.name}: {plural(len(planned), 'run')}, {outcome.already_done} already done, {len(todo)} to run"
              + (f", {len(outcome.skipped_failed)} failed before (--retry-failed to run them again)" if outcome.skipped_failed else ""), quiet)
         if any(cfg not in unfinished for cfg in todo):  # another process gave runs back since the check above
             ensure_inputs(todo)
@@ -255,71 +353,70 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
                 _run_local(todo, store, owner, options, outcome, quiet, on_result)
         finally:
             rows = {r["config_hash"]: r for r in store.runs(sweep=plan.name)}
-            outcome.rows = [rows[c.config_hash()] for c in plan.configs if c.config_hash() in rows]
+            outcome.rows = [rows[c.config_hash()] for c in planned if c.config_hash() in rows]
     return outcome
+
+
+def _record(attempt: Attempt, cfg: RunConfig, outcome: SweepOutcome, quiet: bool, on_result, prefix: str,
+            progress: SweepProgress | None = None) -> None:
+    """What the sweep learns from one attempt, and what it says about it."""
+    h = cfg.config_hash()
+    if progress is not None:
+        if attempt.status in ("done", "failed"):
+            progress.finished(ok=attempt.status == "done")
+        else:
+            progress.left_to_another()
+    if attempt.status == "done":
+        result = attempt.result
+        outcome.ran.append(result)
+        _log(f"{prefix}{result.test_accuracy:.2f}% test accuracy, {result.train_seconds:.1f} s, {result.images_per_second:.0f} img/s", quiet)
+        if on_result is not None:
+            on_result(result)
+    elif attempt.status == "failed":
+        outcome.failed.append((h, cfg.label(), attempt.reason))
+        _log(f"{prefix}failed: {attempt.reason}", quiet)
+    elif attempt.status == "finished-before":
+        outcome.already_done += 1
+    elif attempt.status == "failed-before":
+        outcome.skipped_failed.append(h)
+    else:  # held by a live process, or taken over while training: the other process's result will stand
+        outcome.held_elsewhere.append(h)
+        _log(f"{prefix}{'held by ' + attempt.reason + ', left to it' if attempt.status == 'held' else attempt.reason}", quiet)
 
 
 def _run_local(todo, store: Store, owner: str, options: SweepOptions, outcome: SweepOutcome, quiet: bool, on_result) -> None:
     from .resize import ResizeCache
-    from .engine import train
 
     cache = ResizeCache()
     datasets: dict = {}
     progress = SweepProgress(outcome.name, len(todo), quiet)
     for i, cfg in enumerate(todo, 1):
-        h = cfg.config_hash()
-        if not store.claim(h, owner, options.lease_seconds, retry_failed=options.retry_failed):
-            row = store.get(h)
-            progress.left_to_another()
-            if row["status"] == "done":
-                outcome.already_done += 1
-            else:
-                outcome.held_elsewhere.append(h)
-                _log(f"[{i}/{len(todo)}] {cfg.label()}: held by {row['owner']}, left to it", quiet)
-            continue
-        # From here the claim is ours: every way out gives it back, records it, or completes it.
+        _log(f"[{i}/{len(todo)}] {cfg.label()} ...", quiet)
         try:
-            _log(f"[{i}/{len(todo)}] {cfg.label()} ...", quiet)
-            beat = Heartbeat(options.db, h, owner, options.lease_seconds)
-            beat.start()
-            try:
-                dataset = _dataset_for(cfg, datasets)
-                result = train(cfg, dataset=dataset, cache=cache, progress=options.progress and not quiet)
-            finally:
-                beat.stop()
-        except KeyboardInterrupt:
-            store.release(h, owner)
-            outcome.interrupted = True
+            attempt = run_claimed(store, cfg, owner, options.lease_seconds, retry_failed=options.retry_failed,
+                                  train_fn=_train_with_dataset(datasets), cache=cache, progress=options.progress and not quiet)
+        except KeyboardInterrupt as e:
+            outcome.interrupted = e
             return
-        except (DataUnavailable, WeightsError):
-            # Missing data or weights fail every run alike: stop and say so once.
-            store.release(h, owner)
-            raise
-        except Exception as e:  # a failing run is recorded and the sweep goes on
-            store.fail(h, owner, _reason(e))
-            outcome.failed.append((h, cfg.label(), _reason(e)))
-            _log(f"    failed: {_reason(e)}", quiet)
-            progress.finished(ok=False)
-            continue
-        complete_run(store, result, owner)
-        outcome.ran.append(result)
-        _log(f"    {result.test_accuracy:.2f}% test accuracy, {result.train_seconds:.1f} s, {result.images_per_second:.0f} img/s", quiet)
-        progress.finished(ok=True)
-        if on_result is not None:
-            on_result(result)
+        _record(attempt, cfg, outcome, quiet, on_result, "    ", progress)
 
 
-def _dataset_for(cfg: RunConfig, datasets: dict):
+def _train_with_dataset(datasets: dict) -> Callable:
+    """train(), given the dataset this sweep already loaded for the config's data (loaded once per sweep)."""
     from .data import load_dataset
+    from .engine import train
 
-    key = (cfg.resolved().data, cfg.data_dir)
-    if key not in datasets:
-        datasets[key] = load_dataset(cfg.resolved().data, cfg.data_dir)
-    return datasets[key]
+    def train_fn(cfg: RunConfig, **kwargs):
+        key = (cfg.data, cfg.data_dir, cfg.data_digest)
+        if key not in datasets:
+            datasets.clear()  # one dataset at a time: a sweep over several would otherwise hold them all
+            datasets[key] = load_dataset(cfg.data, cfg.data_dir)
+        return train(cfg, dataset=datasets[key], **kwargs)
+    return train_fn
 
 
 def _train_remote(cfg_dict: dict):
-    """Runs on a Ray worker: train one config and hand the result (or the failure) back."""
+    """Runs on a Ray worker: train one planned config and hand the result (or the failure) back."""
     from .engine import train
 
     cfg = RunConfig.from_dict(cfg_dict)
@@ -331,7 +428,13 @@ def _train_remote(cfg_dict: dict):
         return "failed", _reason(e)
 
 
+# A Ray worker that dies (killed, out of memory, node lost) is a system failure: Ray runs the task again.
+RAY_TASK_RETRIES = 2
+
+
 def _run_ray(todo, store: Store, owner: str, options: SweepOptions, outcome: SweepOutcome, quiet: bool, on_result) -> None:
+    """Train on a Ray cluster. This process claims each run through a store.Lease (renewed by its thread while the
+    task runs), so a lease lost mid-task cancels the task; it alone writes results, through the same lease."""
     try:
         import ray
     except ImportError:
@@ -343,60 +446,93 @@ def _run_ray(todo, store: Store, owner: str, options: SweepOptions, outcome: Swe
     # Without GPUs a run takes a whole node's cores (Ray sets its torch threads to match); asking
     # for the cluster's total would never schedule on a cluster of several nodes.
     node_cpus = max(1, int(min((r.get("CPU", 1) for r in nodes), default=1)))
-    remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1 if gpus else node_cpus)(_train_remote)
+    remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1 if gpus else node_cpus, max_retries=RAY_TASK_RETRIES,
+                        retry_exceptions=False)(_train_remote)
     limit = max(1, gpus or len(nodes))
     queue = list(todo)
-    in_flight: dict = {}
+    in_flight: dict = {}  # ObjectRef -> (cfg, Lease)
+    claiming = None  # a lease between its claim and its task's submission, given back if interrupted there
     progress = SweepProgress(outcome.name, len(todo), quiet)
     try:
         while queue or in_flight:
             while queue and len(in_flight) < limit:
                 cfg = queue.pop(0)
-                h = cfg.config_hash()
-                if store.claim(h, owner, options.lease_seconds, retry_failed=options.retry_failed):
-                    in_flight[remote.remote(cfg.to_dict())] = cfg
-                    _log(f"submitted {cfg.label()}", quiet)
-                else:
-                    outcome.held_elsewhere.append(h)
-                    progress.left_to_another()
+                claiming = Lease(store, cfg.config_hash(), owner, options.lease_seconds)
+                if not claiming.acquire(retry_failed=options.retry_failed):
+                    claiming = None
+                    row = store.get(cfg.config_hash())
+                    status = {"done": "finished-before", "failed": "failed-before"}.get(row["status"], "held")
+                    _record(Attempt(status, reason=row["owner"] or ""), cfg, outcome, quiet, on_result, "", progress)
+                    continue
+                in_flight[remote.remote(cfg.to_dict())] = (cfg, claiming)
+                claiming = None
+                _log(f"submitted {cfg.label()}", quiet)
             if not in_flight:
                 break
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=options.lease_seconds / 3)
-            for cfg in in_flight.values():
-                store.heartbeat(cfg.config_hash(), owner, options.lease_seconds)
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            for ref, (cfg, lease) in list(in_flight.items()):
+                if ref not in ready and lease.lost.is_set():
+                    ray.cancel(ref, force=True)
+                    in_flight.pop(ref)
+                    lease.stop_renewing()
+                    _record(Attempt("lost", reason=_lost_reason(lease)), cfg, outcome, quiet, on_result, "")
             for ref in ready:
-                cfg = in_flight.pop(ref)
-                status, payload = ray.get(ref)
-                if status == "done":
-                    complete_run(store, payload, owner)
-                    outcome.ran.append(payload)
-                    _log(f"done {cfg.label()}: {payload.test_accuracy:.2f}%", quiet)
-                    progress.finished(ok=True)
-                    if on_result is not None:
-                        on_result(payload)
-                elif status == "unavailable":
-                    store.release(cfg.config_hash(), owner)
+                cfg, lease = in_flight.pop(ref)
+                try:
+                    status, payload = ray.get(ref)
+                except ray.exceptions.RayError as e:  # the task failed past its retries
+                    status, payload = "failed", f"Ray task failed: {_reason(e)}"
+                if status == "unavailable":
+                    lease.release()
                     raise DataUnavailable(payload)
+                if status == "done":
+                    try:
+                        lease.complete(payload)
+                        attempt = Attempt("done", payload)
+                    except LeaseLost as e:
+                        attempt = Attempt("lost", reason=str(e))
                 else:
-                    store.fail(cfg.config_hash(), owner, payload)
-                    outcome.failed.append((cfg.config_hash(), cfg.label(), payload))
-                    _log(f"failed {cfg.label()}: {payload}", quiet)
-                    progress.finished(ok=False)
-    except KeyboardInterrupt:
-        outcome.interrupted = True
+                    try:
+                        lease.fail(payload)
+                        attempt = Attempt("failed", reason=payload)
+                    except LeaseLost as e:
+                        attempt = Attempt("lost", reason=str(e))
+                _record(attempt, cfg, outcome, quiet, on_result, f"{cfg.label()}: ", progress)
+    except KeyboardInterrupt as e:
+        outcome.interrupted = e
     finally:
-        for ref, cfg in in_flight.items():
+        if claiming is not None:
+            claiming.release()
+        for ref, (cfg, lease) in in_flight.items():
             ray.cancel(ref, force=True)
-            store.release(cfg.config_hash(), owner)
+            lease.release()
+
+
+def _lost_reason(lease: Lease) -> str:
+    try:
+        lease.check()
+    except LeaseLost as e:
+        return str(e)
+    return "lease lost"
 
 
 def describe(plan: SweepPlan, db: str) -> list[tuple[str, str, str]]:
-    """(hash, status in the store or 'new', label) for each planned run: what --dry-run prints."""
+    """(hash, status in the store or 'new', label) for each planned run: what --dry-run prints. A run whose
+    inputs are not here yet cannot be named (its hash is its data's digest): '-' and 'new, inputs missing'."""
     import os
 
     statuses = {}
     if os.path.exists(db):
-        with Store(db) as store:
+        with Store(db, readonly=True) as store:
             statuses = {r["config_hash"]: r["status"] for r in store.runs()}
-    return [(c.config_hash(), statuses.get(c.config_hash(), "new"), c.label()) for c in plan.configs]
+    out = []
+    for c in plan.configs:
+        try:
+            planned = c.planned()
+        except (DataUnavailable, WeightsError, ConfigError) as e:
+            out.append(("-" * 16, "new", f"{c.label()} (not planned: {_reason(e)})"))
+            continue
+        h = planned.config_hash()
+        out.append((h, statuses.get(h, "new"), planned.label()))
+    return out
 

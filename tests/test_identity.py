@@ -1,0 +1,145 @@
+"""A run's name is what ran: precision resolved before hashing, data and weights named by content, execution
+settings kept per attempt, and a store of another layout refused."""
+
+import json
+import os
+import shutil
+import sqlite3
+
+import pytest
+import torch
+
+from resizelab import provenance
+from resizelab.config import RunConfig
+from resizelab.errors import ConfigError
+from resizelab.store import SCHEMA_VERSION, Store, StoreError
+
+from conftest import write_cifar10, write_imagefolder
+
+TINY = dict(weights="none", epochs=1, limit_train=48, limit_test=24, lr=0.01)
+
+
+def test_auto_precision_is_resolved_before_hashing(monkeypatch):
+    cfg = RunConfig(data="synthetic", size=16)
+    monkeypatch.setattr(provenance, "cpu_supports_bf16", lambda: True)  # a CPU with native bf16 ...
+    on_bf16 = cfg.planned()
+    monkeypatch.setattr(provenance, "cpu_supports_bf16", lambda: False)  # ... and one without
+    on_fp32 = cfg.planned()
+    assert (on_bf16.precision, on_fp32.precision) == ("bf16", "fp32")
+    assert on_bf16.precision_requested == on_fp32.precision_requested == "auto"
+    # Two machines, two runs: a sweep on the second never skips its fp32 run as done by the first's bf16 one.
+    assert on_bf16.config_hash() != on_fp32.config_hash()
+    assert on_fp32.config_hash() == RunConfig(data="synthetic", size=16, precision="fp32").config_hash()
+    assert on_bf16.config_hash() == RunConfig(data="synthetic", size=16, precision="bf16").config_hash()
+
+
+def test_an_fp32_and_a_bf16_run_are_two_rows(tmp_path, monkeypatch):
+    from resizelab.sweep import SweepOptions, expand, run_sweep
+
+    db = str(tmp_path / "r.db")
+    plan = expand(dict(TINY, data="synthetic", size=8), name="p")
+    for native_bf16 in (True, False):
+        monkeypatch.setattr(provenance, "cpu_supports_bf16", lambda v=native_bf16: v)
+        outcome = run_sweep(plan, SweepOptions(db=db, progress=False), quiet=True)
+        assert len(outcome.ran) == 1 and outcome.already_done == 0
+    with Store(db) as store:
+        rows = store.runs()
+    assert sorted(json.loads(r["config_json"])["precision"] for r in rows) == ["bf16", "fp32"]
+    assert {r["result_json"] and json.loads(r["result_json"])["effective_precision"] for r in rows} == {"bf16", "fp32"}
+
+
+def test_imagefolder_is_named_by_content_not_path(tmp_path):
+    root = write_imagefolder(tmp_path / "a", n_train=4, n_val=2)
+    cfg = RunConfig(data=f"imagefolder:{root}", size=16, precision="fp32")
+    before = cfg.config_hash()
+    moved = tmp_path / "b"
+    shutil.copytree(root, moved)
+    assert RunConfig(data=f"imagefolder:{moved}", size=16, precision="fp32").config_hash() == before
+    # An image edited in place, at the same path: another run.
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(root / "train" / "cat" / "0.png")
+    assert cfg.config_hash() != before
+    # The path is kept (where to read it), but not in the hash.
+    assert cfg.planned().data == f"imagefolder:{root}" and len(cfg.planned().data_digest) == 16
+
+
+def test_weights_file_is_named_by_content(tmp_path):
+    from resizelab.models import build_model
+
+    model, _ = build_model("resnet18", 10, "none")
+    path = tmp_path / "w.pt"
+    torch.save(model.state_dict(), path)
+    cfg = RunConfig(data="synthetic", size=16, precision="fp32", weights=str(path))
+    before = cfg.config_hash()
+    os.rename(path, tmp_path / "elsewhere.pt")
+    assert RunConfig(data="synthetic", size=16, precision="fp32", weights=str(tmp_path / "elsewhere.pt")).config_hash() == before
+    state = model.state_dict()
+    state["conv1.weight"] = state["conv1.weight"] + 1
+    torch.save(state, path)  # replaced at the same path
+    assert cfg.config_hash() != before
+
+
+def test_cifar_data_dir_is_named_by_the_batches(tmp_path):
+    write_cifar10(tmp_path / "one" / "cifar-10-batches-py")
+    shutil.copytree(tmp_path / "one", tmp_path / "copy")
+    other = write_cifar10(tmp_path / "two" / "cifar-10-batches-py")
+    (other / "test_batch").write_bytes((tmp_path / "one" / "cifar-10-batches-py" / "data_batch_1").read_bytes())
+    hashes = [RunConfig(data="cifar10", data_dir=str(tmp_path / d), size=16, precision="fp32").config_hash()
+              for d in ("one", "copy", "two")]
+    assert hashes[0] == hashes[1] != hashes[2]
+
+
+def test_execution_settings_are_stored_per_attempt_and_reported(tmp_path, capsys):
+    from resizelab.cli import main
+
+    db = tmp_path / "r.db"
+    common = ["run", "--data", "synthetic", "--size", "8", "--epochs", "1", "--limit-train", "48", "--limit-test", "24",
+              "--weights", "none", "--precision", "fp32", "--db", str(db), "--quiet"]
+    assert main(common) == 0
+    assert main(common + ["--force", "--channels-last", "false", "--single-window-matmul", "false"]) == 0
+    with Store(db) as store:
+        (row,) = store.runs()
+        attempts = store.attempts(row["config_hash"])
+    assert [json.loads(a["execution_json"])["channels_last"] for a in attempts] == [True, False]
+    assert [json.loads(a["config_json"])["single_window_matmul"] for a in attempts] == [True, False]
+    # The run row holds the config that ran last, not the text registered first.
+    assert json.loads(row["config_json"])["single_window_matmul"] is False
+    assert json.loads(row["execution_json"])["channels_last"] is False
+    capsys.readouterr()
+    out = tmp_path / "report"
+    assert main(["report", "--db", str(db), "--out", str(out), "--split-on", "channels_last"]) == 0
+    md = (out / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| size | interpolation"))
+    column = [c.strip() for c in header.split("|")].index("channels\\_last")
+    rows = [[c.strip() for c in line.split("|")] for line in md.splitlines() if line.startswith("| 8 |")]
+    # One configuration per layout, each of one finished attempt: the rerun did not replace the first.
+    assert sorted(r[column] for r in rows) == ["false", "true"]
+    assert main(["report", "--db", str(db), "--out", str(out), "--split-on", "colour"]) == 2
+    assert "not an execution setting" in capsys.readouterr().err
+
+
+def test_register_does_not_leave_stale_config_text(tmp_path):
+    with Store(tmp_path / "r.db") as store:
+        a = RunConfig(data="synthetic", size=8, precision="fp32", eval_batch_size=64)
+        store.register([a])
+        store.register([RunConfig(data="synthetic", size=8, precision="fp32", eval_batch_size=128)])
+        (row,) = store.runs()
+        assert json.loads(row["config_json"])["eval_batch_size"] == 128
+
+
+def test_an_older_or_newer_store_is_refused_with_one_line(tmp_path):
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as c:  # the layout before schema versions: a runs table, user_version 0
+        c.execute("CREATE TABLE runs (config_hash TEXT PRIMARY KEY, config_json TEXT NOT NULL)")
+    with pytest.raises(StoreError, match="older resizelab .*pass --db to a new file") as info:
+        Store(old)
+    assert "\n" not in str(info.value)
+    newer = tmp_path / "new.db"
+    Store(newer).close()
+    with sqlite3.connect(newer) as c:
+        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="newer resizelab"):
+        Store(newer)
+    with pytest.raises(ConfigError, match="not a resizelab results store"):
+        __import__("resizelab.api", fromlist=["x"]).load_runs(old)
