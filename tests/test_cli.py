@@ -1,6 +1,7 @@
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -111,10 +112,11 @@ def test_presets_and_dry_run(tmp_path, capsys):
 def test_a_scalar_seed_reaches_the_preset(tmp_path, capsys):
     db = str(tmp_path / "r.db")
     assert main(["study", "--preset", "seed", "--seed", "3", "--dry-run", "--db", db]) == 0
-    labels = capsys.readouterr().out.strip().splitlines()
-    assert len(labels) == 3 and all(line.endswith("seed=3") for line in labels)
+    # Without CIFAR on this machine a dry run lists the runs it cannot plan yet; each still names its seed.
+    seeds = lambda out: sorted(re.search(r" seed=(\d+)", line).group(1) for line in out.strip().splitlines())  # noqa: E731
+    assert seeds(capsys.readouterr().out) == ["3", "3", "3"]
     assert main(["study", "--preset", "seed", "--seed", "3,5", "--dry-run", "--db", db]) == 0
-    assert sorted(line.rsplit("=", 1)[1] for line in capsys.readouterr().out.strip().splitlines()) == ["3", "3", "3", "5", "5", "5"]
+    assert seeds(capsys.readouterr().out) == ["3", "3", "3", "5", "5", "5"]
     assert main(["study", "--preset", "seed", "--seed", "3", "--seeds", "2", "--dry-run", "--db", db]) == 2
     assert "not both" in capsys.readouterr().err
 

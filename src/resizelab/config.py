@@ -423,7 +423,8 @@ IDENTITY_FIELDS = frozenset(name for name, opt in options() if opt.identity)
 
 def needs_data_digest(data: str) -> bool:
     """Data read from files (CIFAR batches, ImageFolder images) is named by content; synthetic data by its code."""
-    return data != "synthetic"
+    # Generated data (synthetic, synthetic:N[:M]) is named by its spec: the generator is seeded and versioned.
+    return not (data == "synthetic" or data.startswith("synthetic:"))
 
 
 def identity_payload(config: dict[str, Any]) -> dict[str, Any]:

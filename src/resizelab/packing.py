@@ -55,13 +55,12 @@ def _worker(index: int, tasks, results, threads: int, cache_bytes: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
-    from .engine import train
     from .resize import ResizeCache
-    from .sweep import _dataset_for, _reason
+    from .sweep import _reason, _train_with_dataset
 
     torch.set_num_threads(threads)
     cache = ResizeCache(max_bytes=cache_bytes)
-    datasets: dict = {}
+    train_fn = _train_with_dataset({})
     while True:
         item = tasks.get()
         if item is None:
@@ -69,7 +68,7 @@ def _worker(index: int, tasks, results, threads: int, cache_bytes: int) -> None:
         h, values, pack = item
         cfg = RunConfig.from_dict(values)
         try:
-            result = train(cfg, dataset=_dataset_for(cfg, datasets), cache=cache, progress=False)
+            result = train_fn(cfg, cache=cache, progress=False)
             # Its timings were taken beside pack - 1 other runs on the same device: said with the result.
             result.provenance["pack"] = pack
             results.put((index, h, "done", result))
