@@ -268,9 +268,10 @@ class Store:
         takes the config as given now (its execution settings may differ); a running or finished row keeps the
         config that ran, which `complete` wrote."""
         now = time.time()
+        # Planned before the write lock is taken: planning may read every file of a dataset.
+        configs = [cfg.planned() for cfg in configs]
         with self.transaction() as c:
-            for position, cfg in enumerate(configs):
-                planned = cfg.planned()
+            for position, planned in enumerate(configs):
                 h = planned.config_hash()
                 c.execute("INSERT INTO runs (config_hash, config_json, label, status, created_at) VALUES (?, ?, ?, 'pending', ?) "
                           "ON CONFLICT(config_hash) DO UPDATE SET config_json = excluded.config_json, label = excluded.label "

@@ -20,7 +20,7 @@ from .config import CONFIG_FIELDS, GridSpec, RunConfig, options, preflight
 from .errors import ConfigError, DataUnavailable, ResizelabError, WeightsError
 from .optional import require
 from .progress import SweepProgress, logger, plural
-from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Lease, LeaseLost, Store, new_owner_id
+from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Lease, LeaseLost, ResultNotStored, Store, new_owner_id
 
 SWEEP_FILE_KEYS = ("name", "seeds", "base", "grid", "variants")
 EXECUTORS = ("auto", "local", "packed", "ray")
@@ -283,21 +283,33 @@ def run_claimed(store: Store, cfg: RunConfig, owner: str, lease_seconds: float =
                 if not record_config_errors:
                     lease.release()
                     raise
-                lease.fail(_reason(e))
-                return Attempt("failed", reason=_reason(e))
+                return _fail(lease, _reason(e))
             except Exception as e:  # a failing run is recorded, and whoever called goes on
-                lease.fail(_reason(e))
-                return Attempt("failed", reason=_reason(e))
+                return _fail(lease, _reason(e))
             try:
                 lease.complete(result)
             except LeaseLost as e:
                 return Attempt("lost", result, str(e))
+            except ResultNotStored:
+                try:  # the disk may refuse this too; then the dead-owner rule frees the run later
+                    lease.release()
+                except ResizelabError:
+                    pass
+                raise
     except KeyboardInterrupt:
         # Ctrl-C or SIGTERM wherever it lands (just claimed, mid-step, mid-commit): the claim goes back unless
         # it was completed (release is guarded by the owner and the 'running' status).
         lease.release()
         raise
     return Attempt("done", result)
+
+
+def _fail(lease: Lease, reason: str) -> Attempt:
+    try:
+        lease.fail(reason)
+    except LeaseLost as e:  # taken over while failing: the new holder's outcome stands
+        return Attempt("lost", reason=str(e))
+    return Attempt("failed", reason=reason)
 
 
 def plan_and_register(plan: SweepPlan, store: Store) -> list[RunConfig]:
