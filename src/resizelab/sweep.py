@@ -413,17 +413,23 @@ def _run_local(todo, store: Store, owner: str, options: SweepOptions, outcome: S
         _record(attempt, cfg, outcome, quiet, on_result, "    ", progress)
 
 
+def _dataset_for(cfg: RunConfig, datasets: dict):
+    """The dataset of `cfg`, loaded once per sweep (or packed worker) and kept while its runs follow."""
+    from .data import load_dataset
+
+    key = (cfg.data, cfg.data_dir, cfg.data_digest)
+    if key not in datasets:
+        datasets.clear()  # one dataset at a time: a sweep over several would otherwise hold them all
+        datasets[key] = load_dataset(cfg.data, cfg.data_dir)
+    return datasets[key]
+
+
 def _train_with_dataset(datasets: dict) -> Callable:
     """train(), given the dataset this sweep already loaded for the config's data (loaded once per sweep)."""
-    from .data import load_dataset
     from .engine import train
 
     def train_fn(cfg: RunConfig, **kwargs):
-        key = (cfg.data, cfg.data_dir, cfg.data_digest)
-        if key not in datasets:
-            datasets.clear()  # one dataset at a time: a sweep over several would otherwise hold them all
-            datasets[key] = load_dataset(cfg.data, cfg.data_dir)
-        return train(cfg, dataset=datasets[key], **kwargs)
+        return train(cfg, dataset=_dataset_for(cfg, datasets), **kwargs)
     return train_fn
 
 
