@@ -102,7 +102,8 @@ def test_execution_settings_are_stored_per_attempt_and_reported(tmp_path, capsys
         (row,) = store.runs()
         attempts = store.attempts(row["config_hash"])
     assert [json.loads(a["execution_json"])["channels_last"] for a in attempts] == [True, False]
-    assert [json.loads(a["config_json"])["single_window_matmul"] for a in attempts] == [True, False]
+    assert [json.loads(a["execution_json"])["single_window_matmul"] for a in attempts] == [True, False]
+    assert [json.loads(a["config_json"])["single_window_matmul"] for a in attempts] == [None, False]  # as asked: auto, false
     # The run row holds the config that ran last, not the text registered first.
     assert json.loads(row["config_json"])["single_window_matmul"] is False
     assert json.loads(row["execution_json"])["channels_last"] is False

@@ -37,15 +37,17 @@ def plan(config: RunConfig) -> RunConfig:
 
 def auto_precision(cfg: RunConfig) -> str:
     """What `--precision auto` runs as here: runtime.resolve_precision, given the step's MACs when it needs them."""
-    from .runtime import resolve_device, resolve_precision
+    from .runtime import resolve_device, resolve_precision, resolve_single_window_matmul
 
     device = resolve_device(cfg.device)
+    # As the engine resolves them (Run.setup): the matmul setting first, auto (None) included.
+    single_window_matmul = resolve_single_window_matmul(cfg.single_window_matmul, device)
     macs_per_step = params = None
-    if device.type == "cpu" and not cfg.single_window_matmul:
+    if device.type == "cpu" and not single_window_matmul:
         # Only this choice depends on the step's compute per parameter (see resolve_precision).
         macs, params = _macs_and_params(cfg)
         macs_per_step = macs * cfg.batch_size
-    return resolve_precision("auto", device, macs_per_step, params, cfg.single_window_matmul)
+    return resolve_precision("auto", device, macs_per_step, params, single_window_matmul)
 
 
 def _macs_and_params(cfg: RunConfig) -> tuple[int, int]:

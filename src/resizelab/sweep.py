@@ -534,21 +534,29 @@ def _lost_reason(lease: Lease) -> str:
     return "lease lost"
 
 
-def describe(plan: SweepPlan, db: str) -> list[tuple[str, str, str]]:
+def describe(plan: SweepPlan, db: str, problems: list[str] | None = None) -> list[tuple[str, str, str]]:
     """(hash, status in the store or 'new', label) for each planned run: what --dry-run prints. A run whose
-    inputs are not here yet cannot be named (its hash is its data's digest): '-' and 'new, inputs missing'."""
+    inputs are not here yet cannot be named (its hash is its data's digest): '-' * 16 and 'new', with the
+    reason added to `problems`."""
     import os
+
+    from .store import StoreEmpty
 
     statuses = {}
     if os.path.exists(db):
-        with Store(db, readonly=True) as store:
-            statuses = {r["config_hash"]: r["status"] for r in store.runs()}
+        try:
+            with Store(db, readonly=True) as store:
+                statuses = {r["config_hash"]: r["status"] for r in store.runs()}
+        except StoreEmpty:  # another process is creating it this moment
+            pass
     out = []
     for c in plan.configs:
         try:
             planned = c.planned()
         except (DataUnavailable, WeightsError, ConfigError) as e:
-            out.append(("-" * 16, "new", f"{c.label()} (not planned: {_reason(e)})"))
+            if problems is not None and _reason(e) not in problems:
+                problems.append(_reason(e))
+            out.append(("-" * 16, "new", c.label()))
             continue
         h = planned.config_hash()
         out.append((h, statuses.get(h, "new"), planned.label()))
