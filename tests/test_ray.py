@@ -28,13 +28,13 @@ FAST = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_
 def ray_cluster(tmp_path_factory):
     """One local Ray instance for the module (starting one takes several seconds). Its workers import this
     checkout (absolute PYTHONPATH: they start in whatever folder their driver runs in)."""
-    cache = tmp_path_factory.mktemp("ray-cache")
+    cache = tmp_path_factory.mktemp("ray-cache")  # also what tells this instance's workers from any other's
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PYTHONPATH", os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]))
         mp.setenv("RESIZELAB_CACHE_DIR", str(cache))
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        yield ray.get_runtime_context().gcs_address
+        yield ray.get_runtime_context().gcs_address, f"RESIZELAB_CACHE_DIR={cache}"
     finally:
         ray.shutdown()
 
@@ -68,13 +68,15 @@ def test_ray_executor_matches_local(tmp_path, ray_cluster):
     assert set(_statuses(tmp_path / "ray.db")) == set(_statuses(tmp_path / "local.db"))
 
 
-def _ray_task_pids(name: str = "ray::_train_remote") -> list[int]:
-    """Worker processes executing a task: Ray names them after it (their title, read from /proc)."""
+def _ray_task_pids(marker: str, name: str = "ray::_train_remote") -> list[int]:
+    """Worker processes of this module's Ray instance executing a task: Ray names them after it (their title,
+    read from /proc), and they inherited `marker` in their environment (another suite's workers did not)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace").startswith(name):
+                if (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace").startswith(name) \
+                        and marker.encode() in (entry / "environ").read_bytes():
                     pids.append(int(entry.name))
             except OSError:
                 pass
@@ -89,7 +91,7 @@ def test_a_killed_worker_is_retried_and_its_run_stored_once(tmp_path, ray_cluste
     def kill_the_worker():
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
-            for pid in _ray_task_pids():
+            for pid in _ray_task_pids(ray_cluster[1]):
                 os.kill(pid, signal.SIGKILL)  # mid-run: importing, training or evaluating
                 killed.append(pid)
                 break
@@ -109,7 +111,7 @@ def test_a_killed_worker_is_retried_and_its_run_stored_once(tmp_path, ray_cluste
 
 def test_a_killed_driver_is_resumed_by_the_same_command(tmp_path, ray_cluster):
     db = tmp_path / "r.db"
-    command = [sys.executable, "-m", "resizelab.cli", "sweep", "--executor", "ray", "--ray-address", ray_cluster, "--data", "synthetic",
+    command = [sys.executable, "-m", "resizelab.cli", "sweep", "--executor", "ray", "--ray-address", ray_cluster[0], "--data", "synthetic",
                "--weights", "none", "--epochs", "1", "--limit-train", "96", "--limit-test", "32", "--precision", "fp32",
                "--size", "8,12", "--db", str(db), "--quiet"]
     env = dict(os.environ, PYTHONPATH=SRC)

@@ -107,7 +107,7 @@ def test_a_stale_owners_complete_fail_and_release_are_refused(store):
     assert store.get(h)["status"] == "done" and len(store.attempts(h)) == 1
 
 
-def test_a_run_whose_lease_is_taken_over_stops_within_one_renewal(tmp_path):
+def test_a_run_whose_lease_is_taken_over_stops_within_one_renewal(tmp_path, one_thread):
     import threading
 
     from resizelab.sweep import run_claimed
@@ -136,8 +136,8 @@ def test_a_run_whose_lease_is_taken_over_stops_within_one_renewal(tmp_path):
     stopped = time.monotonic()
     thief.join()
     assert attempt.status == "lost" and "elsewhere:7:x" in attempt.reason
-    # One renewal period (1 s) plus the step under way; 50 epochs would take minutes.
-    assert stopped - taken["at"] < lease_seconds / 3 + 2.0
+    # One renewal period (1 s) plus the step under way and a busy machine's slack; 50 epochs would take minutes.
+    assert stopped - taken["at"] < lease_seconds / 3 + 3.0
     with Store(db) as store:
         row = store.get(h)
         assert (row["status"], row["owner"]) == ("running", "elsewhere:7:x") and store.attempts(h) == []

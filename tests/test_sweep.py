@@ -119,9 +119,18 @@ TINY_SWEEP = ["--data", "synthetic", "--weights", "none", "--epochs", "1", "--ba
 KILL_POINTS = 24
 
 
+def _exited(pid: int) -> bool:
+    """Whether our child `pid` has ended (a zombie until the zygote reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def _wait_until_training(db, pid: int, timeout: float = 60.0) -> None:
+    """Until `pid` trains a run, or has ended (nothing left to train: it only wrote the report)."""
     deadline = time.time() + timeout
-    while time.time() < deadline:
+    while time.time() < deadline and not _exited(pid):
         if db.exists():
             try:
                 with sqlite3.connect(db, timeout=5) as c:
@@ -157,13 +166,14 @@ def test_kill_9_at_random_points_loses_no_finished_run_and_duplicates_none(tmp_p
         except ProcessLookupError:
             pass
         status = zygote.wait(pid)
-        if not os.WIFSIGNALED(status):  # it finished first: the next kills fall in a new sweep on the same store
+        if not os.WIFSIGNALED(status):
             assert os.WEXITSTATUS(status) == 0
-            generation += 1
         if not db.exists():
             continue
         runs, done_attempts, failed, evals, epochs = _store_state(db)
         done = {h: v for h, v in runs.items() if v[0] == "done"}
+        if len(done) == len(runs) == 8 * (generation + 1):
+            generation += 1  # this sweep is finished (perhaps killed while writing its report): the next kills fall in a new one
         # Nothing finished is lost or redone: every run done before this kill is done with the very same result.
         for h, before in done_before.items():
             assert done.get(h) == before, f"run {h} changed after kill {kills}"

@@ -187,7 +187,7 @@ def _print_json(obj: dict) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .report import format_run
-    from .store import Store, check_db_path, new_owner_id
+    from .store import Store, StoreEmpty, check_db_path, new_owner_id
     from .sweep import ensure_inputs, run_claimed
 
     cfg = RunConfig.from_dict(_run_options(args, grid=False))
@@ -198,8 +198,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = cfg.planned()
     h = cfg.config_hash()
     if os.path.exists(args.db) and not args.force:
-        with Store(args.db, readonly=True) as store:
-            row = store.get(h)
+        try:
+            with Store(args.db, readonly=True) as store:
+                row = store.get(h)
+        except StoreEmpty:  # being created by another process, or an empty file: nothing stored yet
+            row = None
         if row is not None and row["status"] == "done" and row["result_json"]:
             tracker = _mlflow_logger(args, sweep=None)
             if tracker is not None and tracker.catch_up(args.db, {h}):
@@ -283,10 +286,13 @@ def _execute(plan, args: argparse.Namespace, tracker=None) -> tuple[int, Any]:
     from .sweep import SweepOptions, describe, run_sweep
 
     if args.dry_run:
-        for h, status, label in describe(plan, args.db):
+        problems: list[str] = []
+        for h, status, label in describe(plan, args.db, problems):
             print(f"{h}  {status:8s}  {label}")
         for values, reason in plan.invalid:
             print(f"{'-' * 16}  invalid   {reason}")
+        for problem in problems:  # runs named by their data's digest cannot be named before the data is here
+            logger.info("not named yet (no hash before its inputs are here): %s", problem)
         logger.info("%s in sweep %s", plural(len(plan.configs), "run"), plan.name)
         return 0, None
     options = SweepOptions(db=args.db, executor=args.executor, pack=args.pack, retry_failed=args.retry_failed,

@@ -5,8 +5,9 @@ by one from a single Python thread. Processes, unlike CUDA streams driven from o
 parallel, and they also overlap what a run does besides stepping (set-up, evaluation, storing). Each
 worker trains whole runs with `engine.train`, exactly as `--executor local` does, so a run's result does
 not depend on what shares the device (in deterministic mode it is bit for bit the same; tests compare).
-This process stays the only writer to the store: it claims runs, renews their leases while they
-train, and records what the workers send back, as the Ray executor does.
+This process stays the only writer to the store: it holds each run's store.Lease (claimed before the
+run is handed out, renewed by its thread while a worker trains it) and ends it with what the worker
+sends back, as the Ray executor does; a lease lost meanwhile ends that worker's run.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from .config import RunConfig
 from .errors import ConfigError, DataUnavailable, WeightsError
+from .store import Lease, LeaseLost
 
 # --executor packed without --pack: runs trained at once.
 DEFAULT_PACK = 4
@@ -83,6 +85,7 @@ class _Slot:
     process: Any
     tasks: Any
     cfg: RunConfig | None = None  # the run it is training
+    lease: Any = None  # store.Lease of that run
 
 
 def _threads_per_worker(configs: list[RunConfig], pack: int) -> int:
@@ -125,7 +128,7 @@ def run_packed(todo: list[RunConfig], store, owner: str, options, outcome, quiet
     slots = [start(i) for i in range(pack)]
     waiting = list(todo)
     submitted = 0
-    last_beat = time.monotonic()
+    claiming = None  # a lease between its claim and its hand-out, given back if interrupted there
     _log(f"packed: {pack} runs at a time, one worker process each ({threads} torch thread{'s' if threads != 1 else ''} each)", quiet)
     try:
         while True:
@@ -134,7 +137,9 @@ def run_packed(todo: list[RunConfig], store, owner: str, options, outcome, quiet
                     cfg = waiting.pop(0)
                     h = cfg.config_hash()
                     submitted += 1
-                    if not store.claim(h, owner, options.lease_seconds, retry_failed=options.retry_failed):
+                    claiming = Lease(store, h, owner, options.lease_seconds)
+                    if not claiming.acquire(retry_failed=options.retry_failed):
+                        claiming = None
                         row = store.get(h)
                         if row["status"] == "done":
                             outcome.already_done += 1
@@ -143,44 +148,66 @@ def run_packed(todo: list[RunConfig], store, owner: str, options, outcome, quiet
                             _log(f"[{submitted}/{len(todo)}] {cfg.label()}: held by {row['owner']}, left to it", quiet)
                         continue
                     slot.tasks.put((h, cfg.to_dict(), pack))
-                    slot.cfg = cfg
+                    slot.cfg, slot.lease, claiming = cfg, claiming, None
                     _log(f"[{submitted}/{len(todo)}] {cfg.label()} ... (worker {index})", quiet)
             busy = [s for s in slots if s.cfg is not None]
             if not busy:
                 break
             try:
-                index, h, status, payload = results.get(timeout=min(1.0, options.lease_seconds / 3))
+                index, h, status, payload = results.get(timeout=1.0)
             except queue.Empty:
                 index = None
-            if time.monotonic() - last_beat >= options.lease_seconds / 3:
-                for slot in busy:
-                    store.heartbeat(slot.cfg.config_hash(), owner, options.lease_seconds)
-                last_beat = time.monotonic()
+            for i, slot in enumerate(slots):
+                if slot.cfg is not None and i != index and slot.lease.lost.is_set():
+                    # Taken over while its worker trains it: that training is stopped and nothing of it stored.
+                    _log(f"    {_lost_reason(slot.lease)}", quiet)
+                    outcome.held_elsewhere.append(slot.cfg.config_hash())
+                    slot.lease.stop_renewing()
+                    slot.cfg = slot.lease = None
+                    slot.process.terminate()
+                    slot.process.join(timeout=5)
+                    slots[i] = start(i)
             if index is None:
                 _replace_dead(slots, start, store, owner, outcome, quiet)
                 continue
-            cfg, slots[index].cfg = slots[index].cfg, None
-            if status == "done":
-                store.complete(payload, owner)
-                outcome.ran.append(payload)
-                _log(f"    done {cfg.label()}: {payload.test_accuracy:.2f}% test accuracy, {payload.train_seconds:.1f} s", quiet)
-                if on_result is not None:
-                    on_result(payload)
-            elif status == "unavailable":
+            if slots[index].cfg is None:  # the answer of a run stopped above: already accounted for
+                continue
+            (cfg, lease), slots[index].cfg, slots[index].lease = (slots[index].cfg, slots[index].lease), None, None
+            if status == "unavailable":
                 # Missing data or weights fail every run alike: stop and say so once.
-                store.release(h, owner)
+                lease.release()
                 raise DataUnavailable(payload)
-            else:
-                store.fail(h, owner, payload)
-                outcome.failed.append((h, cfg.label(), payload))
-                _log(f"    failed {cfg.label()}: {payload}", quiet)
-    except KeyboardInterrupt:
-        outcome.interrupted = True
+            try:
+                if status == "done":
+                    lease.complete(payload)
+                    outcome.ran.append(payload)
+                    _log(f"    done {cfg.label()}: {payload.test_accuracy:.2f}% test accuracy, {payload.train_seconds:.1f} s", quiet)
+                    if on_result is not None:
+                        on_result(payload)
+                else:
+                    lease.fail(payload)
+                    outcome.failed.append((h, cfg.label(), payload))
+                    _log(f"    failed {cfg.label()}: {payload}", quiet)
+            except LeaseLost as e:
+                outcome.held_elsewhere.append(h)
+                _log(f"    {e}", quiet)
+    except KeyboardInterrupt as e:
+        outcome.interrupted = e
     finally:
+        if claiming is not None:
+            claiming.release()
         for slot in slots:
-            if slot.cfg is not None:
-                store.release(slot.cfg.config_hash(), owner)
+            if slot.lease is not None:
+                slot.lease.release()
         _stop(slots)
+
+
+def _lost_reason(lease) -> str:
+    try:
+        lease.check()
+    except LeaseLost as e:
+        return str(e)
+    return "lease lost"
 
 
 def _replace_dead(slots: list[_Slot], start, store, owner: str, outcome, quiet: bool) -> None:
@@ -193,9 +220,13 @@ def _replace_dead(slots: list[_Slot], start, store, owner: str, outcome, quiet: 
         code = slot.process.exitcode
         if slot.cfg is not None:
             reason = f"worker process died (exit code {code}) while training this run"
-            store.fail(slot.cfg.config_hash(), owner, reason)
-            outcome.failed.append((slot.cfg.config_hash(), slot.cfg.label(), reason))
-            _log(f"    failed {slot.cfg.label()}: {reason}", quiet)
+            try:
+                slot.lease.fail(reason)
+                outcome.failed.append((slot.cfg.config_hash(), slot.cfg.label(), reason))
+                _log(f"    failed {slot.cfg.label()}: {reason}", quiet)
+            except LeaseLost as e:
+                outcome.held_elsewhere.append(slot.cfg.config_hash())
+                _log(f"    {e}", quiet)
         slots[index] = start(index)
 
 

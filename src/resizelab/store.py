@@ -98,6 +98,10 @@ class StoreError(ResizelabError):
     """The database cannot be opened or written (not a database, read-only, locked, full, older layout)."""
 
 
+class StoreEmpty(ConfigError):
+    """An SQLite file with no tables yet: a store another process is creating, or an empty file."""
+
+
 class LeaseLost(ResizelabError):
     """This process no longer holds the run it was training: another took it over, so nothing is stored here."""
 
@@ -199,6 +203,8 @@ class Store:
         # Reading the schema is what tells a database from random bytes ("file is not a database").
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if readonly:
+            if not tables:
+                raise StoreEmpty(f"{self.path} holds no results yet (an empty database); run a study or sweep first")
             if "runs" not in tables:
                 raise ConfigError(f"{self.path} is not a resizelab results store (it has no runs table)")
             check_schema_version(self.conn, self.path)
@@ -268,9 +274,10 @@ class Store:
         takes the config as given now (its execution settings may differ); a running or finished row keeps the
         config that ran, which `complete` wrote."""
         now = time.time()
+        # Planned before the write lock is taken: planning may read every file of a dataset.
+        configs = [cfg.planned() for cfg in configs]
         with self.transaction() as c:
-            for position, cfg in enumerate(configs):
-                planned = cfg.planned()
+            for position, planned in enumerate(configs):
                 h = planned.config_hash()
                 c.execute("INSERT INTO runs (config_hash, config_json, label, status, created_at) VALUES (?, ?, ?, 'pending', ?) "
                           "ON CONFLICT(config_hash) DO UPDATE SET config_json = excluded.config_json, label = excluded.label "

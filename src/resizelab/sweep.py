@@ -20,7 +20,7 @@ from .config import CONFIG_FIELDS, GridSpec, RunConfig, options, preflight
 from .errors import ConfigError, DataUnavailable, ResizelabError, WeightsError
 from .optional import require
 from .progress import SweepProgress, logger, plural
-from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Lease, LeaseLost, Store, new_owner_id
+from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Lease, LeaseLost, ResultNotStored, Store, new_owner_id
 
 SWEEP_FILE_KEYS = ("name", "seeds", "base", "grid", "variants")
 EXECUTORS = ("auto", "local", "packed", "ray")
@@ -283,21 +283,33 @@ def run_claimed(store: Store, cfg: RunConfig, owner: str, lease_seconds: float =
                 if not record_config_errors:
                     lease.release()
                     raise
-                lease.fail(_reason(e))
-                return Attempt("failed", reason=_reason(e))
+                return _fail(lease, _reason(e))
             except Exception as e:  # a failing run is recorded, and whoever called goes on
-                lease.fail(_reason(e))
-                return Attempt("failed", reason=_reason(e))
+                return _fail(lease, _reason(e))
             try:
                 lease.complete(result)
             except LeaseLost as e:
                 return Attempt("lost", result, str(e))
+            except ResultNotStored:
+                try:  # the disk may refuse this too; then the dead-owner rule frees the run later
+                    lease.release()
+                except ResizelabError:
+                    pass
+                raise
     except KeyboardInterrupt:
         # Ctrl-C or SIGTERM wherever it lands (just claimed, mid-step, mid-commit): the claim goes back unless
         # it was completed (release is guarded by the owner and the 'running' status).
         lease.release()
         raise
     return Attempt("done", result)
+
+
+def _fail(lease: Lease, reason: str) -> Attempt:
+    try:
+        lease.fail(reason)
+    except LeaseLost as e:  # taken over while failing: the new holder's outcome stands
+        return Attempt("lost", reason=str(e))
+    return Attempt("failed", reason=reason)
 
 
 def plan_and_register(plan: SweepPlan, store: Store) -> list[RunConfig]:
@@ -401,17 +413,23 @@ def _run_local(todo, store: Store, owner: str, options: SweepOptions, outcome: S
         _record(attempt, cfg, outcome, quiet, on_result, "    ", progress)
 
 
+def _dataset_for(cfg: RunConfig, datasets: dict):
+    """The dataset of `cfg`, loaded once per sweep (or packed worker) and kept while its runs follow."""
+    from .data import load_dataset
+
+    key = (cfg.data, cfg.data_dir, cfg.data_digest)
+    if key not in datasets:
+        datasets.clear()  # one dataset at a time: a sweep over several would otherwise hold them all
+        datasets[key] = load_dataset(cfg.data, cfg.data_dir)
+    return datasets[key]
+
+
 def _train_with_dataset(datasets: dict) -> Callable:
     """train(), given the dataset this sweep already loaded for the config's data (loaded once per sweep)."""
-    from .data import load_dataset
     from .engine import train
 
     def train_fn(cfg: RunConfig, **kwargs):
-        key = (cfg.data, cfg.data_dir, cfg.data_digest)
-        if key not in datasets:
-            datasets.clear()  # one dataset at a time: a sweep over several would otherwise hold them all
-            datasets[key] = load_dataset(cfg.data, cfg.data_dir)
-        return train(cfg, dataset=datasets[key], **kwargs)
+        return train(cfg, dataset=_dataset_for(cfg, datasets), **kwargs)
     return train_fn
 
 
@@ -516,21 +534,29 @@ def _lost_reason(lease: Lease) -> str:
     return "lease lost"
 
 
-def describe(plan: SweepPlan, db: str) -> list[tuple[str, str, str]]:
+def describe(plan: SweepPlan, db: str, problems: list[str] | None = None) -> list[tuple[str, str, str]]:
     """(hash, status in the store or 'new', label) for each planned run: what --dry-run prints. A run whose
-    inputs are not here yet cannot be named (its hash is its data's digest): '-' and 'new, inputs missing'."""
+    inputs are not here yet cannot be named (its hash is its data's digest): '-' * 16 and 'new', with the
+    reason added to `problems`."""
     import os
+
+    from .store import StoreEmpty
 
     statuses = {}
     if os.path.exists(db):
-        with Store(db, readonly=True) as store:
-            statuses = {r["config_hash"]: r["status"] for r in store.runs()}
+        try:
+            with Store(db, readonly=True) as store:
+                statuses = {r["config_hash"]: r["status"] for r in store.runs()}
+        except StoreEmpty:  # another process is creating it this moment
+            pass
     out = []
     for c in plan.configs:
         try:
             planned = c.planned()
         except (DataUnavailable, WeightsError, ConfigError) as e:
-            out.append(("-" * 16, "new", f"{c.label()} (not planned: {_reason(e)})"))
+            if problems is not None and _reason(e) not in problems:
+                problems.append(_reason(e))
+            out.append(("-" * 16, "new", c.label()))
             continue
         h = planned.config_hash()
         out.append((h, statuses.get(h, "new"), planned.label()))
