@@ -395,7 +395,7 @@ PROBE_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
                          "with its arch, stem and data"),
     "--db": ("db", str, f"the results store that holds --run (default ./{DEFAULT_DB})"),
     "--size": ("size", _parse_int, "the resized input size S in px, compared with the native images "
-                                   "(default: the run's train size with --run, else 16)"),
+                                   "(default 16; with --run, the run's train size if it resized)"),
     "--interpolation": ("interpolations", _str_tuple, "comma-separated methods (default nearest,bilinear,bicubic)"),
     "--antialias": ("antialias", parse_bool, "true or false (default true); the effective value is shown"),
     "--backend": ("backend", str, "pil, tensor or opencv (default pil)"),
