@@ -264,7 +264,8 @@ def _write_sweep_report(args: argparse.Namespace, plan, outcome) -> None:
 
     out = write_report(ReportConfig(db=args.db, sweep=plan.name, out=args.report_dir or os.path.join("reports", plan.name)))
     if (out / "findings.txt").is_file() and not args.json:
-        print("\nFindings (definitions in report.md)\n" + (out / "findings.txt").read_text(), end="")
+        # On stderr, like the report's path: stdout stays the one results table that scripts read.
+        print("\nFindings (definitions in report.md)\n" + (out / "findings.txt").read_text(), end="", file=sys.stderr)
     print(f"report: {out / 'report.html'}", file=sys.stderr)
 
 
