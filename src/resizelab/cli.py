@@ -361,7 +361,8 @@ def _write_sweep_report(args: argparse.Namespace, plan, outcome, tracker=None) -
 
     out = write_report(ReportConfig(db=args.db, sweep=plan.name, out=args.report_dir or os.path.join("reports", plan.name)))
     if (out / "findings.txt").is_file() and not args.json:
-        print("\nFindings (definitions in report.md)\n" + (out / "findings.txt").read_text(), end="")
+        # On stderr, like the report's path: stdout stays the one results table that scripts read.
+        print("\nFindings (definitions in report.md)\n" + (out / "findings.txt").read_text(), end="", file=sys.stderr)
     logger.info("report: %s", out / "report.html")
     if tracker is not None:
         try:
@@ -519,7 +520,7 @@ PROBE_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
                          "with its arch, stem and data"),
     "--db": ("db", str, f"the results store that holds --run (default ./{DEFAULT_DB})"),
     "--size": ("size", _parse_int, "the resized input size S in px, compared with the native images "
-                                   "(default: the run's train size with --run, else 16)"),
+                                   "(default 16; with --run, the run's train size if it resized)"),
     "--interpolation": ("interpolations", _str_tuple, "comma-separated methods (default nearest,bilinear,bicubic)"),
     "--antialias": ("antialias", parse_bool, "true or false (default true); the effective value is shown"),
     "--backend": ("backend", str, "pil, tensor or opencv (default pil)"),

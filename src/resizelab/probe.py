@@ -48,6 +48,7 @@ from .errors import ConfigError
 from .progress import plural
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
+DEFAULT_SIZE = 16
 BANDS = ("low", "mid", "high")
 BATCH = 100
 
@@ -61,7 +62,7 @@ class ProbeConfig:
     arch: str = "resnet18"
     weights: str = "imagenet"  # imagenet | none | path to a state_dict file
     stem: str = "imagenet"
-    size: int | None = None  # None: the stored run's train size with `run`, else 16
+    size: int | None = None  # None: with `run`, the run's train size when it resized (else DEFAULT_SIZE); else DEFAULT_SIZE
     interpolations: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
     antialias: bool = True
     backend: str = "pil"
@@ -77,9 +78,9 @@ class ProbeConfig:
         if not self.interpolations:
             raise ConfigError("interpolations must list at least one value")
         if self.run is not None:
-            self._take_from_run()
+            self._take_from_run()  # a size left out is chosen once the data's native size is known (run_probe)
         elif self.size is None:
-            object.__setattr__(self, "size", 16)
+            object.__setattr__(self, "size", DEFAULT_SIZE)
         _choice("arch", self.arch, RESNETS)  # the probe hooks ResNet blocks
         for method in self.interpolations:
             # One run config per method: data, weights, size, method x backend checked as `resizelab run` does.
@@ -104,10 +105,6 @@ class ProbeConfig:
             object.__setattr__(self, name, theirs)
         object.__setattr__(self, "run", stored.config_hash)
         object.__setattr__(self, "weights", stored.weights_path)
-        if self.size is None:
-            if stored.config.get("size") is None:
-                raise ConfigError(f"run {stored.config_hash} trained at the native size; give --size S to compare with")
-            object.__setattr__(self, "size", stored.config["size"])
 
 
 @dataclass
@@ -292,6 +289,21 @@ def comparison_grids(model: nn.Module, native: torch.Tensor, resized: torch.Tens
 
 # --- the probe -------------------------------------------------------------------------------
 
+def _with_run_size(cfg: ProbeConfig, native: tuple[int, int]) -> ProbeConfig:
+    """The run's train size when the run resized its input (the probe then compares what it trained on with
+    native images); for a run at the native size that comparison is the identity, so DEFAULT_SIZE instead."""
+    import copy
+
+    from .checkpoints import find_run
+    from .resize import output_size
+
+    trained = find_run(cfg.db, cfg.run).config.get("size")
+    size = trained if trained is not None and output_size(*native, trained) != native else DEFAULT_SIZE
+    resolved = copy.copy(cfg)  # not dataclasses.replace: the config is already resolved against the store
+    object.__setattr__(resolved, "size", size)
+    return resolved
+
+
 def load_run_weights(model: nn.Module, path: str, run: str) -> str:
     """Load a run's saved state_dict into the model it was trained as, every tensor (head and stem too);
     returns the weights tag: run:<hash> and the file's name and SHA-256 prefix."""
@@ -322,6 +334,8 @@ def run_probe(cfg: ProbeConfig, progress: Callable[[str], None] | None = None) -
     t0 = time.perf_counter()
     dataset = load_dataset(cfg.data, cfg.data_dir)
     images = dataset.test_images[balanced_subset(dataset.test_labels, cfg.limit, cfg.seed)]
+    if cfg.size is None:
+        cfg = _with_run_size(cfg, (int(images.shape[-2]), int(images.shape[-1])))
     torch.manual_seed(cfg.seed)  # the random init of --weights none
     if cfg.run is not None:
         model, info = build_model(cfg.arch, dataset.num_classes, "none", cfg.stem)
