@@ -50,7 +50,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["run", "--data", "synthetic", "--size", "big", "--db", str(tmp_path / "r.db")]) == 2
     assert "--size: expected a whole number" in capsys.readouterr().err
     assert main(["run", "--data", "synthetic", "--single-window-matmul", "maybe", "--db", str(tmp_path / "r.db")]) == 2
-    assert "--single-window-matmul: expected true or false" in capsys.readouterr().err
+    assert "--single-window-matmul: expected auto, true or false" in capsys.readouterr().err
     assert not (tmp_path / "r.db").exists()
 
 
