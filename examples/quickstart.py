@@ -14,7 +14,6 @@ import sys
 import tempfile
 
 import resizelab
-from resizelab.sweep import SweepOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     #    the same sweep again skips what is done. size None is the native size (no resize).
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or os.path.join(tmp, "quickstart.db")
-        plan = resizelab.expand(base, grid={"size": [16, None]}, name="quickstart")
-        outcome = resizelab.run_sweep(plan, SweepOptions(db=db, progress=False), quiet=True)
+        outcome = resizelab.sweep(base, grid={"size": [16, None]}, name="quickstart", db=db)
         print(f"sweep     {len(outcome.ran)} runs trained, {outcome.already_done} already in {db if args.db else 'the store'}")
 
         # 3. The store as a DataFrame: one row per run, config fields and metrics as typed columns.

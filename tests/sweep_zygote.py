@@ -22,7 +22,7 @@ from resizelab.cli import main  # noqa: E402  (after the thread setting, before 
 from resizelab.config import RunConfig  # noqa: E402
 from resizelab.engine import train  # noqa: E402
 from resizelab.resize import ResizeCache  # noqa: E402
-import resizelab.sweep  # noqa: E402,F401
+import resizelab.sweeps  # noqa: E402,F401
 
 train(RunConfig(data="synthetic", size=8, weights="none", epochs=1, batch_size=16, limit_train=64, limit_test=16, precision="fp32"),
       cache=ResizeCache(disk=False), progress=False)

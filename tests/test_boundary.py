@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 from resizelab.cli import main  # noqa: E402
 from resizelab.config import CONFIG_FIELDS, RunConfig  # noqa: E402
 from resizelab.errors import ConfigError  # noqa: E402
-from resizelab.sweep import SWEEP_FILE_KEYS, expand_spec, load_sweep_file  # noqa: E402
+from resizelab.sweeps import SWEEP_FILE_KEYS, expand_spec, load_sweep_file  # noqa: E402
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 

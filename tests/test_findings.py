@@ -155,7 +155,7 @@ def test_a_findings_study_reports_a_verdict_on_every_claim(tmp_path):
     import json
 
     from resizelab.report import ReportConfig, write_report
-    from resizelab.sweep import SweepOptions, expand, run_sweep
+    from resizelab.sweeps import SweepOptions, expand, run_sweep
 
     from conftest import write_imagefolder
 

@@ -34,7 +34,7 @@ def test_auto_precision_is_resolved_before_hashing(monkeypatch):
 
 
 def test_an_fp32_and_a_bf16_run_are_two_rows(tmp_path, monkeypatch):
-    from resizelab.sweep import SweepOptions, expand, run_sweep
+    from resizelab.sweeps import SweepOptions, expand, run_sweep
 
     db = str(tmp_path / "r.db")
     plan = expand(dict(TINY, data="synthetic", size=8), name="p")

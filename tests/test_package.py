@@ -21,7 +21,7 @@ def test_import_loads_neither_torch_nor_pandas():
         "heavy = [m for m in ('torch', 'torchvision', 'pandas', 'mlflow', 'numpy') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         # Reading results and planning sweeps resolve without the training stack too.
-        "resizelab.RunConfig, resizelab.expand, resizelab.run_sweep, resizelab.load_runs, resizelab.load_evals, resizelab.load_epochs\n"
+        "resizelab.RunConfig, resizelab.sweep, resizelab.expand, resizelab.run_sweep, resizelab.load_runs, resizelab.load_evals, resizelab.load_epochs\n"
         "assert 'torch' not in sys.modules\n"
         "assert set(resizelab.__all__) <= set(dir(resizelab))\n"
         "from resizelab import RunConfig, load_runs\n"

@@ -4,7 +4,7 @@ import pytest
 
 from resizelab.cli import main
 from resizelab.errors import ConfigError
-from resizelab.sweep import SweepOptions, expand, run_sweep
+from resizelab.sweeps import SweepOptions, expand, run_sweep
 
 # Deterministic fp32: the mode in which a run must come out the same whoever trains it.
 TINY = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 64, "limit_test": 32,

@@ -15,7 +15,7 @@ from resizelab.cli import main
 from resizelab.config import RunConfig
 from resizelab.engine import train
 from resizelab.progress import TrainProgress, duration, plural
-from resizelab.sweep import SweepOptions, expand, run_sweep
+from resizelab.sweeps import SweepOptions, expand, run_sweep
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = dict(data="synthetic", weights="none", lr=0.01, limit_train=96, limit_test=32, precision="fp32", batch_size=16)

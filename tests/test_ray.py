@@ -18,7 +18,7 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from resizelab.sweep import SweepOptions, expand, run_sweep  # noqa: E402
+from resizelab.sweeps import SweepOptions, expand, run_sweep  # noqa: E402
 
 SRC = str(Path(__file__).parents[1] / "src")
 FAST = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 96, "limit_test": 32, "precision": "fp32"}

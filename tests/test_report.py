@@ -6,7 +6,7 @@ from resizelab.errors import ConfigError
 
 from resizelab.report import ReportConfig, write_report
 from resizelab.stats import mean_ci, pareto_front, t_critical_95
-from resizelab.sweep import SweepOptions, expand, run_sweep
+from resizelab.sweeps import SweepOptions, expand, run_sweep
 
 
 def test_confidence_interval_matches_a_known_case():

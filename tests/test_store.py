@@ -110,7 +110,7 @@ def test_a_stale_owners_complete_fail_and_release_are_refused(store):
 def test_a_run_whose_lease_is_taken_over_stops_within_one_renewal(tmp_path, one_thread):
     import threading
 
-    from resizelab.sweep import run_claimed
+    from resizelab.sweeps import run_claimed
 
     db = tmp_path / "r.db"
     cfg = RunConfig(data="synthetic", size=8, weights="none", epochs=50, batch_size=8, limit_train=400, limit_test=24, precision="fp32")

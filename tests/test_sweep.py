@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from resizelab.errors import ConfigError
-from resizelab.sweep import expand_spec, SweepOptions, expand, load_sweep_file, run_sweep
+from resizelab.sweeps import expand_spec, SweepOptions, expand, load_sweep_file, run_sweep
 
 FAST = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 200, "limit_test": 100, "precision": "fp32"}
 

@@ -8,13 +8,14 @@ _LAZY = {
     "RunConfig": "config",
     "train": "engine",
     "RunResult": "results",
-    "expand": "sweep",
-    "run_sweep": "sweep",
+    "sweep": "sweeps",
+    "expand": "sweeps",
+    "run_sweep": "sweeps",
     "load_runs": "api",
     "load_evals": "api",
     "load_epochs": "api",
 }
-__all__ = ["RunConfig", "RunResult", "train", "expand", "run_sweep", "load_runs", "load_evals", "load_epochs", "__version__"]
+__all__ = ["RunConfig", "RunResult", "train", "sweep", "expand", "run_sweep", "load_runs", "load_evals", "load_epochs", "__version__"]
 
 
 def __getattr__(name: str):

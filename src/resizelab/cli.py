@@ -188,7 +188,7 @@ def _print_json(obj: dict) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from .report import format_run
     from .store import Store, StoreEmpty, check_db_path, new_owner_id
-    from .sweep import ensure_inputs, run_claimed
+    from .sweeps import ensure_inputs, run_claimed
 
     cfg = RunConfig.from_dict(_run_options(args, grid=False))
     check_db_path(args.db)
@@ -283,7 +283,7 @@ def _interrupted_code(error: BaseException) -> int:
 
 def _execute(plan, args: argparse.Namespace, tracker=None) -> tuple[int, Any]:
     from .report import results_table
-    from .sweep import SweepOptions, describe, run_sweep
+    from .sweeps import SweepOptions, describe, run_sweep
 
     if args.dry_run:
         problems: list[str] = []
@@ -339,7 +339,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError("give --seeds N (seeds 0..N-1) or --seed A[,B...], not both")
         if args.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1; got {args.seeds}")
-        from .sweep import MAX_RUNS
+        from .sweeps import MAX_RUNS
 
         if args.seeds > MAX_RUNS:  # refused before the list of seeds is built
             raise ConfigError(f"--seeds {args.seeds:,} is more runs than one sweep takes ({MAX_RUNS:,}); use fewer seeds")
@@ -349,7 +349,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _max_runs(args: argparse.Namespace) -> int | None:
     """A sweep of more than CONFIRM_RUNS runs is planned only with --yes (or listed with --dry-run)."""
-    from .sweep import CONFIRM_RUNS
+    from .sweeps import CONFIRM_RUNS
 
     return None if args.yes or args.dry_run else CONFIRM_RUNS
 
@@ -388,7 +388,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .config import GridSpec
-    from .sweep import expand_spec, load_sweep_file
+    from .sweeps import expand_spec, load_sweep_file
 
     spec, name = GridSpec(), "sweep"
     if args.file:

@@ -58,7 +58,7 @@ def _worker(index: int, tasks, results, threads: int, cache_bytes: int) -> None:
     import torch
 
     from .resize import ResizeCache
-    from .sweep import _reason, _train_with_dataset
+    from .sweeps import _reason, _train_with_dataset
 
     torch.set_num_threads(threads)
     cache = ResizeCache(max_bytes=cache_bytes)
@@ -106,7 +106,7 @@ def run_packed(todo: list[RunConfig], store, owner: str, options, outcome, quiet
     """Train `todo` with `pack` worker processes, claiming each run before it is handed out."""
     import multiprocessing
 
-    from .sweep import _log
+    from .sweeps import _log
 
     check_pack(pack)
     if not todo:
@@ -212,7 +212,7 @@ def _lost_reason(lease) -> str:
 
 def _replace_dead(slots: list[_Slot], start, store, owner: str, outcome, quiet: bool) -> None:
     """A worker that died (killed for memory, a crash in native code) fails its run and is replaced."""
-    from .sweep import _log
+    from .sweeps import _log
 
     for index, slot in enumerate(slots):
         if slot.process.is_alive():

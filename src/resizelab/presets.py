@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .config import GridSpec
-from .sweep import SweepPlan, expand_spec
+from .sweeps import SweepPlan, expand_spec
 
 # The classic study: ImageNet ResNet-18 fine-tuned on CIFAR-10, PIL bilinear resize, SGD 0.001/0.9,
 # batch 32, 2 epochs, Normalize(0.5, 0.5). Spelled out even where it equals RunConfig's defaults: the

@@ -60,7 +60,7 @@ def log_result_to_mlflow(result: RunResult, tracking_uri: str, experiment: str =
     """Log one finished run as one MLflow run (status FINISHED) and return the MLflow run id.
 
     `sweep` is tagged as `resizelab.sweep`; `report_dir`, a report folder, is logged under the
-    artifact path 'report'. Fits `run_sweep(..., on_result=...)`. Logs every time it is called: a
+    artifact path 'report'. Fits `resizelab.sweep(..., on_result=...)`. Logs every time it is called: a
     result is new data; `export_store_to_mlflow` is the call that skips what is logged already.
     """
     if report_dir is not None and not Path(report_dir).is_dir():

@@ -12,9 +12,10 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from .config import CONFIG_FIELDS, GridSpec, RunConfig, options, preflight
 from .errors import ConfigError, DataUnavailable, ResizelabError, WeightsError
@@ -198,6 +199,8 @@ class SweepOutcome:
     invalid: int = 0
     interrupted: BaseException | bool = False  # the KeyboardInterrupt (or SIGTERM) that stopped it
     rows: list[dict] = field(default_factory=list)  # the store rows of the plan, in plan order
+    db: str | None = None  # the store it ran against: resizelab.load_runs(outcome.db, sweep=outcome.name)
+    report: Path | None = None  # the report folder, when one was written
 
 
 def _log(message: str, quiet: bool) -> None:
@@ -323,10 +326,56 @@ def plan_and_register(plan: SweepPlan, store: Store) -> list[RunConfig]:
     return planned
 
 
+def sweep(base: Mapping[str, Any] | None = None, grid: Mapping[str, Sequence] | None = None, *,
+          seeds: int | Sequence[int] | None = None, variants: Sequence[Mapping[str, Any]] | None = None,
+          preset: str | None = None, name: str | None = None, db: str | os.PathLike = DEFAULT_DB,
+          executor: str = "auto", pack: int | None = None, retry_failed: bool = False,
+          lease_seconds: float = DEFAULT_LEASE_SECONDS, ray_address: str | None = None,
+          report: bool | str | os.PathLike = False, progress: bool = False,
+          on_result: Callable[[Any], None] | None = None) -> SweepOutcome:
+    """Run a sweep from Python: what `resizelab sweep` (or, with `preset`, `resizelab study`) runs, on the same
+    engine and store, so calling it again resumes it and a run the store holds is not trained twice.
+
+        outcome = resizelab.sweep({"data": "synthetic", "epochs": 1}, grid={"size": [16, 32, 64]}, seeds=3, db="runs.db")
+        frame = resizelab.load_runs(outcome.db, sweep=outcome.name)
+
+    `base` holds fixed run options and `grid` the axes (every combination runs), both by RunConfig field name;
+    `seeds` is a count (seeds 0..N-1) or a list; `variants` are option sets laid over every grid point. With
+    `preset`, the preset's plan is the starting point and `base`, `grid` and `seeds` override it as the
+    command's flags do. `report` writes the report into reports/<name> (True) or the folder given.
+    Runs that fail are recorded and listed in `outcome.failed`; a Ctrl-C gives the current run back to the
+    store and is raised again.
+    """
+    from .presets import get_preset
+
+    if not (base or grid or variants or preset):
+        raise ConfigError("the sweep is empty; give base run options and a grid (e.g. grid={'size': [16, 32, 64]}), or a preset")
+    base, grid = dict(base or {}), {k: list(v) for k, v in (grid or {}).items()}
+    seed_values = None if seeds is None else seed_list(seeds if isinstance(seeds, int) else list(seeds), "seeds")
+    if preset is not None:
+        if variants:
+            raise ConfigError(f"variants cannot be laid over preset {preset!r}; give base and grid overrides, or no preset")
+        overrides = {**base, **grid, **({"seed": seed_values} if seed_values else {})}
+        plan = get_preset(preset).plan(overrides, name=name)
+    else:
+        plan = expand(base, grid, seed_values, [dict(v) for v in variants or []] or None, name=name or "sweep")
+    options = SweepOptions(db=os.fspath(db), executor=executor, pack=pack, retry_failed=retry_failed,
+                           lease_seconds=lease_seconds, progress=progress, ray_address=ray_address)
+    outcome = run_sweep(plan, options, quiet=not progress, on_result=on_result)
+    if isinstance(outcome.interrupted, BaseException):
+        raise outcome.interrupted
+    if report and any(r["status"] == "done" for r in outcome.rows):
+        from .report import ReportConfig, write_report
+
+        out = os.path.join("reports", plan.name) if report is True else os.fspath(report)
+        outcome.report = write_report(ReportConfig(db=options.db, sweep=plan.name, out=out))
+    return outcome
+
+
 def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
               on_result: Callable[[Any], None] | None = None) -> SweepOutcome:
     """Run every config of `plan` that the store does not already hold as done."""
-    outcome = SweepOutcome(plan.name, len(plan.configs), invalid=len(plan.invalid))
+    outcome = SweepOutcome(plan.name, len(plan.configs), invalid=len(plan.invalid), db=str(options.db))
     if options.executor == "ray":
         require("ray", "ray", "executor 'ray'")
     # Inputs are checked before the store is touched: offline, a new sweep leaves no database behind.
@@ -538,7 +587,6 @@ def describe(plan: SweepPlan, db: str, problems: list[str] | None = None) -> lis
     """(hash, status in the store or 'new', label) for each planned run: what --dry-run prints. A run whose
     inputs are not here yet cannot be named (its hash is its data's digest): '-' * 16 and 'new', with the
     reason added to `problems`."""
-    import os
 
     from .store import StoreEmpty
 
