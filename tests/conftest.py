@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import http.server
+import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+
+# CI installs every optional dependency (make test) and Chromium (.ci/run), then sets this: a test skipped there
+# means something it needs did not install, and a green run would hide that the test never ran.
+REQUIRE_ALL = "RESIZELAB_REQUIRE_ALL_TESTS"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = terminalreporter.stats.get("skipped", [])
+    if os.environ.get(REQUIRE_ALL) and skipped:
+        terminalreporter.write_line(f"{len(skipped)} skipped while {REQUIRE_ALL} is set: every test must run here", red=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if os.environ.get(REQUIRE_ALL) and exitstatus == 0 and reporter is not None and reporter.stats.get("skipped"):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)
