@@ -141,6 +141,19 @@ def _wait_until_training(db, pid: int, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def _wait_until_done(db, pid: int, count: int, timeout: float = 60.0) -> None:
+    """Until the store holds `count` done runs, or `pid` has ended."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and not _exited(pid):
+        try:
+            with sqlite3.connect(db, timeout=5) as c:
+                if c.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0] >= count:
+                    return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.02)
+
+
 def test_kill_9_at_random_points_loses_no_finished_run_and_duplicates_none(tmp_path, zygote):
     import random
 
@@ -159,7 +172,13 @@ def test_kill_9_at_random_points_loses_no_finished_run_and_duplicates_none(tmp_p
         else:
             # Once it trains, anywhere in the next runs: mid-step, mid-evaluation, mid-commit, between runs.
             _wait_until_training(db, pid)
-            time.sleep(rng.uniform(0.0, 1.2))
+            if rng.random() < 0.4:
+                # Just after a run is stored (the next claim, the commit's aftermath), however slow the machine
+                # is: a kill point that also makes sure the loop gets past start-up.
+                _wait_until_done(db, pid, len(done_before) + 1)
+                time.sleep(rng.uniform(0.0, 0.3))
+            else:
+                time.sleep(rng.uniform(0.0, 1.2))
         try:
             os.kill(pid, signal.SIGKILL)
             kills += 1
