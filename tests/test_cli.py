@@ -10,7 +10,7 @@ import pytest
 
 from resizelab.cli import build_parser, main
 
-from conftest import write_imagefolder
+from conftest import error_lines, write_imagefolder
 
 FAST = ["--weights", "none", "--epochs", "1", "--lr", "0.01", "--limit-train", "200", "--limit-test", "60", "--precision", "fp32"]
 
@@ -207,3 +207,57 @@ def test_sigterm_gives_the_run_back_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 143, err
     assert "terminated (SIGTERM)" in err and "run the same command again to resume" in err
     assert not running()
+
+
+TINY_RUN = ["--data", "synthetic", "--weights", "none", "--epochs", "1", "--limit-train", "64", "--limit-test", "16",
+            "--precision", "fp32", "--size", "8"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sweep", *TINY_RUN, "--lease-seconds", "0"], "lease seconds must be between 3 and 86400; got 0.0"),
+    (["sweep", *TINY_RUN, "--lease-seconds", "-5"], "lease seconds must be between 3 and 86400; got -5.0"),
+    (["sweep", *TINY_RUN, "--lease-seconds", "nan"], "lease seconds must be between 3 and 86400; got nan"),
+    (["sweep", *TINY_RUN, "--size", "2,3"], "size must be between 4 and 1024; got 2"),
+    (["run", *TINY_RUN, "--db", ":memory:"], "--db :memory: would keep nothing"),
+])
+def test_bad_execution_input_is_one_line_exit_2_and_no_store(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    argv = argv if "--db" in argv else [*argv, "--db", str(tmp_path / "r.db")]
+    assert main(argv) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert message in line
+    assert not (tmp_path / "r.db").exists() and not list(tmp_path.iterdir())
+
+
+def test_bench_into_a_missing_folder_fails_before_benchmarking(tmp_path, capsys):
+    import time
+
+    start = time.perf_counter()
+    assert main(["bench", "--data", "synthetic", "--json-out", str(tmp_path / "nope" / "bench.json")]) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert "--json-out" in line and "does not exist" in line
+    assert time.perf_counter() - start < 10  # refused up front, not after the benchmark's minutes
+
+
+def test_a_run_that_fails_is_recorded_as_failed_with_its_reason(tmp_path, capsys, one_thread):
+    db = tmp_path / "r.db"
+    code = main(["run", "--data", "synthetic", "--weights", "none", "--size", "8", "--epochs", "1", "--limit-train", "128",
+                 "--batch-size", "8", "--limit-test", "16", "--lr", "10", "--momentum", "0.99", "--precision", "fp32",
+                 "--db", str(db), "-q"])
+    assert code == 1 and "failed: diverged" in capsys.readouterr().err
+    from resizelab.store import Store
+
+    with Store(db) as store:
+        (row,) = store.runs()
+    assert row["status"] == "failed" and row["error"].startswith("diverged") and row["owner"] is None
+
+
+def test_report_into_a_path_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    assert main(["run", *TINY_RUN, "--db", str(db), "-q"]) == 0
+    capsys.readouterr()
+    (tmp_path / "afile").write_text("")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        assert main(["report", "--db", str(db), "--out", str(out)]) == 2
+        (line,) = error_lines(capsys.readouterr().err)
+        assert str(tmp_path / "afile") in line

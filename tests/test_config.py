@@ -33,6 +33,8 @@ def test_identity_is_declared_with_each_option():
     ({"lr": float("nan")}, "lr must be in (0.0, 10.0]; got nan"),
     ({"momentum": float("nan")}, "momentum must be in [0.0, 1.0)"),
     ({"label_smoothing": float("inf")}, "label_smoothing must be in [0.0, 1.0)"),
+    ({"label_smoothing": float("nan")}, "label_smoothing must be in [0.0, 1.0); got nan"),
+    ({"weight_decay": float("nan")}, "weight_decay must be in"),
     ({"stem": "cifar", "arch": "mobilenet_v2"}, "stem 'cifar' applies to ResNets"),
     ({"data": "imagenet"}, "data must be one of"),
     ({"device": "tpu"}, "device must be auto, cpu, cuda or cuda:N"),

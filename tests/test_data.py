@@ -80,6 +80,21 @@ def test_cifar_folder_is_read_as_is(tmp_path):
     assert ds.classes[0] == "airplane"
 
 
+@pytest.mark.parametrize("batch, labels, message", [
+    ("test_batch", [99] * 20, "test labels run from .* to 99 but there are 10 classes"),
+    ("data_batch_2", [-1] + [0] * 19, "train labels run from -1"),
+    ("data_batch_1", [0.5] * 20, "labels must be integers, got float64"),
+])
+def test_cifar_labels_outside_the_class_list_are_refused(tmp_path, batch, labels, message):
+    folder = write_cifar10(tmp_path / "cifar-10-batches-py")
+    data = pickle.loads((folder / batch).read_bytes())
+    data[b"labels"] = labels
+    (folder / batch).write_bytes(pickle.dumps(data, protocol=2))
+    with pytest.raises(DataError, match=message) as info:
+        load_cifar("cifar10", tmp_path)
+    assert "\n" not in str(info.value)
+
+
 class _Exploit:
     def __reduce__(self):
         return (os.system, ("touch pwned-marker",))

@@ -94,3 +94,17 @@ def test_report_escapes_names_and_clears_stale_figures(tmp_path):
     assert "# resizelab report: a\\|b\\*c" in (out / "report.md").read_text()
     with pytest.raises(ConfigError, match="is a file"):
         write_report(ReportConfig(db=db, sweep="a|b*c", out=str(out / "report.md")))
+
+
+def test_class_names_are_drawn_as_written(tmp_path, one_thread):
+    # Class names are folder names: "$...$" must not be read as matplotlib mathtext (an unknown command made the
+    # report fail; a known one drew other text than the folder's name).
+    from conftest import write_imagefolder
+
+    root = write_imagefolder(tmp_path / "imgs", n_train=8, n_val=4, classes=(r"$\nocommand$", "a|b*c"))
+    db = str(tmp_path / "r.db")
+    plan = expand({"data": f"imagefolder:{root}", "weights": "none", "epochs": 1, "precision": "fp32", "batch_size": 8},
+                  {"size": [8, 16]}, seeds=[0], name="classes")
+    run_sweep(plan, SweepOptions(db=db, progress=False), quiet=True)
+    out = write_report(ReportConfig(db=db, sweep="classes", out=str(tmp_path / "rep")))
+    assert (out / "per_class_vs_size.png").is_file() and (out / "confusion_per_size.png").is_file()

@@ -254,3 +254,28 @@ def test_a_full_disk_while_storing_keeps_the_result_beside_the_db(store, tmp_pat
     assert os.path.dirname(saved) == str(tmp_path) and json.loads(open(saved).read())["config_hash"] == h
     assert json.loads(open(saved).read())["test_accuracy"] == result.test_accuracy
     assert store.get(h)["result_json"] is None and store.attempts(h) == []  # nothing half-written
+
+
+def test_an_interrupted_forced_rerun_keeps_the_finished_result_visible(store, tmp_path):
+    from resizelab.api import load_runs
+    from resizelab.engine import train
+    from resizelab.sweeps import run_claimed
+
+    store.register([TINY])
+    h = TINY.config_hash()
+    assert run_claimed(store, TINY, "first:1:a", progress=False).status == "done"
+    before = store.get(h)
+
+    def interrupted(cfg, **kwargs):
+        train(cfg, **kwargs)  # trains, then Ctrl-C arrives before the result is stored
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_claimed(store, TINY, "second:1:b", force=True, train_fn=interrupted, progress=False)
+    after = store.get(h)
+    # Back to done with the result it had, not a pending row that a report would count as unfinished.
+    assert (after["status"], after["owner"], after["result_json"], after["test_accuracy"]) == (
+        "done", None, before["result_json"], before["test_accuracy"])
+    assert len(store.attempts(h)) == 1
+    pytest.importorskip("pandas", reason="pandas is not installed: pip install 'resizelab[pandas]'")
+    assert list(load_runs(tmp_path / "r.db")["config_hash"]) == [h]

@@ -59,6 +59,18 @@ def test_crop_flip_keeps_shape_and_content():
     assert set(out.unique().tolist()) <= set(batch.unique().tolist()) | {0}
 
 
+def test_a_last_batch_of_one_image_is_trained_in_the_batch_before(synthetic, one_thread):
+    from resizelab.pipeline import batch_bounds
+
+    assert batch_bounds(33, 32) == [(0, 33)] and batch_bounds(65, 32) == [(0, 32), (32, 65)]
+    assert batch_bounds(34, 32) == [(0, 32), (32, 34)] and batch_bounds(1, 32) == [(0, 1)]
+    # At 16 px the ResNet's last maps are 1x1: a batch of one image would leave BatchNorm one value per channel.
+    cfg = RunConfig(data="synthetic", weights="none", size=16, epochs=1, limit_train=33, limit_test=20, precision="fp32")
+    result = train(cfg, dataset=synthetic, progress=False)
+    (epoch,) = result.epochs
+    assert epoch.images == 33 and math.isfinite(epoch.train_loss)
+
+
 def test_divergence_is_a_failed_run(synthetic):
     cfg = RunConfig(data="synthetic", weights="none", size=16, epochs=1, lr=10.0, momentum=0.99, limit_train=256, limit_test=50, precision="fp32")
     with pytest.raises(RunFailed, match="diverged"):

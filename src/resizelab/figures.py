@@ -267,7 +267,7 @@ def figure_per_class_vs_size(groups: list[Group], path: Path) -> bool:
             values += ys
             ax.plot(xs, ys, marker="o", ms=3, color=f"C{i % 10}", linestyle="-" if aa else "--",
                     label=f"{label}, antialias {'on' if aa else 'off'}")
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name, fontsize=9, parse_math=False)  # class names are folder names: "$" is not mathtext
         _log_axis(ax, "x", sizes, base=2)
     finite = [v for v in values if not math.isnan(v)]
     if finite:  # scaled to the data (shared by every panel), not to 0-100: a weak model's classes sit low
@@ -335,13 +335,13 @@ def figure_confusion_per_size(groups: list[Group], path: Path) -> bool:
                 accuracy = 100 * np.trace(counts) / max(counts.sum(), 1)
                 ax.set_title(f"{size} px: {accuracy:.1f}%", fontsize=8)
             if i == len(with_confusion) - 1:
-                ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=6)
+                ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=6, parse_math=False)
                 ax.set_xlabel("predicted", fontsize=7)
             if j == 0:
-                ax.set_yticks(range(len(classes)), classes, fontsize=6)
+                ax.set_yticks(range(len(classes)), classes, fontsize=6, parse_math=False)
                 ax.set_ylabel(f"{label.replace('interpolation=', '')}\nantialias {'on' if aa else 'off'}\n\ntrue class", fontsize=7)
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="% of the true class's test images")
+        fig.colorbar(image, ax=axes, shrink=0.6).set_label("% of the true class's test images", fontsize=8)
     n = sorted({len(g.runs) for members in with_confusion.values() for g in members})
     fig.suptitle(f"Confusion matrix per input size (summed over n={'/'.join(map(str, n))} seeds; rows: true class)", fontsize=10)
     fig.savefig(path, bbox_inches="tight")
