@@ -131,14 +131,19 @@ def test_any_command_line_exits_0_1_or_2_with_one_line(command, args, capsys):
             argv += ["--preset", "seed"]
         for flag, value in args:
             argv += [flag] if flag in ("--retry-failed", "--yes") else [flag, value]
+        parsed = True
         try:
             code = main(argv)
         except SystemExit as e:  # argparse: an unknown flag or a value it cannot take
-            code = e.code
+            code, parsed = e.code, False
         err = capsys.readouterr().err
         assert code in (0, 1, 2), (argv, err)
         if code == 2:
             assert "Traceback" not in err and err.strip(), (argv, err)
+            if parsed:  # refused by resizelab: exactly one error line, whatever progress lines came before
+                assert len([line for line in err.splitlines() if line.startswith("resizelab: error: ")]) == 1, (argv, err)
+            else:  # refused by argparse: its usage, then one error line that names the subcommand
+                assert err.splitlines()[-1].startswith(f"resizelab {command}: error: "), (argv, err)
         assert not (Path(tmp) / "r.db").exists()  # a dry run stores nothing
 
 
