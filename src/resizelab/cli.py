@@ -498,9 +498,14 @@ def _bool_tuple(text: str) -> tuple[bool, ...]:
     return tuple(parse_bool(t) for t in text.split(",") if t.strip())
 
 
-SPECTRUM_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+# spectrum and probe measure a dataset's test split; their other flags are their own.
+TEST_SPLIT_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "--data": ("data", str, "cifar10, cifar100, synthetic or imagefolder:PATH (default cifar10); its test split is used"),
     "--data-dir": ("data_dir", str, "where CIFAR is found or downloaded"),
+}
+
+SPECTRUM_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    **TEST_SPLIT_OPTIONS,
     "--size": ("sizes", _parse_sizes, "comma-separated sizes in px, shorter edge (default 16,64)"),
     "--interpolation": ("interpolations", _str_tuple, "comma-separated methods (default nearest,bilinear,bicubic)"),
     "--antialias": ("antialias", _bool_tuple, "true, false or true,false (default true,false); the effective value is shown"),
@@ -511,8 +516,7 @@ SPECTRUM_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
 
 
 PROBE_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
-    "--data": ("data", str, "cifar10, cifar100, synthetic or imagefolder:PATH (default cifar10); its test split is used"),
-    "--data-dir": ("data_dir", str, "where CIFAR is found or downloaded"),
+    **TEST_SPLIT_OPTIONS,
     "--arch": ("arch", str, "resnet18, resnet34 or resnet50 (default resnet18)"),
     "--weights": ("weights", str, "imagenet, none (random init by --seed) or a path to a state_dict file (default imagenet)"),
     "--stem": ("stem", str, "imagenet or cifar (default imagenet)"),
@@ -530,11 +534,16 @@ PROBE_OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
 }
 
 
+TABLE_METAVARS = {"--data": "{cifar10,cifar100,synthetic[:N[:M]],imagefolder:PATH}", "--data-dir": "DIR", "--out": "DIR",
+                  "--arch": "{resnet18,resnet34,resnet50}", "--weights": "{imagenet,none,PATH}", "--stem": "{imagenet,cifar}",
+                  "--run": "HASH", "--db": "PATH", "--backend": "{pil,tensor,opencv}"}
+
+
 def _add_table_parser(sub, name: str, help_text: str, options: dict) -> None:
     p = sub.add_parser(name, help=help_text)
     for flag, (field, parse, text) in options.items():
-        metavar = {_parse_int: "N", _parse_sizes: "PX[,PX...]", parse_bool: "{true,false}", _bool_tuple: "{true,false}[,...]",
-                   _str_tuple: "NAME[,NAME...]"}.get(parse, {"--size": "PX", "--run": "HASH", "--db": "PATH"}.get(flag, "VALUE"))
+        metavar = {_parse_int: "PX" if flag == "--size" else "N", _parse_sizes: "PX[,PX...]", parse_bool: "{true,false}",
+                   _bool_tuple: "{true,false}[,...]", _str_tuple: "NAME[,NAME...]"}.get(parse) or TABLE_METAVARS[flag]
         p.add_argument(flag, dest=f"opt_{field}", default=None, metavar=metavar, help=text)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout instead of the table")
 
@@ -556,13 +565,7 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
     from .spectrum import SpectrumConfig, format_spectrum, run_spectrum
 
     cfg = SpectrumConfig(**_table_options(args, SPECTRUM_OPTIONS))
-    result = run_spectrum(cfg, progress=logger.info)
-    if args.json:
-        _print_json(result.to_json_dict())
-    else:
-        print(format_spectrum(result))
-    logger.info("wrote %s", ", ".join(result.files))
-    return 0
+    return _print_measurement(args, run_spectrum(cfg, progress=logger.info), format_spectrum)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -572,12 +575,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
     clash = [f"--{name.replace('_', '-')}" for name in ("weights", "arch", "stem", "data", "data_dir") if name in options]
     if "run" in options and clash:
         raise ConfigError(f"--run brings the run's own weights, arch, stem and data; drop {', '.join(clash)}")
-    cfg = ProbeConfig(**options)
-    result = run_probe(cfg, progress=logger.info)
+    return _print_measurement(args, run_probe(ProbeConfig(**options), progress=logger.info), format_probe)
+
+
+def _print_measurement(args: argparse.Namespace, result, format_table) -> int:
+    """A spectrum or probe result: its JSON or its table on stdout, the files it wrote on stderr."""
     if args.json:
         _print_json(result.to_json_dict())
     else:
-        print(format_probe(result))
+        print(format_table(result))
     logger.info("wrote %s", ", ".join(result.files))
     return 0
 

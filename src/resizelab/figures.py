@@ -25,6 +25,14 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> bool:
+    """Lay out, write and close a figure; True: it was drawn."""
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
 def _log_axis(ax, axis: str, ticks: list[float] | None = None, base: float = 10) -> None:
     """Log scale labelled with plain numbers (16, 32, 64), not 2^4 or 6x10^0."""
     from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, ScalarFormatter
@@ -86,10 +94,7 @@ def figure_accuracy_vs_size(groups: list[Group], path: Path) -> bool:
     ax.set_title(f"Test accuracy vs input size (n={'/'.join(map(str, n))} {seeds}; line: mean, dots: seeds, "
                  f"{'band' if min(n) >= 3 else 'bars'}: 95% CI)", fontsize=10)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def figure_cost_vs_size(groups: list[Group], path: Path) -> bool:
@@ -147,10 +152,7 @@ def figure_accuracy_vs_cost(groups: list[Group], path: Path) -> bool:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy vs cost")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def figure_train_test_heatmap(groups: list[Group], path: Path) -> bool:
@@ -181,10 +183,7 @@ def figure_train_test_heatmap(groups: list[Group], path: Path) -> bool:
     ax.set_title("Test accuracy (%) by train and test size")
     ax.grid(False)
     fig.colorbar(im, ax=ax, label="test accuracy (%)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 def figure_examples(groups: list[Group], path: Path, n_images: int) -> bool:
@@ -221,10 +220,7 @@ def figure_examples(groups: list[Group], path: Path, n_images: int) -> bool:
             if j == 0:
                 ax.set_ylabel(f"{method}\n{'aa' if aa else 'no aa'} {backend}", fontsize=8)
     fig.suptitle("What the network saw: test images after each resize (pixels shown as blocks)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path)
 
 
 # Beyond this many classes a per-class panel or a confusion matrix per cell is no longer readable.

@@ -71,6 +71,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .results import finite
+
 if TYPE_CHECKING:
     from .runs import Group
 
@@ -157,7 +159,7 @@ class Finding:
 
     def to_json_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        return _json(out)
+        return finite(out)
 
 
 @dataclass
@@ -171,16 +173,6 @@ class FindingsResult:
     def to_json_dict(self) -> dict[str, Any]:
         return {"native_px": self.native_px, "setting": self.setting, "signal_images": self.signal_images,
                 "findings": [f.to_json_dict() for f in self.findings], "files": self.files}
-
-
-def _json(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json(v) for v in value]
-    return value
 
 
 # --- intervals -------------------------------------------------------------------------------

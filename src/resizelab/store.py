@@ -94,6 +94,20 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_DB = "resizelab.db"
 
 
+
+def _filtered(query: str, alias: str, sweep: str | None, equal: dict[str, Any]) -> tuple[str, list]:
+    """`query` over table `alias`, kept to one sweep's runs and to the columns in `equal` that are given."""
+    clauses, args = [], []
+    if sweep:
+        query += f" JOIN sweep_runs s ON s.config_hash = {alias}.config_hash"
+        clauses.append("s.sweep = ?")
+        args.append(sweep)
+    for column, value in equal.items():
+        if value:
+            clauses.append(f"{alias}.{column} = ?")
+            args.append(value)
+    return query + (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
 class StoreError(ResizelabError):
     """The database cannot be opened or written (not a database, read-only, locked, full, older layout)."""
 
@@ -421,18 +435,7 @@ class Store:
     # --- reading -----------------------------------------------------------------------------
 
     def runs(self, *, sweep: str | None = None, status: str | None = None) -> list[dict]:
-        query = "SELECT r.* FROM runs r"
-        args: list = []
-        clauses = []
-        if sweep:
-            query += " JOIN sweep_runs s ON s.config_hash = r.config_hash"
-            clauses.append("s.sweep = ?")
-            args.append(sweep)
-        if status:
-            clauses.append("r.status = ?")
-            args.append(status)
-        if clauses:
-            query += " WHERE " + " AND ".join(clauses)
+        query, args = _filtered("SELECT r.* FROM runs r", "r", sweep, {"status": status})
         query += " ORDER BY s.position" if sweep else " ORDER BY r.created_at, r.config_hash"
         return [dict(row) for row in self.conn.execute(query, args)]
 
@@ -447,19 +450,7 @@ class Store:
 
     def attempts(self, config_hash: str | None = None, *, sweep: str | None = None, status: str | None = None) -> list[dict]:
         """Finished or failed attempts (of one run, or of a sweep's runs), oldest first."""
-        query, args, clauses = "SELECT a.* FROM attempts a", [], []
-        if sweep:
-            query += " JOIN sweep_runs s ON s.config_hash = a.config_hash"
-            clauses.append("s.sweep = ?")
-            args.append(sweep)
-        if config_hash:
-            clauses.append("a.config_hash = ?")
-            args.append(config_hash)
-        if status:
-            clauses.append("a.status = ?")
-            args.append(status)
-        if clauses:
-            query += " WHERE " + " AND ".join(clauses)
+        query, args = _filtered("SELECT a.* FROM attempts a", "a", sweep, {"config_hash": config_hash, "status": status})
         return [dict(r) for r in self.conn.execute(query + " ORDER BY a.attempt_id", args)]
 
     def sweeps(self) -> list[tuple[str, int]]:
