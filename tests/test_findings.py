@@ -177,6 +177,6 @@ def test_a_findings_study_reports_a_verdict_on_every_claim(tmp_path):
     md = (out / "report.md").read_text()
     assert "## Findings" in md and md.count("| not resolved at this n |") + md.count("| supported |") + md.count("| contradicted |") == 11
     html = (out / "report.html").read_text()
-    assert "<h2>Findings</h2>" in html and html.count("<td>11</td>") == 1
+    assert "<h2>Findings</h2>" in html and html.count('<td class="num">11</td>') == 1
     for name in ("per_class_vs_size.png", "confusion_per_size.png"):
         assert (out / name).stat().st_size > 0

@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .progress import plural
 from .results import finite
 
 if TYPE_CHECKING:
@@ -495,7 +496,7 @@ def compute_findings(groups: list[Group], db: str, out: Path, progress: Callable
     backend = config["backend"]
     study_aa = effective_antialias(STUDY_METHOD[0], backend, True)
     setting = (f"{config['arch']} ({config['stem']} stem), weights {config['weights'] if config['weights'] in ('imagenet', 'none') else 'file'}, "
-               f"{config['epochs']} epochs, data {config['data']}, backend {backend}; the study's resize: bilinear, antialias "
+               f"{plural(config['epochs'], 'epoch')}, data {config['data']}, backend {backend}; the study's resize: bilinear, antialias "
                f"{'on' if study_aa else 'off (not available on this backend)'}")
     records = [AccuracyRecord(g.train_size, g.config["interpolation"], g.config["antialias"], r["config"]["seed"], r["test_accuracy"])
                for g in groups for r in g.runs]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .progress import plural
 from .results import TRAIN_SECONDS_INCLUDES
 from .store import DEFAULT_DB
 from .runs import Group, fixed, load_groups, sort_key, value_text, varying
@@ -26,20 +27,16 @@ def format_run(result: dict, label: str) -> str:
     lines = [
         f"config       {result['config_hash']}  {label}",
         f"input        {shape[0]}x{shape[1]} px, precision {result['effective_precision']}, weights {result['weights_tag']}",
-        f"train        {result['train_seconds']:.2f} s ({result['images_per_second']:.0f} img/s) over {_plural(result['epochs'], 'epoch')}; "
+        f"train        {result['train_seconds']:.2f} s ({result['images_per_second']:.0f} img/s) over {plural(result['epochs'], 'epoch')}; "
         f"first step after {result['time_to_first_step_seconds']:.2f} s",
     ]
     for e in result["epoch_history"]:
         lines.append(f"  epoch {e['epoch']}    loss {e['train_loss']:.4f}  train accuracy {e['train_accuracy']:.2f}%  {e['seconds']:.2f} s")
     for ev in result["evals"]:
-        lines.append(f"test         {ev['accuracy']:.2f}% at {ev['size_px']} px ({ev['interpolation']}, {_plural(ev['images'], 'image')})")
+        lines.append(f"test         {ev['accuracy']:.2f}% at {ev['size_px']} px ({ev['interpolation']}, {plural(ev['images'], 'image')})")
     lines.append(f"cost         {result['macs_per_image'] / 1e6:.1f} M MACs/image, {result['params'] / 1e6:.2f} M params, "
                  f"peak memory {result['peak_memory_bytes'] / 2**20:.0f} MiB ({result['peak_memory_kind']})")
     return "\n".join(lines)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def results_table(rows: list[dict]) -> str:
