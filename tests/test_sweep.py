@@ -225,7 +225,10 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     db = tmp_path / "r.db"
     cmd, env = _cli("sweep", "--data", "synthetic", "--weights", "none", "--epochs", "3", "--limit-train", "600", "--limit-test", "50",
                     "--size", "8,16,24", "--precision", "fp32", db=db, cwd=tmp_path)
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal sends it, to a process that takes it: a test run started in the background of a
+    # non-interactive shell inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not (db.exists() and any(s == "running" for _, s, _, _ in _statuses(db))):
         time.sleep(0.1)
