@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 import resizelab
@@ -49,9 +55,57 @@ def test_a_preset_with_overrides_plans_what_the_command_plans(tmp_path):
     (dict(base=BASE, seeds=[1, "2"]), "each seed must be a whole number"),
     (dict(base=BASE, executor="slurm"), "executor must be one of"),
     (dict(base=BASE, preset="nope"), "unknown preset 'nope'"),
+    (dict(base=BASE, grid={"size": 16}), "grid entry 'size' must be a non-empty list of values; got 16"),
+    (dict(base=BASE, grid={"interpolation": "bilinear"}), "grid entry 'interpolation' must be a non-empty list"),
+    (dict(base=BASE, grid={"size": {8: 1}}), "grid entry 'size' must be a non-empty list"),
+    (dict(base=BASE, grid=[8, 16]), "grid must be a dict of run options and their lists of values; got [8, 16]"),
+    (dict(base="data=synthetic"), "base must be a dict of run options"),
+    (dict(base=BASE, variants={"backend": "pil"}), "variants must be a list of dicts"),
+    (dict(base=BASE, seeds=2.0), "seeds must be a count or a list of seeds; got 2.0"),
+    (dict(base=BASE, seeds="0,1"), "seeds must be a count or a list of seeds"),
+    (dict(base={**BASE, "seed": 5}, seeds=[1]), "give seed in base (5) or seeds ([1]), not both"),
+    (dict(base=BASE, db=None), "db must be the path of the results store; got None"),
+    (dict(base=BASE, report=1), "report must be True"),
+    (dict(base=BASE, name="../escape", report=True), "a sweep name must be non-empty text without '/'"),
+    (dict(base=BASE, name=""), "a sweep name must be"),
+    (dict(base=BASE, name=7), "a sweep name must be"),
+    (dict(base=BASE, ray_address="127.0.0.1:6379"), "a Ray address applies to the ray executor, not 'auto'"),
 ])
-def test_bad_arguments_are_one_clear_error_and_store_nothing(tmp_path, kwargs, message):
+def test_bad_arguments_are_one_clear_error_and_store_nothing(tmp_path, monkeypatch, kwargs, message):
+    monkeypatch.chdir(tmp_path)
+    kwargs = {"db": tmp_path / "r.db", **kwargs}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        resizelab.sweep(**kwargs)
+    assert not list(tmp_path.iterdir())  # no store, no report folder
+
+
+def test_a_report_folder_that_cannot_be_written_is_refused_before_training(tmp_path):
+    (tmp_path / "r.txt").write_text("")
+    with pytest.raises(ConfigError, match=re.escape(f"report folder {tmp_path / 'r.txt'} is a file; give report a folder")):
+        resizelab.sweep(BASE, grid={"size": [8]}, db=tmp_path / "r.db", report=tmp_path / "r.txt")
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_a_runconfig_as_base_refused_combinations_and_names_from_content(tmp_path, one_thread):
     db = tmp_path / "r.db"
-    with pytest.raises(ConfigError, match=message):
-        resizelab.sweep(db=db, **kwargs)
-    assert not db.exists()
+    config = resizelab.RunConfig(**BASE, size=8, backend="tensor")
+    outcome = resizelab.sweep(config, grid={"interpolation": ["lanczos", "bilinear"]}, db=db)
+    # The RunConfig plans what the same options as a dict plan; the combination the backend cannot do is said.
+    assert [r.config.planned().config_hash() for r in outcome.ran] == [
+        resizelab.RunConfig(**BASE, size=8, backend="tensor", interpolation="bilinear").planned().config_hash()]
+    assert outcome.invalid == 1 and "lanczos" in outcome.invalid_reasons[0]
+    # Unnamed sweeps are named after what they run: another grid is another sweep with its own rows and report.
+    other = resizelab.sweep(config, grid={"interpolation": ["nearest"]}, db=db)
+    assert outcome.name.startswith("sweep-") and other.name.startswith("sweep-") and other.name != outcome.name
+    assert len(other.rows) == 1 and len(resizelab.load_runs(db, sweep=other.name)) == 1
+
+
+def test_progress_asked_for_from_python_is_shown_without_logging_set_up(tmp_path):
+    # A fresh interpreter, as a notebook or script is: no logging configured (pytest configures its own).
+    code = ("import resizelab\n"
+            f"resizelab.sweep({BASE!r}, grid={{'size': [8]}}, db={str(tmp_path / 'r.db')!r}, progress=True)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 run, 0 already done, 1 to run" in proc.stderr and "epoch 1/1" in proc.stderr
+    assert proc.stdout == ""

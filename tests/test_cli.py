@@ -219,6 +219,8 @@ TINY_RUN = ["--data", "synthetic", "--weights", "none", "--epochs", "1", "--limi
     (["sweep", *TINY_RUN, "--lease-seconds", "nan"], "lease seconds must be between 3 and 86400; got nan"),
     (["sweep", *TINY_RUN, "--size", "2,3"], "size must be between 4 and 1024; got 2"),
     (["run", *TINY_RUN, "--db", ":memory:"], "--db :memory: would keep nothing"),
+    (["sweep", *TINY_RUN, "--name", "../elsewhere"], "a sweep name must be non-empty text without '/'"),
+    (["sweep", *TINY_RUN, "--ray-address", "127.0.0.1:6379"], "a Ray address applies to the ray executor, not 'auto'"),
 ])
 def test_bad_execution_input_is_one_line_exit_2_and_no_store(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
@@ -261,3 +263,20 @@ def test_report_into_a_path_that_cannot_be_a_folder_is_one_line(tmp_path, capsys
         assert main(["report", "--db", str(db), "--out", str(out)]) == 2
         (line,) = error_lines(capsys.readouterr().err)
         assert str(tmp_path / "afile") in line
+
+
+def test_a_report_dir_that_is_a_file_is_refused_before_the_sweep_runs(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    assert main(["sweep", *TINY_RUN, "--db", str(tmp_path / "r.db"), "--report-dir", str(tmp_path / "afile")]) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert line.endswith("is a file; give --report-dir a folder") and not (tmp_path / "r.db").exists()
+
+
+def test_unnamed_flag_sweeps_are_named_after_what_they_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    names = []
+    for size in ("8", "12"):
+        argv = [a if a != "8" else size for a in TINY_RUN]
+        assert main(["sweep", *argv, "--db", str(tmp_path / "r.db"), "--dry-run"]) == 0
+        names.append(re.search(r"in sweep (\S+)", capsys.readouterr().err).group(1))
+    assert names[0].startswith("sweep-") and names[1].startswith("sweep-") and names[0] != names[1]

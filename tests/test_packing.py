@@ -35,7 +35,7 @@ def test_packed_runs_give_what_each_run_gives_alone(tmp_path):
 def test_pack_is_validated(tmp_path, capsys):
     with pytest.raises(ConfigError, match="pack .* must be a whole number from 1 to 64"):
         SweepOptions(executor="packed", pack=0)
-    with pytest.raises(ConfigError, match="add --executor packed"):
+    with pytest.raises(ConfigError, match="not 'local'; choose executor 'packed'"):
         SweepOptions(executor="local", pack=2)
     db = tmp_path / "r.db"
     assert main(["sweep", "--data", "synthetic", "--size", "8", "--executor", "packed", "--pack", "100", "--db", str(db)]) == 2

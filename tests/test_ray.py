@@ -129,3 +129,19 @@ def test_a_killed_driver_is_resumed_by_the_same_command(tmp_path, ray_cluster):
     assert len(after) == 2 and all(s == "done" for s, _ in after.values())
     assert all(after[h] == v for h, v in before.items())  # the stored ones were not run again
     assert _done_attempts(db) == {h: 1 for h in after}
+
+
+def test_a_ray_address_nothing_answers_at_is_one_error_at_once(tmp_path):
+    import socket
+
+    from resizelab.errors import ConfigError
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    plan = expand(FAST, {"size": [8]}, name="r")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+        run_sweep(plan, SweepOptions(db=str(tmp_path / "r.db"), executor="ray", ray_address=f"127.0.0.1:{port}"), quiet=True)
+    # ray.init would have retried it for minutes; and the store is not created for a sweep that cannot run.
+    assert time.perf_counter() - start < 10 and not (tmp_path / "r.db").exists()

@@ -14,8 +14,11 @@ _LAZY = {
     "load_runs": "api",
     "load_evals": "api",
     "load_epochs": "api",
+    "ConfigError": "errors",
+    "ResizelabError": "errors",
 }
-__all__ = ["RunConfig", "RunResult", "train", "sweep", "expand", "run_sweep", "load_runs", "load_evals", "load_epochs", "__version__"]
+__all__ = ["RunConfig", "RunResult", "train", "sweep", "expand", "run_sweep", "load_runs", "load_evals", "load_epochs", "ConfigError",
+           "ResizelabError", "__version__"]
 
 
 def __getattr__(name: str):

@@ -10,6 +10,7 @@ import argparse
 import difflib
 import json
 import os
+import pathlib
 import re
 import sys
 import threading
@@ -45,6 +46,8 @@ def _add_run_options(parser: argparse.ArgumentParser, grid: bool, skip: tuple[st
         default = (defaults or {}).get(name, option_default(name))
         if name == "size" or name == "test_size":
             shown = "native" if default is None else str(default)
+        elif default is None and opt.kind.metavar.startswith("{auto,"):
+            shown = "auto"  # None is how the config spells auto for these
         else:
             shown = _default_text(default)
         help_text = opt.help if "(default" in opt.help else f"{opt.help} (default {shown})"
@@ -359,7 +362,7 @@ def _write_sweep_report(args: argparse.Namespace, plan, outcome, tracker=None) -
         return
     from .report import ReportConfig, write_report
 
-    out = write_report(ReportConfig(db=args.db, sweep=plan.name, out=args.report_dir or os.path.join("reports", plan.name)))
+    out = write_report(ReportConfig(db=args.db, sweep=plan.name, out=_report_dir(args, plan)))
     if (out / "findings.txt").is_file() and not args.json:
         # On stderr, like the report's path: stdout stays the one results table that scripts read.
         print("\nFindings (definitions in report.md)\n" + (out / "findings.txt").read_text(), end="", file=sys.stderr)
@@ -372,7 +375,16 @@ def _write_sweep_report(args: argparse.Namespace, plan, outcome, tracker=None) -
             logger.warning("MLflow: report not logged (%s: %s); it is in %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "", out)
 
 
+def _report_dir(args: argparse.Namespace, plan) -> str:
+    return args.report_dir or os.path.join("reports", plan.name)
+
+
 def _sweep_and_report(args: argparse.Namespace, plan) -> int:
+    if not args.dry_run and not args.no_report:
+        from .report import check_out_dir
+
+        # Before anything trains: a report folder that cannot be written is a one-line error now, not after the sweep.
+        check_out_dir(pathlib.Path(_report_dir(args, plan)), "--report-dir", create=False)
     tracker = None if args.dry_run else _mlflow_logger(args, sweep=plan.name)
     code, outcome = _execute(plan, args, tracker)
     _write_sweep_report(args, plan, outcome, tracker)
@@ -388,13 +400,16 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .config import GridSpec
-    from .sweeps import expand_spec, load_sweep_file
+    from .sweeps import default_name, expand_spec, load_sweep_file
 
-    spec, name = GridSpec(), "sweep"
+    spec, name = GridSpec(), None
     if args.file:
         spec, name = load_sweep_file(args.file)
-    spec = spec.override(_overrides(args))
-    plan = expand_spec(spec, name=args.name or name, max_runs=_max_runs(args))
+    overrides = _overrides(args)
+    spec = spec.override(overrides)
+    # Without a file or --name, the sweep is named after what it runs: two different flag sweeps never share a report.
+    name = args.name or name or default_name("sweep", overrides)
+    plan = expand_spec(spec, name=name, max_runs=_max_runs(args))
     if not plan.configs and not plan.invalid:
         raise ConfigError("the sweep is empty; give a TOML file or run options such as --size 16,32,64")
     return _sweep_and_report(args, plan)

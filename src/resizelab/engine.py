@@ -18,7 +18,7 @@ from .errors import ConfigError, RunFailed
 from .models import build_model, count_macs
 from .optim import make_optimizer, make_schedule
 from .pipeline import MAX_RESIZED_TRAIN_BYTES, NORM_MEAN, NORM_STD, TrainData, input_shape, normalize
-from .progress import TrainProgress, logger
+from .progress import TrainProgress, console_logging, logger
 from .resize import ResizeCache, ResizeKey, effective_antialias, output_size
 from .results import EXECUTION_KEYS, TRAIN_SECONDS_INCLUDES, EpochResult, EvalResult, RunResult
 from .runtime import (autocast, capture_graphs, peak_memory, ready_model, reset_peak_memory, resolve_channels_last,
@@ -316,6 +316,13 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
     a lease that was taken over (store.Lease.check) ends training within one renewal period.
     """
     reporter = progress if isinstance(progress, TrainProgress) else TrainProgress(enabled=progress)
+    # Called from Python with nothing set up to show log records: they go to stderr for this call.
+    with console_logging(reporter.enabled):
+        return _train(config, dataset=dataset, cache=cache, reporter=reporter, check=check)
+
+
+def _train(config: RunConfig, *, dataset: Dataset | None, cache: ResizeCache | None, reporter: TrainProgress,
+           check: Callable[[], None] | None) -> RunResult:
     check = check or (lambda: None)
     run = Run(config, dataset=dataset, cache=cache).setup()
     reporter.start(run)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
 from .config import GridSpec
-from .sweeps import SweepPlan, expand_spec
+from .sweeps import SweepPlan, default_name, expand_spec
 
 # The classic study: ImageNet ResNet-18 fine-tuned on CIFAR-10, PIL bilinear resize, SGD 0.001/0.9,
 # batch 32, 2 epochs, Normalize(0.5, 0.5). Spelled out even where it equals RunConfig's defaults: the
@@ -35,10 +33,7 @@ class Preset:
         spec = GridSpec(dict(self.base), dict(self.grid), [dict(v) for v in self.variants], list(range(self.seeds)))
         spec = spec.override(overrides)
         if name is None:
-            name = self.name
-            if overrides:
-                tag = json.dumps(overrides, sort_keys=True, default=str)
-                name = f"{self.name}-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
+            name = default_name(self.name, overrides) if overrides else self.name
         return expand_spec(spec, name, max_runs=max_runs)
 
 

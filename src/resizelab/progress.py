@@ -10,9 +10,10 @@ an ETA, so the log of a job that is still running says how far it got. Messages 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
     from .engine import Run
@@ -73,6 +74,27 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
     fmt = "%(message)s" if sys.stderr.isatty() else "%(asctime)s %(message)s"
     handler.setFormatter(logging.Formatter(fmt, datefmt="%Y-%m-%d %H:%M:%S"))
     logger.setLevel(level)
+
+
+@contextmanager
+def console_logging(enabled: bool) -> Iterator[None]:
+    """Progress asked for from Python: shown on stderr while the call lasts, unless the caller has configured
+    logging (a handler on the `resizelab` logger or the root logger), whose choices then stand."""
+    root = logging.getLogger()
+    if not enabled or logger.handlers or root.handlers:
+        yield
+        return
+    handler, level = _StderrHandler(), logger.level
+    handler.setFormatter(logging.Formatter("%(message)s" if sys.stderr.isatty() else "%(asctime)s %(message)s",
+                                           datefmt="%Y-%m-%d %H:%M:%S"))
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 class TrainProgress:

@@ -9,6 +9,7 @@ writer) holds its lease and stores its result.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -43,6 +44,7 @@ class SweepPlan:
 def expand(base: dict[str, Any], grid: dict[str, list] | None = None, seeds: list[int] | None = None,
            variants: list[dict[str, Any]] | None = None, name: str = "sweep", *, max_runs: int | None = None) -> SweepPlan:
     """The product variants x grid x seeds over `base` (a variant's values beat the grid's); duplicates once."""
+    check_sweep_name(name)
     grid = grid or {}
     for key in list(base) + list(grid) + [k for v in (variants or []) for k in v]:
         if key not in CONFIG_FIELDS:
@@ -179,7 +181,12 @@ class SweepOptions:
         if self.pack is not None:
             check_pack(self.pack)
             if self.executor != "packed":
-                raise ConfigError(f"pack applies to the packed executor, not {self.executor!r}; add --executor packed")
+                raise ConfigError(f"pack applies to the packed executor, not {self.executor!r}; choose executor 'packed'")
+        if self.ray_address is not None:
+            if self.executor != "ray":
+                raise ConfigError(f"a Ray address applies to the ray executor, not {self.executor!r}; choose executor 'ray'")
+            if not isinstance(self.ray_address, str) or not self.ray_address.strip():
+                raise ConfigError(f"the Ray address must be host:port, ray://host:port or auto; got {self.ray_address!r}")
         # A lease shorter than a few heartbeats would lapse under a busy machine and let another sweep take
         # over a run that is still training (the heartbeat renews every third of it).
         if isinstance(self.lease_seconds, bool) or not isinstance(self.lease_seconds, (int, float)) \
@@ -197,6 +204,7 @@ class SweepOutcome:
     held_elsewhere: list[str] = field(default_factory=list)
     skipped_failed: list[str] = field(default_factory=list)
     invalid: int = 0
+    invalid_reasons: list[str] = field(default_factory=list)  # why each refused grid combination was refused
     interrupted: BaseException | bool = False  # the KeyboardInterrupt (or SIGTERM) that stopped it
     rows: list[dict] = field(default_factory=list)  # the store rows of the plan, in plan order
     db: str | None = None  # the store it ran against: resizelab.load_runs(outcome.db, sweep=outcome.name)
@@ -326,7 +334,7 @@ def plan_and_register(plan: SweepPlan, store: Store) -> list[RunConfig]:
     return planned
 
 
-def sweep(base: Mapping[str, Any] | None = None, grid: Mapping[str, Sequence] | None = None, *,
+def sweep(base: Mapping[str, Any] | RunConfig | None = None, grid: Mapping[str, Sequence] | None = None, *,
           seeds: int | Sequence[int] | None = None, variants: Sequence[Mapping[str, Any]] | None = None,
           preset: str | None = None, name: str | None = None, db: str | os.PathLike = DEFAULT_DB,
           executor: str = "auto", pack: int | None = None, retry_failed: bool = False,
@@ -339,37 +347,105 @@ def sweep(base: Mapping[str, Any] | None = None, grid: Mapping[str, Sequence] | 
         outcome = resizelab.sweep({"data": "synthetic", "epochs": 1}, grid={"size": [16, 32, 64]}, seeds=3, db="runs.db")
         frame = resizelab.load_runs(outcome.db, sweep=outcome.name)
 
-    `base` holds fixed run options and `grid` the axes (every combination runs), both by RunConfig field name;
-    `seeds` is a count (seeds 0..N-1) or a list; `variants` are option sets laid over every grid point. With
-    `preset`, the preset's plan is the starting point and `base`, `grid` and `seeds` override it as the
-    command's flags do. `report` writes the report into reports/<name> (True) or the folder given.
-    Runs that fail are recorded and listed in `outcome.failed`; a Ctrl-C gives the current run back to the
-    store and is raised again.
+    `base` holds fixed run options (a dict, or a RunConfig) and `grid` the axes as lists (every combination
+    runs), both by RunConfig field name; `seeds` is a count (seeds 0..N-1) or a list; `variants` are option sets
+    laid over every grid point. With `preset`, the preset's plan is the starting point and `base`, `grid` and
+    `seeds` override it as the command's flags do. Without `name`, the sweep is named after what it runs
+    (`sweep-<digest>`, or the preset's name). `report` writes the report into reports/<name> (True) or the
+    folder given. `progress` logs through the `resizelab` logger, to stderr unless logging is configured.
+    Runs that fail are recorded and listed in `outcome.failed`, refused combinations in `outcome.invalid_reasons`;
+    a Ctrl-C gives the current run back to the store and is raised again.
     """
     from .presets import get_preset
+    from .progress import console_logging
 
     if not (base or grid or variants or preset):
         raise ConfigError("the sweep is empty; give base run options and a grid (e.g. grid={'size': [16, 32, 64]}), or a preset")
-    base, grid = dict(base or {}), {k: list(v) for k, v in (grid or {}).items()}
-    seed_values = None if seeds is None else seed_list(seeds if isinstance(seeds, int) else list(seeds), "seeds")
+    base = _option_dict(base, "base")
+    grid = _option_dict(grid, "grid")
+    for key, values in grid.items():
+        if isinstance(values, range):
+            values = list(values)
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"grid entry {key!r} must be a non-empty list of values; got {values!r} (a single value goes in base)")
+        grid[key] = list(values)
+    if variants is not None and (isinstance(variants, (str, Mapping)) or not isinstance(variants, Sequence)):
+        raise ConfigError(f"variants must be a list of dicts of run options; got {variants!r}")
+    variants = [_option_dict(v, "each variant") for v in variants or []]
+    if seeds is not None and "seed" in base:
+        raise ConfigError(f"give seed in base ({base['seed']!r}) or seeds ({seeds!r}), not both")
+    if seeds is None or isinstance(seeds, int):
+        seed_values = None if seeds is None else seed_list(seeds, "seeds")
+    elif isinstance(seeds, (list, tuple, range)):
+        seed_values = seed_list(list(seeds), "seeds")
+    else:
+        raise ConfigError(f"seeds must be a count or a list of seeds; got {seeds!r}")
+    if db is None or not isinstance(db, (str, os.PathLike)):
+        raise ConfigError(f"db must be the path of the results store; got {db!r}")
+    out = _report_folder(report, name)
     if preset is not None:
         if variants:
             raise ConfigError(f"variants cannot be laid over preset {preset!r}; give base and grid overrides, or no preset")
         overrides = {**base, **grid, **({"seed": seed_values} if seed_values else {})}
         plan = get_preset(preset).plan(overrides, name=name)
     else:
-        plan = expand(base, grid, seed_values, [dict(v) for v in variants or []] or None, name=name or "sweep")
+        name = name if name is not None else default_name("sweep", {"base": base, "grid": grid, "seeds": seed_values,
+                                                                     "variants": variants})
+        plan = expand(base, grid, seed_values, variants or None, name=name)
     options = SweepOptions(db=os.fspath(db), executor=executor, pack=pack, retry_failed=retry_failed,
                            lease_seconds=lease_seconds, progress=progress, ray_address=ray_address)
-    outcome = run_sweep(plan, options, quiet=not progress, on_result=on_result)
+    if out is not None:
+        from .report import check_out_dir
+
+        out = os.path.join("reports", plan.name) if out is True else out
+        check_out_dir(Path(out), "report", create=False)
+    with console_logging(progress):
+        outcome = run_sweep(plan, options, quiet=not progress, on_result=on_result)
     if isinstance(outcome.interrupted, BaseException):
         raise outcome.interrupted
-    if report and any(r["status"] == "done" for r in outcome.rows):
+    if out is not None and any(r["status"] == "done" for r in outcome.rows):
         from .report import ReportConfig, write_report
 
-        out = os.path.join("reports", plan.name) if report is True else os.fspath(report)
         outcome.report = write_report(ReportConfig(db=options.db, sweep=plan.name, out=out))
     return outcome
+
+
+def _option_dict(values: Any, where: str) -> dict[str, Any]:
+    """Run options as a dict: from a mapping, or from a RunConfig's options (its derived fields are planned anew)."""
+    if values is None:
+        return {}
+    if isinstance(values, RunConfig):
+        return {name: getattr(values, name) for name in CONFIG_FIELDS}
+    if not isinstance(values, Mapping):
+        what = "a dict of run options and their lists of values" if where == "grid" else "a dict of run options (or a RunConfig)"
+        raise ConfigError(f"{where} must be {what}; got {values!r}")
+    return dict(values)
+
+
+def _report_folder(report: Any, name: str | None) -> bool | str | None:
+    """None (no report), True (reports/<sweep name>) or the folder asked for."""
+    if report is None or report is False:
+        return None
+    if report is True:
+        return True
+    if isinstance(report, (str, os.PathLike)) and os.fspath(report):
+        return os.fspath(report)
+    raise ConfigError(f"report must be True (reports/<sweep name>), False or a folder path; got {report!r}")
+
+
+def default_name(prefix: str, values: Any) -> str:
+    """`prefix-<digest>`: a sweep named after what it runs, so two different unnamed sweeps never share a report."""
+    tag = json.dumps(values, sort_keys=True, default=str)
+    return f"{prefix}-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
+
+
+def check_sweep_name(name: Any) -> str:
+    """A sweep's name is also its report folder (reports/<name>): one printable path component."""
+    if not isinstance(name, str) or not name.strip() or name != name.strip() or name in (".", "..") \
+            or "/" in name or "\\" in name or not name.isprintable():
+        raise ConfigError(f"a sweep name must be non-empty text without '/', '\\', surrounding spaces or control characters "
+                          f"(it names the folder reports/<name>); got {name!r}")
+    return name
 
 
 def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
@@ -378,6 +454,8 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
     outcome = SweepOutcome(plan.name, len(plan.configs), invalid=len(plan.invalid), db=str(options.db))
     if options.executor == "ray":
         require("ray", "ray", "executor 'ray'")
+        if options.ray_address:
+            check_ray_address(options.ray_address)
     # Inputs are checked before the store is touched: offline, a new sweep leaves no database behind.
     ready = {"done"} if options.retry_failed else {"done", "failed"}
     unfinished = [cfg for cfg, (_, status, _) in zip(plan.configs, describe(plan, options.db)) if status not in ready]
@@ -387,6 +465,7 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
         planned = plan_and_register(plan, store)
         outcome.planned = len(planned)
         for values, reason in plan.invalid:
+            outcome.invalid_reasons.append(reason)
             _log(f"invalid combination, recorded as failed: {reason}", quiet)
         owner = new_owner_id()
         todo = []
@@ -497,6 +576,23 @@ def _train_remote(cfg_dict: dict):
 
 # A Ray worker that dies (killed, out of memory, node lost) is a system failure: Ray runs the task again.
 RAY_TASK_RETRIES = 2
+
+
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Refuse a Ray address nothing answers at, at once: ray.init retries an unreachable one without end."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    if target in ("auto", "local") or ":" not in target:
+        return  # Ray resolves these itself (a running local cluster, or a new one)
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+        raise ConfigError(f"no Ray cluster answers at {address} ({reason}); start one with `ray start --head`, "
+                          "or leave the address out to start a local one") from None
 
 
 def _run_ray(todo, store: Store, owner: str, options: SweepOptions, outcome: SweepOutcome, quiet: bool, on_result) -> None:
