@@ -221,11 +221,12 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if not isinstance(error, ResizelabError) else text
 
 
-def ensure_inputs(configs) -> None:
+def ensure_inputs(configs, checked: set | None = None) -> None:
     """Fetch (or find) every dataset and set of weights the configs need, before any is planned or trained.
 
     Offline, this is where a study stops: one error with a line per missing input, each naming where
-    it was looked for, where it is downloaded from and how to point resizelab at a copy.
+    it was looked for, where it is downloaded from and how to point resizelab at a copy. `checked` holds
+    the inputs found already (by an earlier call of the same sweep), which are not looked for again.
     """
     from .data import load_dataset
     from .models import ensure_imagenet_weights
@@ -237,15 +238,23 @@ def ensure_inputs(configs) -> None:
         from .resize import _cv2
 
         _cv2()  # without OpenCV every opencv run would fail alike: stop here, once, naming the install command
+    checked = set() if checked is None else checked
+    datasets = [k for k in dict.fromkeys(("data", c.resolved().data, c.data_dir) for c in configs if c.data != "synthetic")
+                if k not in checked]
+    weights = [k for k in dict.fromkeys(("weights", c.arch) for c in configs if c.weights == "imagenet") if k not in checked]
+    if not datasets and not weights:
+        return
     logger.info("checking data and weights")
-    for data, data_dir in dict.fromkeys((c.resolved().data, c.data_dir) for c in configs if c.data != "synthetic"):
+    for key in datasets:
         try:
-            load_dataset(data, data_dir)
+            load_dataset(key[1], key[2])
+            checked.add(key)
         except DataUnavailable as e:
             problems.append(str(e))
-    for arch in dict.fromkeys(c.arch for c in configs if c.weights == "imagenet"):
+    for key in weights:
         try:
-            ensure_imagenet_weights(arch)
+            ensure_imagenet_weights(key[1])
+            checked.add(key)
         except WeightsError as e:
             problems.append(str(e))
     if problems:
@@ -323,10 +332,10 @@ def _fail(lease: Lease, reason: str) -> Attempt:
     return Attempt("failed", reason=reason)
 
 
-def plan_and_register(plan: SweepPlan, store: Store) -> list[RunConfig]:
+def plan_and_register(plan: SweepPlan, store: Store, checked: set | None = None) -> list[RunConfig]:
     """Plan every config (its hash needs the inputs, so they are fetched first), register them, record the
     invalid combinations; the planned configs, one per hash, in plan order."""
-    ensure_inputs(plan.configs)
+    ensure_inputs(plan.configs, checked)
     planned = list({c.config_hash(): c.planned() for c in plan.configs}.values())
     store.register(planned, sweep=plan.name)
     for values, reason in plan.invalid:
@@ -459,10 +468,11 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
     # Inputs are checked before the store is touched: offline, a new sweep leaves no database behind.
     ready = {"done"} if options.retry_failed else {"done", "failed"}
     unfinished = [cfg for cfg, (_, status, _) in zip(plan.configs, describe(plan, options.db)) if status not in ready]
+    checked: set = set()  # inputs found, so that each is looked for once
     if unfinished:
-        ensure_inputs(unfinished)
+        ensure_inputs(unfinished, checked)
     with Store(options.db) as store:
-        planned = plan_and_register(plan, store)
+        planned = plan_and_register(plan, store, checked)
         outcome.planned = len(planned)
         for values, reason in plan.invalid:
             outcome.invalid_reasons.append(reason)
@@ -479,8 +489,7 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
                 todo.append(cfg)
         _log(f"sweep {plan.name}: {plural(len(planned), 'run')}, {outcome.already_done} already done, {len(todo)} to run"
              + (f", {len(outcome.skipped_failed)} failed before (--retry-failed to run them again)" if outcome.skipped_failed else ""), quiet)
-        if any(cfg not in unfinished for cfg in todo):  # another process gave runs back since the check above
-            ensure_inputs(todo)
+        ensure_inputs(todo, checked)  # another process may have given runs back since the check above
         try:
             from .packing import resolve_executor, run_packed
 
@@ -501,11 +510,6 @@ def _record(attempt: Attempt, cfg: RunConfig, outcome: SweepOutcome, quiet: bool
             progress: SweepProgress | None = None) -> None:
     """What the sweep learns from one attempt, and what it says about it."""
     h = cfg.config_hash()
-    if progress is not None:
-        if attempt.status in ("done", "failed"):
-            progress.finished(ok=attempt.status == "done")
-        else:
-            progress.left_to_another()
     if attempt.status == "done":
         result = attempt.result
         outcome.ran.append(result)
@@ -522,6 +526,11 @@ def _record(attempt: Attempt, cfg: RunConfig, outcome: SweepOutcome, quiet: bool
     else:  # held by a live process, or taken over while training: the other process's result will stand
         outcome.held_elsewhere.append(h)
         _log(f"{prefix}{'held by ' + attempt.reason + ', left to it' if attempt.status == 'held' else attempt.reason}", quiet)
+    if progress is not None:  # after the run's own line: the sweep's count includes it
+        if attempt.status in ("done", "failed"):
+            progress.finished(ok=attempt.status == "done")
+        else:
+            progress.left_to_another()
 
 
 def _run_local(todo, store: Store, owner: str, options: SweepOptions, outcome: SweepOutcome, quiet: bool, on_result) -> None:
