@@ -391,7 +391,7 @@ def sweep(base: Mapping[str, Any] | RunConfig | None = None, grid: Mapping[str, 
         raise ConfigError(f"seeds must be a count or a list of seeds; got {seeds!r}")
     if db is None or not isinstance(db, (str, os.PathLike)):
         raise ConfigError(f"db must be the path of the results store; got {db!r}")
-    out = _report_folder(report, name)
+    out = _report_folder(report)
     if preset is not None:
         if variants:
             raise ConfigError(f"variants cannot be laid over preset {preset!r}; give base and grid overrides, or no preset")
@@ -431,7 +431,7 @@ def _option_dict(values: Any, where: str) -> dict[str, Any]:
     return dict(values)
 
 
-def _report_folder(report: Any, name: str | None) -> bool | str | None:
+def _report_folder(report: Any) -> bool | str | None:
     """None (no report), True (reports/<sweep name>) or the folder asked for."""
     if report is None or report is False:
         return None
