@@ -280,3 +280,10 @@ def test_unnamed_flag_sweeps_are_named_after_what_they_run(tmp_path, capsys, mon
         assert main(["sweep", *argv, "--db", str(tmp_path / "r.db"), "--dry-run"]) == 0
         names.append(re.search(r"in sweep (\S+)", capsys.readouterr().err).group(1))
     assert names[0].startswith("sweep-") and names[1].startswith("sweep-") and names[0] != names[1]
+
+
+def test_an_unknown_command_is_answered_with_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["reprot", "--db", "x.db"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.splitlines()[-1].startswith("resizelab: error: unknown command 'reprot' (did you mean 'report'?)")

@@ -628,6 +628,12 @@ def _reject_unknown(parser: argparse.ArgumentParser, command: str, extras: list[
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words and not words[0].startswith("-") and words[0] not in COMMANDS:
+        # argparse (before 3.14) lists the commands without a suggestion: a typo gets one.
+        match = difflib.get_close_matches(words[0], list(COMMANDS), n=1)
+        parser.error(f"unknown command {words[0]!r}" + (f" (did you mean {match[0]!r}?)" if match else "")
+                     + f"; commands: {', '.join(COMMANDS)}")
     args, extras = parser.parse_known_args(argv)
     if extras:
         _reject_unknown(parser, args.command, extras)
