@@ -287,3 +287,11 @@ def test_an_unknown_command_is_answered_with_a_suggestion(capsys):
         main(["reprot", "--db", "x.db"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.splitlines()[-1].startswith("resizelab: error: unknown command 'reprot' (did you mean 'report'?)")
+
+
+def test_an_unknown_flag_is_answered_by_its_subcommand_with_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", "--siez", "16"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("usage: resizelab sweep ")
+    assert err.splitlines()[-1] == "resizelab sweep: error: unrecognized arguments: --siez (did you mean --size?)"
