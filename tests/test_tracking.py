@@ -199,3 +199,28 @@ def test_mlflow_flag_errors_are_one_line_before_anything_is_stored(tmp_path, mon
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == "resizelab: error: MLflow tracking needs mlflow, which is not installed: pip install 'resizelab[mlflow]'"
     assert not db.exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_tracking_store_that_cannot_be_used_is_one_line_at_once(tiny_store, tmp_path, capsys):
+    import socket
+    import time
+
+    from resizelab.cli import main
+
+    db, _, _ = tiny_store
+    (tmp_path / "afile.txt").write_text("not a database")
+    with socket.socket() as s:  # a port that was free a moment ago: nothing answers there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cases = [(["--uri", "notascheme"], "'notascheme' is not a tracking URI"),
+             (["--uri", f"sqlite:///{tmp_path / 'afile.txt'}"], "afile.txt is not an SQLite database"),
+             (["--uri", f"sqlite:///{tmp_path / 'missing' / 'm.db'}"], f"folder {tmp_path / 'missing'} does not exist"),
+             (["--uri", f"http://127.0.0.1:{port}"], f"no MLflow server answers at http://127.0.0.1:{port}"),
+             (["--experiment", ""], "the MLflow experiment name must be non-empty text")]
+    for flags, message in cases:
+        start = time.perf_counter()
+        assert main(["export", "mlflow", "--db", str(db), *flags]) == 2, flags
+        (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("resizelab: error:")]
+        assert message in line and time.perf_counter() - start < 10, (flags, line)
+    # Nothing was made where nothing was asked for: no folder for the missing one, no store beside the database.
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "mlruns").exists()

@@ -65,8 +65,7 @@ def log_result_to_mlflow(result: RunResult, tracking_uri: str, experiment: str =
     """
     if report_dir is not None and not Path(report_dir).is_dir():
         raise ConfigError(f"report folder {report_dir} does not exist")
-    client = _client(tracking_uri)
-    experiment_id = _experiment_id(client, experiment, tracking_uri)
+    client, experiment_id = open_tracking(tracking_uri, experiment)
     return _log_run(client, experiment_id, result.to_json_dict(), label=result.config.label(), sweep=sweep,
                     report_dir=report_dir)
 
@@ -83,8 +82,8 @@ def export_store_to_mlflow(db: str | os.PathLike, tracking_uri: str | None = Non
     """
     stored = read_runs(db, sweep, status="done")
     uri = resolve_tracking_uri(tracking_uri, db)
-    client = _client(uri)
-    return _export(client, _experiment_id(client, experiment, uri), stored, sweep)
+    client, experiment_id = open_tracking(uri, experiment)
+    return _export(client, experiment_id, stored, sweep)
 
 
 class MlflowLogger:
@@ -99,8 +98,7 @@ class MlflowLogger:
 
     def __init__(self, tracking_uri: str, experiment: str = DEFAULT_EXPERIMENT, sweep: str | None = None):
         self.tracking_uri, self.experiment, self.sweep = tracking_uri, experiment, sweep
-        self.client = _client(tracking_uri)
-        self.experiment_id = _experiment_id(self.client, experiment, tracking_uri)
+        self.client, self.experiment_id = open_tracking(tracking_uri, experiment)
         self.logged = 0
         self.failed = 0
 
@@ -181,6 +179,48 @@ def logged_config_hashes(client: MlflowClient, experiment_id: str) -> set[str]:
 def _first_line(error: BaseException, limit: int = 200) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
+def check_tracking_uri(tracking_uri: str, experiment: str) -> None:
+    """Refuse, in one line, what MLflow would answer with a traceback, a hang or a folder made where none was asked."""
+    if not isinstance(experiment, str) or not experiment.strip():
+        raise ConfigError(f"the MLflow experiment name must be non-empty text; got {experiment!r}")
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", tracking_uri):
+        raise ConfigError(f"{tracking_uri!r} is not a tracking URI; give one such as sqlite:///path/mlflow.db or http://host:5000")
+    if tracking_uri.startswith("sqlite:///") and not tracking_uri.endswith(":memory:"):
+        path = Path(tracking_uri[len("sqlite:///"):])
+        if not path.parent.is_dir():
+            raise ConfigError(f"MLflow store {tracking_uri}: folder {path.parent} does not exist; create it or log elsewhere")
+        if path.exists() and (not path.is_file() or (path.stat().st_size and _head(path) != b"SQLite format 3\x00")):
+            raise ConfigError(f"MLflow store {tracking_uri}: {path} is not an SQLite database; give a new file or an MLflow store")
+    match = re.match(r"^https?://([^/:]+|\[[^\]]+\])(?::(\d+))?", tracking_uri)
+    if match:
+        import socket
+
+        host, port = match.group(1).strip("[]"), int(match.group(2) or (443 if tracking_uri.startswith("https") else 80))
+        try:  # MLflow's client retries an address nothing answers at for minutes, silently
+            with socket.create_connection((host, port), timeout=5):
+                pass
+        except OSError as e:
+            raise ConfigError(f"no MLflow server answers at {tracking_uri} ({e.strerror or e}); start it "
+                              "(mlflow server) or log to a local store (sqlite:///path/mlflow.db)") from None
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(16)
+
+
+def open_tracking(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str]:
+    """The client and experiment id for `tracking_uri`: checked first, and a store MLflow cannot open is one line."""
+    check_tracking_uri(tracking_uri, experiment)
+    client = _client(tracking_uri)
+    try:
+        return client, _experiment_id(client, experiment, tracking_uri)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever MLflow or its database driver raises, said in one line
+        raise ConfigError(f"MLflow store {tracking_uri} cannot be opened ({type(e).__name__}: {_first_line(e)})") from None
 
 
 def _client(tracking_uri: str) -> MlflowClient:
