@@ -295,3 +295,16 @@ def test_an_unknown_flag_is_answered_by_its_subcommand_with_a_suggestion(capsys)
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.startswith("usage: resizelab sweep ")
     assert err.splitlines()[-1] == "resizelab sweep: error: unrecognized arguments: --siez (did you mean --size?)"
+
+
+@pytest.mark.parametrize("command", [["spectrum", "--data", "synthetic", "--limit", "20"],
+                                     ["probe", "--weights", "none", "--data", "synthetic", "--limit", "20"]])
+def test_a_measurement_into_a_file_is_refused_before_measuring(tmp_path, capsys, command):
+    import time
+
+    (tmp_path / "afile").write_text("")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        start = time.perf_counter()
+        assert main([*command, "--out", str(out)]) == 2
+        (line,) = error_lines(capsys.readouterr().err)
+        assert "output folder" in line and "give --out a folder" in line and time.perf_counter() - start < 5

@@ -326,6 +326,9 @@ def load_run_weights(model: nn.Module, path: str, run: str) -> str:
 
 def run_probe(cfg: ProbeConfig, progress: Callable[[str], None] | None = None) -> ProbeResult:
     """Feed the native and the resized test images through one model and compare; write cfg.out."""
+    from .report import check_out_dir
+
+    check_out_dir(Path(cfg.out), "--out", create=False, what="output folder")  # before measuring, not after
     from .data import balanced_subset, load_dataset
     from .models import build_model
     from .resize import resize

@@ -116,28 +116,28 @@ def _environment():
     return env
 
 
-def check_out_dir(out: Path, option: str = "--out", *, create: bool = True) -> None:
+def check_out_dir(out: Path, option: str = "--out", *, create: bool = True, what: str = "report folder") -> None:
     """Make sure the report can be written to `out` (created if missing, unless `create` is False: a check made
     before a sweep runs, which must leave nothing behind if the sweep is refused); `option` is how it was set."""
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"report folder {out} is a file; give {option} a folder")
+        raise ConfigError(f"{what} {out} is a file; give {option} a folder")
     if not create:
         existing = next(p for p in (out, *out.absolute().parents) if p.exists())
         if not existing.is_dir():
-            raise ConfigError(f"cannot create the report folder {out} ({existing} is a file); give {option} a folder")
+            raise ConfigError(f"cannot create the {what} {out} ({existing} is a file); give {option} a folder")
         if not os.access(existing, os.W_OK | os.X_OK):
-            raise ConfigError(f"cannot create the report folder {out} ({existing} is not writable); give {option} a writable folder")
+            raise ConfigError(f"cannot create the {what} {out} ({existing} is not writable); give {option} a writable folder")
         return
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"cannot create the report folder {out} ({e.strerror}); give {option} a writable folder") from None
+        raise ConfigError(f"cannot create the {what} {out} ({e.strerror}); give {option} a writable folder") from None
     probe = out / ".resizelab-write-test"
     try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise ConfigError(f"report folder {out} is not writable ({e.strerror}); give {option} a writable folder") from None
+        raise ConfigError(f"{what} {out} is not writable ({e.strerror}); give {option} a writable folder") from None
 
 
 def write_report(config: ReportConfig) -> Path:

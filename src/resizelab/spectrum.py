@@ -336,6 +336,9 @@ def zone_plate_size(native_px: int, sizes: tuple[int, ...]) -> int:
 
 def run_spectrum(cfg: SpectrumConfig, progress: Callable[[str], None] | None = None) -> SpectrumResult:
     """Measure every size x variant of `cfg` on its test images and a zone plate; write files to cfg.out."""
+    from .report import check_out_dir
+
+    check_out_dir(Path(cfg.out), "--out", create=False, what="output folder")  # before measuring, not after
     from .data import balanced_subset, load_dataset
 
     say = progress or (lambda message: None)
