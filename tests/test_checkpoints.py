@@ -110,11 +110,14 @@ def test_probe_run_errors_are_one_line(trained, tmp_path, capsys):
         complete_run(store, dataclasses.replace(result, state_dict=None, weights_file=None), owner)
     for argv, message in ((["--db", str(bare), "--run", h], "was trained without --save-weights"),
                           (["--db", str(db), "--run", "ffffffff"], f"no run ffffffff in {db}"),
+                          (["--db", str(db), "--run", h + "00"], "run must be a config hash (16 hex digits"),
+                          (["--db", str(db), "--run", "xyz1"], "run must be a config hash (16 hex digits"),
                           (["--db", str(db), "--run", h, "--arch", "resnet34"],
                            "--run brings the run's own weights, arch, stem and data; drop --arch")):
         assert main(["probe", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and message in err, err
+    assert find_run(str(db), h[:6].upper()).config_hash == h  # a prefix copied in upper case names the same run
     with pytest.raises(ConfigError, match="no results store"):
         ProbeConfig(run=h, db=str(tmp_path / "missing.db"))
     with pytest.raises(ConfigError, match="stem comes from run"):

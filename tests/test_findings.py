@@ -180,3 +180,14 @@ def test_a_findings_study_reports_a_verdict_on_every_claim(tmp_path):
     assert "<h2>Findings</h2>" in html and html.count('<td class="num">11</td>') == 1
     for name in ("per_class_vs_size.png", "confusion_per_size.png"):
         assert (out / name).stat().st_size > 0
+    # The store copied without its weights folder: the report is still written, the probe rows say why they are not measured.
+    import shutil
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copy(db, moved / "r.db")
+    out = write_report(ReportConfig(db=str(moved / "r.db"), sweep="mini", out=str(moved / "rep")))
+    by_key = {f["claim"]["key"]: f for f in json.loads((out / "findings.json").read_text())["findings"]}
+    for key in ("cascade", "residual"):
+        assert by_key[key]["verdict"] == NOT_MEASURED and "saved weights are not in" in by_key[key]["note"]
+    assert (out / "report.html").is_file() and "| 2 seeds |" in (out / "report.md").read_text()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +72,9 @@ def find_run(db: str | os.PathLike, run: str) -> StoredRun:
 
     if not os.path.isfile(db):
         raise ConfigError(f"no results store at {db}; pass --db PATH of the store that holds run {run}")
-    if not isinstance(run, str) or len(run) < 4:
+    if not isinstance(run, str) or not re.fullmatch(r"[0-9a-fA-F]{4,16}", run):
         raise ConfigError(f"run must be a config hash (16 hex digits, or a unique prefix of at least 4); got {run!r}")
+    run = run.lower()  # hashes are written in lower case; a prefix copied in upper case names the same run
     with Store(db) as store:
         rows = [r for r in store.runs() if r["config_hash"].startswith(run)]
     if not rows:

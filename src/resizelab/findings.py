@@ -530,14 +530,20 @@ def compute_findings(groups: list[Group], db: str, out: Path, progress: Callable
 
 
 def _probe(groups, native_px: int, db: str, out: Path, backend: str, say, study_aa: bool) -> list[Finding]:
+    from .checkpoints import weights_folder
     from .probe import ProbeConfig, run_probe
 
     if not study_aa:
         return [not_measured(k, "the study's antialiased bilinear resize is not available on this backend") for k in ("cascade", "residual")]
     natives = [g for g in groups if g.train_size == native_px and (g.config["interpolation"], g.config["antialias"]) == STUDY_METHOD]
-    runs = [r for g in natives for r in g.runs if r["result"].get("weights_file")]
-    if not runs:
+    saved = [r for g in natives for r in g.runs if r["result"].get("weights_file")]
+    if not saved:
         why = "the native-size runs have no saved weights; train them with --save-weights (the findings preset does)"
+        return [not_measured(k, why) for k in ("cascade", "residual")]
+    # Weights live beside the database (weights/): a store copied without that folder still gets its report.
+    runs = [r for r in saved if (weights_folder(db).parent / r["result"]["weights_file"]).is_file()]
+    if not runs:
+        why = f"the native-size runs' saved weights are not in {weights_folder(db)} (a store moved without its weights folder?)"
         return [not_measured(k, why) for k in ("cascade", "residual")]
     resized = sorted({g.train_size for g in groups} - {native_px})
     records = []
@@ -571,7 +577,7 @@ def rows(result: FindingsResult) -> list[dict[str, str]]:
     out = []
     for f in result.findings:
         out.append({"number": str(f.claim.number), "claim": f.claim.text, "effect": effect_text(f),
-                    "n": "-" if f.deciding is None else f"{f.deciding.n} {'images' if f.claim.source == 'signal' else 'seeds'}",
+                    "n": "-" if f.deciding is None else plural(f.deciding.n, "image" if f.claim.source == "signal" else "seed"),
                     "verdict": f.verdict, "measure": f.claim.measure, "note": f.note,
                     "cases": "; ".join(f"{c.case}: {c.value:.3g} [{c.low:.3g}, {c.high:.3g}]" for c in f.cases),
                     "level": f"{100 * f.level:.4g}%"})
