@@ -157,7 +157,13 @@ def test_unreadable_sweep_files_are_one_line(tmp_path, capsys):
 
 def test_a_preset_with_an_empty_axis_is_one_line(tmp_path, capsys):
     _one_line_exit_2(["study", "--preset", "seed", "--size", ",", "--dry-run", "--db", str(tmp_path / "r.db")], capsys,
-                     contains="--size: expected one or more")
+                     contains="--size: an empty item in ','")
+    # An empty item among values is a typo too, not a value to drop: 16,,32 planned two runs.
+    _one_line_exit_2(["study", "--preset", "seed", "--size", "16,,32", "--dry-run", "--db", str(tmp_path / "r.db")], capsys,
+                     contains="--size: an empty item in '16,,32'; separate the values with single commas")
+    _one_line_exit_2(["spectrum", "--data", "synthetic", "--size", "16,", "--out", str(tmp_path / "s")], capsys,
+                     contains="--size: an empty item in '16,'")
+    assert not (tmp_path / "s").exists()
 
 
 def test_huge_plans_are_refused_before_they_are_built(tmp_path, capsys):

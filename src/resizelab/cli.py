@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from .config import RunConfig, _parse_int, _parse_sizes, option_default, options, parse_bool
+from .config import RunConfig, _parse_int, _parse_sizes, comma_items, option_default, options, parse_bool
 from .errors import ConfigError, ResizelabError
 from .progress import configure_logging, logger, plural
 from .store import DEFAULT_DB, DEFAULT_LEASE_SECONDS
@@ -67,10 +67,7 @@ def _run_options(args: argparse.Namespace, grid: bool) -> dict[str, Any]:
             continue
         try:
             if grid and opt.grid and "," in text:
-                values = [opt.kind.parse(t.strip()) for t in text.split(",") if t.strip()]
-                if not values:
-                    raise ConfigError(f"expected one or more comma-separated values; got {text!r}")
-                out[name] = values
+                out[name] = [opt.kind.parse(t) for t in comma_items(text)]
             else:
                 out[name] = opt.kind.parse(text)
         except ConfigError as e:
@@ -464,7 +461,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.db):
         raise ConfigError(f"no results store at {args.db}; run a study or sweep first, or pass --db PATH")
     out = write_report(ReportConfig(db=args.db, sweep=args.sweep, out=args.out or os.path.join("reports", args.sweep or "all"),
-                                    split_on=tuple(k.strip() for k in args.split_on.split(",") if k.strip())))
+                                    split_on=tuple(_comma_flag("--split-on", args.split_on))))
     print(out / "report.md")
     return 0
 
@@ -490,7 +487,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--json-out {args.json_out}: folder {folder} does not exist or is not writable")
     recipe = RunConfig.from_dict({"data": "synthetic", "weights": "none", **_run_options(args, grid=False)})
     try:
-        sizes = tuple(int(t) for t in args.sizes.split(",") if t.strip())
+        sizes = tuple(int(t) for t in _comma_flag("--sizes", args.sizes))
     except ValueError:
         raise ConfigError(f"--sizes: expected comma-separated whole numbers; got {args.sizes!r}") from None
     config = BenchConfig(run=recipe, sizes=sizes, steps=args.steps, windows=args.windows, workers=args.workers,
@@ -505,12 +502,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # --- measurement commands without training (spectrum, probe): a flag table each, parsed into their config -------
 
+def _comma_flag(flag: str, text: str) -> list[str]:
+    try:
+        return comma_items(text)
+    except ConfigError as e:
+        raise ConfigError(f"{flag}: {e}") from None
+
+
 def _str_tuple(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
+    return tuple(comma_items(text))
 
 
 def _bool_tuple(text: str) -> tuple[bool, ...]:
-    return tuple(parse_bool(t) for t in text.split(",") if t.strip())
+    return tuple(parse_bool(t) for t in comma_items(text))
 
 
 # spectrum and probe measure a dataset's test split; their other flags are their own.

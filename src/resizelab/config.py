@@ -84,8 +84,18 @@ def _parse_size(text: str) -> int | None:
     return None if text.strip().lower() in ("native", "none") else _parse_int(text)
 
 
+def comma_items(text: str) -> list[str]:
+    """The items of a comma-separated value; an empty one ("16,,32", "16,") is a typo, not a value to drop."""
+    if not text.strip():
+        return []
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise ConfigError(f"an empty item in {text!r}; separate the values with single commas")
+    return items
+
+
 def _parse_sizes(text: str) -> tuple[int, ...]:
-    return tuple(_parse_int(t) for t in text.split(",") if t.strip())
+    return tuple(_parse_int(t) for t in comma_items(text))
 
 
 def _parse_optional_str(text: str) -> str | None:
