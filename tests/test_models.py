@@ -50,9 +50,15 @@ def test_mismatched_weights_are_a_clear_error(tmp_path):
     torch.save(wrong_shape, path)
     with pytest.raises(WeightsError, match="wrong shape .*layer1.0.conv1.weight"):
         build_model("resnet18", 10, str(path))
-    path.write_bytes(b"garbage")
-    with pytest.raises(WeightsError, match="not a readable state_dict"):
-        build_model("resnet18", 10, str(path))
+    # A text file (torch.load raised a bare KeyError for "hello"), a cut pickle, a file that is not there: one line each.
+    for content, message in ((b"hello", r"is not a file torch.save wrote \(it starts with b'hell'\); give a file written by "
+                                         r"torch.save\(model.state_dict\(\), path\), or --weights none or imagenet"),
+                             (b"garbage", "is not a file torch.save wrote"),
+                             (b"\x80\x02garbage", r"is not a readable state_dict \(torch.load\(weights_only=True\) cannot read it\)")):
+        path.write_bytes(content)
+        with pytest.raises(WeightsError, match=message) as info:
+            build_model("resnet18", 10, str(path))
+        assert "\n" not in str(info.value) and "weights_only` set to `False`" not in str(info.value)
 
 
 def test_cifar_stem_with_backbone_weights_reinitialises_only_conv1(tmp_path):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
+import re
 import sys
-import zipfile
 from dataclasses import dataclass, field
 
 import torch
@@ -82,23 +81,40 @@ def _first_line(error: BaseException, limit: int = 200) -> str:
     return text[:limit]
 
 
-def load_state_dict_file(path: str, what: str) -> dict:
+def load_state_dict_file(path: str, what: str, advice: str = "give a file written by torch.save(model.state_dict(), "
+                         "path), or --weights none or imagenet") -> dict:
     """torch.load with weights_only=True: a checkpoint is data, and a pickle that would run code is refused."""
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise WeightsError(f"{what} {path} cannot be read ({e.strerror or e}); {advice}") from None
+    # torch.save writes a zip archive (or, long ago, a pickle, which starts with its protocol byte).
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise WeightsError(f"{what} {path} is not a file torch.save wrote (it starts with {head!r}); {advice}")
+    try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    # What a corrupt, truncated or code-carrying file raises: UnpicklingError (weights_only refused a
-    # global), RuntimeError (a bad zip archive), EOFError, OSError, ValueError.
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-        raise WeightsError(f"{what} {path} is not a readable state_dict ({type(e).__name__}: {_first_line(e)}); "
-                           "replace or delete it") from None
-
+    # Parsing bytes from outside: whatever the unpickler or the zip reader raises (UnpicklingError for a
+    # refused global, RuntimeError for a bad archive, EOFError when cut short, KeyError for an unknown
+    # opcode) means the same to the user, who gets one line.
+    except Exception as e:  # noqa: BLE001
+        message = str(e)
+        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+        if refused:
+            reason = f"it would import {refused.group(1)}, which torch.load(weights_only=True) refuses"
+        elif "Weights only load failed" in message:  # torch's advice to drop weights_only is not ours to give
+            reason = "torch.load(weights_only=True) cannot read it"
+        else:
+            reason = f"{type(e).__name__}: {_first_line(e)}"
+        raise WeightsError(f"{what} {path} is not a readable state_dict ({reason}); {advice}") from None
 
 def _imagenet_state_dict(arch: str) -> tuple[dict, str]:
     url = imagenet_weights_url(arch)
     path = hub_checkpoint_path(url)
     if not os.path.isfile(path):
         _download_checkpoint(url, path)
-    state = load_state_dict_file(path, f"the cached ImageNet checkpoint for {arch}")
+    state = load_state_dict_file(path, f"the cached ImageNet checkpoint for {arch}",
+                                 "delete it, and the next run downloads it again (SHA-256 verified)")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"the cached ImageNet checkpoint {path} is not a state_dict (a dict of tensors); delete it to download again")
     return state, IMAGENET_WEIGHTS[arch]

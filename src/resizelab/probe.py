@@ -313,7 +313,8 @@ def load_run_weights(model: nn.Module, path: str, run: str) -> str:
     from .errors import WeightsError
     from .models import load_state_dict_file
 
-    state = load_state_dict_file(path, f"run {run}'s weights file")
+    state = load_state_dict_file(path, f"run {run}'s weights file",
+                                 "train the run again with --save-weights --force to save them anew")
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as e:
