@@ -314,3 +314,18 @@ def test_a_measurement_into_a_file_is_refused_before_measuring(tmp_path, capsys,
         assert main([*command, "--out", str(out)]) == 2
         (line,) = error_lines(capsys.readouterr().err)
         assert "output folder" in line and "give --out a folder" in line and time.perf_counter() - start < 5
+
+
+def test_analysis_flags_that_would_be_ignored_or_misread_are_one_line(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    assert main(["run", *TINY_RUN, "--db", str(db), "-q"]) == 0
+    capsys.readouterr()
+    for argv, message in ((["report", "--db", str(tmp_path)], f"{tmp_path} is a folder, not a results store"),
+                          (["export", "mlflow", "--db", str(tmp_path)], f"{tmp_path} is a folder, not a results store"),
+                          (["report", "--db", str(db), "--out", ""], "the report folder must be a path; got ''"),
+                          (["probe", "--weights", "none", "--data", "synthetic", "--db", str(db)],
+                           "--db names the store that holds --run; add --run HASH, or drop --db")):
+        assert main(argv) == 2, argv
+        (line,) = error_lines(capsys.readouterr().err)
+        assert message in line, (argv, line)
+    assert not (tmp_path / "reports").exists()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from .config import RunConfig
 from .errors import ConfigError
 from .optional import require
-from .store import check_schema_version
+from .store import check_schema_version, require_store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,9 +39,8 @@ EVAL_CONFIG_FIELDS = ("test_size", "test_size_px", "test_sizes", "test_interpola
 @contextmanager
 def connect_read_only(db: str | os.PathLike) -> Iterator[sqlite3.Connection]:
     """A read-only connection to a resizelab store, holding one read transaction (one snapshot)."""
+    require_store(db, "run a study or sweep first, or pass the path of its database")
     path = Path(db).absolute()
-    if not path.is_file():
-        raise ConfigError(f"no results store at {db}; run a study or sweep first, or pass the path of its database")
     # as_uri() percent-encodes the path, so a '?' or '#' in a folder name cannot turn into URI syntax.
     conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row

@@ -68,10 +68,9 @@ class StoredRun:
 
 def find_run(db: str | os.PathLike, run: str) -> StoredRun:
     """A finished run with saved weights, by its hash or a unique prefix of it (at least 4 hex digits)."""
-    from .store import Store
+    from .store import Store, require_store
 
-    if not os.path.isfile(db):
-        raise ConfigError(f"no results store at {db}; pass --db PATH of the store that holds run {run}")
+    require_store(db, f"pass --db PATH of the store that holds run {run}")
     if not isinstance(run, str) or not re.fullmatch(r"[0-9a-fA-F]{4,16}", run):
         raise ConfigError(f"run must be a config hash (16 hex digits, or a unique prefix of at least 4); got {run!r}")
     run = run.lower()  # hashes are written in lower case; a prefix copied in upper case names the same run

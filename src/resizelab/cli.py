@@ -458,9 +458,11 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import ReportConfig, write_report
 
-    if not os.path.isfile(args.db):
-        raise ConfigError(f"no results store at {args.db}; run a study or sweep first, or pass --db PATH")
-    out = write_report(ReportConfig(db=args.db, sweep=args.sweep, out=args.out or os.path.join("reports", args.sweep or "all"),
+    from .store import require_store
+
+    require_store(args.db)
+    out = write_report(ReportConfig(db=args.db, sweep=args.sweep,
+                                    out=os.path.join("reports", args.sweep or "all") if args.out is None else args.out,
                                     split_on=tuple(_comma_flag("--split-on", args.split_on))))
     print(out / "report.md")
     return 0
@@ -469,8 +471,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .tracking import export_store_to_mlflow, resolve_tracking_uri
 
-    if not os.path.isfile(args.db):
-        raise ConfigError(f"no results store at {args.db}; run a study or sweep first, or pass --db PATH")
+    from .store import require_store
+
+    require_store(args.db)
     uri = resolve_tracking_uri(args.uri, args.db)
     count = export_store_to_mlflow(args.db, uri, args.experiment, sweep=args.sweep)
     print(f"logged {plural(count, 'run')} to {uri}, experiment {args.experiment}"
@@ -594,6 +597,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     clash = [f"--{name.replace('_', '-')}" for name in ("weights", "arch", "stem", "data", "data_dir") if name in options]
     if "run" in options and clash:
         raise ConfigError(f"--run brings the run's own weights, arch, stem and data; drop {', '.join(clash)}")
+    if "db" in options and "run" not in options:
+        raise ConfigError("--db names the store that holds --run; add --run HASH, or drop --db")
     return _print_measurement(args, run_probe(ProbeConfig(**options), progress=logger.info), format_probe)
 
 

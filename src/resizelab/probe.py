@@ -378,7 +378,8 @@ def _table(header: list[str], body: list[list[str]]) -> list[str]:
 
 def format_probe(result: ProbeResult) -> str:
     cfg = result.config
-    names = [f"{m.input}{'' if m.antialias or m.input == 'nearest' else '/no-aa'}" for m in result.methods]
+    # The antialias that ran, which can differ from the one asked for (PIL's bilinear and bicubic always have it).
+    names = [m.input if m.input == "nearest" else f"{m.input}/{'aa' if m.antialias else 'no-aa'}" for m in result.methods]
     h, w = result.native_size_px
     lines = [f"{cfg.arch} ({cfg.stem} stem), weights {result.weights_tag}, {result.images} test images: native {h}x{w} px "
              f"vs {cfg.size} px ({cfg.backend})", "",

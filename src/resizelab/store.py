@@ -186,13 +186,21 @@ def _owner_is_dead(owner: str | None) -> bool:
     return False
 
 
+def require_store(db: str | os.PathLike, hint: str = "run a study or sweep first, or pass --db PATH") -> None:
+    """A store to read must be there: one line that says what is at the path instead."""
+    if os.path.isdir(db):
+        raise ConfigError(f"{db} is a folder, not a results store; pass --db the database file (e.g. {os.path.join(db, DEFAULT_DB)})")
+    if not os.path.isfile(db):
+        raise ConfigError(f"no results store at {db}; {hint}")
+
+
 class Store:
     def __init__(self, path: str | os.PathLike = DEFAULT_DB, timeout: float = 60.0, *, readonly: bool = False):
         self.path = str(path)
         self.timeout = timeout
         check_db_path(self.path)
-        if readonly and not os.path.isfile(self.path):
-            raise ConfigError(f"no results store at {self.path}; run a study or sweep first, or pass --db PATH")
+        if readonly:
+            require_store(self.path)
         try:
             self._open(readonly)
         except BaseException as e:
