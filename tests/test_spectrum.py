@@ -141,6 +141,16 @@ def test_variants_are_measured_once_under_the_antialias_that_happens():
         "lanczos/aa/pil"]
 
 
+
+def test_a_method_a_backend_cannot_do_is_said_not_silently_skipped(tmp_path):
+    said = []
+    cfg = SpectrumConfig(data="synthetic", sizes=(16,), interpolations=("lanczos",), backends=("pil", "tensor"), limit=10,
+                         out=str(tmp_path / "out"))
+    result = run_spectrum(cfg, progress=said.append)
+    assert "lanczos: not measured on the tensor backend, which cannot do it" in said
+    assert {(r.interpolation, r.backend) for r in result.rows} == {("lanczos", "pil")}
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"sizes": (2,)}, "sizes must be between 4 and 1024; got 2"),
     ({"sizes": ()}, "sizes must list at least one value"),

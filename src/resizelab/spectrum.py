@@ -342,6 +342,10 @@ def run_spectrum(cfg: SpectrumConfig, progress: Callable[[str], None] | None = N
     from .data import balanced_subset, load_dataset
 
     say = progress or (lambda message: None)
+    for method in cfg.interpolations:  # a hole in the grid is said, not left for the reader to notice
+        missing = [b for b in cfg.backends if method not in BACKEND_INTERPOLATIONS[b]]
+        if missing:
+            say(f"{method}: not measured on the {', '.join(missing)} backend{'s' if len(missing) > 1 else ''}, which cannot do it")
     t0 = time.perf_counter()
     dataset = load_dataset(cfg.data, cfg.data_dir)
     images = dataset.test_images[balanced_subset(dataset.test_labels, cfg.limit)]
