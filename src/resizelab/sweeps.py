@@ -50,8 +50,7 @@ def expand(base: dict[str, Any], grid: dict[str, list] | None = None, seeds: lis
         if key not in CONFIG_FIELDS:
             raise ConfigError(f"unknown run option {key!r}; valid options: {', '.join(CONFIG_FIELDS)}")
     for key, values in grid.items():
-        if not isinstance(values, (list, tuple)) or not values:
-            raise ConfigError(f"grid entry {key!r} must be a non-empty list; got {values!r}")
+        _check_axis(key, values)
     # A value wrong on its own (a number for device, a string for test_sizes) is wrong in every run: one error
     # now, not a grid of refused combinations. Only pairings (lanczos with the tensor backend) are per run.
     kinds = dict(options())
@@ -92,6 +91,11 @@ def expand(base: dict[str, Any], grid: dict[str, list] | None = None, seeds: lis
                     seen.add(key)
                     configs.append(cfg)
     return SweepPlan(name, tuple(configs), tuple(invalid))
+
+
+def _check_axis(key: str, values: Any) -> None:
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ConfigError(f"grid entry {key!r} must be a non-empty list of values; got {values!r} (a single value goes in base)")
 
 
 def count_runs(grid: dict[str, list] | None, seeds: list | None, variants: list | None) -> int:
@@ -154,8 +158,10 @@ def load_sweep_file(path: str | Path) -> tuple[GridSpec, str]:
     if not base and not grid and not variants:
         raise ConfigError(f"sweep file {path} defines no runs; give [base] options and/or a [grid], see the README")
     name = doc.get("name", path.stem)
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"sweep file {path}: name must be a non-empty string; got {name!r}")
+    try:
+        check_sweep_name(name)
+    except ConfigError as e:
+        raise ConfigError(f"sweep file {path}: {e}") from None
     return GridSpec(base, grid, variants, seeds), name
 
 
@@ -373,10 +379,8 @@ def sweep(base: Mapping[str, Any] | RunConfig | None = None, grid: Mapping[str, 
     base = _option_dict(base, "base")
     grid = _option_dict(grid, "grid")
     for key, values in grid.items():
-        if isinstance(values, range):
-            values = list(values)
-        if not isinstance(values, (list, tuple)) or not values:
-            raise ConfigError(f"grid entry {key!r} must be a non-empty list of values; got {values!r} (a single value goes in base)")
+        values = list(values) if isinstance(values, range) else values
+        _check_axis(key, values)  # here too: a preset would take a value that is not a list as a fixed one
         grid[key] = list(values)
     if variants is not None and (isinstance(variants, (str, Mapping)) or not isinstance(variants, Sequence)):
         raise ConfigError(f"variants must be a list of dicts of run options; got {variants!r}")
