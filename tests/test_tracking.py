@@ -224,3 +224,14 @@ def test_a_tracking_store_that_cannot_be_used_is_one_line_at_once(tiny_store, tm
         assert message in line and time.perf_counter() - start < 10, (flags, line)
     # Nothing was made where nothing was asked for: no folder for the missing one, no store beside the database.
     assert not (tmp_path / "missing").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_a_tracking_server_that_answers_passes_the_check():
+    import socket
+
+    from resizelab.tracking import check_tracking_uri
+
+    with socket.socket() as server:  # something listening on 127.0.0.1, as an MLflow server would be
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        check_tracking_uri(f"http://127.0.0.1:{server.getsockname()[1]}", "resizelab")  # no error: MLflow takes it from here
