@@ -159,13 +159,13 @@ def warm(spec: dict) -> dict:
     steps time training rather than a first resize. Also says what machine this is."""
     import torch
 
-    from resizelab import provenance
-    from resizelab.config import RunConfig
-    from resizelab.data import load_dataset
-    from resizelab.engine import Run
-    from resizelab.presets import get_preset
-    from resizelab.resize import ResizeCache
-    from resizelab.runtime import resolve_device
+    from resizelab.training import provenance
+    from resizelab.core.config import RunConfig
+    from resizelab.training.data import load_dataset
+    from resizelab.training.engine import Run
+    from resizelab.sweeps.presets import get_preset
+    from resizelab.training.resize import ResizeCache
+    from resizelab.training.runtime import resolve_device
 
     t0 = time.perf_counter()
     device = resolve_device(spec["device"])
@@ -384,15 +384,15 @@ def summarize(doc: dict) -> dict:
         pick = best if timed["off"] / timed[best] >= CLEAR_WIN else "off"
         why = "; ".join(f"{m}: {s:.1f} s" for m, s in timed.items())
         lost = [m for m, g in graphs.items() if "/" not in m and g.get("status") == "timeout"]
-        advice.append(_advice("runtime.CUDA_GRAPHS", defaults["runtime.CUDA_GRAPHS"], pick,
+        advice.append(_advice("training.runtime.CUDA_GRAPHS", defaults["training.runtime.CUDA_GRAPHS"], pick,
                               f"train seconds of a {doc['check']['profile']['graphs']['epochs']}-epoch run at "
                               f"{doc['check']['profile']['graphs']['size']} px, capture/compile included: {why}"
                               + (f"; ran out of time: {', '.join(lost)}" if lost else "")))
-    graphs_pick = next((a["recommended"] for a in advice if a["default"] == "runtime.CUDA_GRAPHS"), defaults["runtime.CUDA_GRAPHS"])
+    graphs_pick = next((a["recommended"] for a in advice if a["default"] == "training.runtime.CUDA_GRAPHS"), defaults["training.runtime.CUDA_GRAPHS"])
 
     # precision and layout: b against b with the other one, every size, in the same rounds; the other one
     # becomes the default only if it is clearly faster at most sizes.
-    for name, const in (("other precision", "runtime.CUDA_PRECISION"), ("other layout", "runtime.CUDA_CHANNELS_LAST")):
+    for name, const in (("other precision", "training.runtime.CUDA_PRECISION"), ("other layout", "training.runtime.CUDA_CHANNELS_LAST")):
         rows = [(size, r["ablation"][name]) for size, r in bench.items() if name in r["ablation"]]
         if not rows:
             continue
@@ -407,18 +407,18 @@ def summarize(doc: dict) -> dict:
 
     # (e) single-window matmul: where maps reach 1x1 (<= 32 px); under the graph mode that will run.
     # It stays on only where it helps: 2% faster with it than without.
-    mm = defaults["runtime.CUDA_SINGLE_WINDOW_MATMUL"]
+    mm = defaults["training.runtime.CUDA_SINGLE_WINDOW_MATMUL"]
     on, off = graphs.get(graphs_pick), graphs.get(f"{graphs_pick}/1x1mm-off")
     if _ok(on) and _ok(off):
         helps = on["train_seconds"] * 1.02 <= off["train_seconds"]
-        advice.append(_advice("runtime.CUDA_SINGLE_WINDOW_MATMUL", mm, helps,
+        advice.append(_advice("training.runtime.CUDA_SINGLE_WINDOW_MATMUL", mm, helps,
                               f"graphs {graphs_pick}, train seconds: {on['train_seconds']:.1f} with it, {off['train_seconds']:.1f} without"))
     else:
         rows = [(s, r["ablation"]["other 1x1 convs"]) for s, r in bench.items() if "other 1x1 convs" in r["ablation"] and int(s) <= 32]
         if rows:
             # speed_vs_b is matmul-off over matmul-on; on is kept only if it is faster by 2% somewhere it applies.
             helps = any(a["speed_vs_b"] <= 1 / 1.02 for s, a in rows)
-            advice.append(_advice("runtime.CUDA_SINGLE_WINDOW_MATMUL", mm, helps,
+            advice.append(_advice("training.runtime.CUDA_SINGLE_WINDOW_MATMUL", mm, helps,
                                   "eager step with it off against on: " + ", ".join(f"{s} px x{a['speed_vs_b']:.2f}" for s, a in rows)))
 
     seed = doc.get("seed", {})
@@ -436,7 +436,7 @@ def summarize(doc: dict) -> dict:
         targets.append({"target": "packed sweep >= 3x one at a time (resolution preset at 8-64 px)", "measured": v,
                         "met": v >= TARGETS["pack_speedup"], "identical_runs": f"{pack['identical']} of {pack['compared']}"})
         pick = pack["settings"]["pack"] if v >= 1.5 and same else 1
-        advice.append(_advice("packing.CUDA_AUTO_PACK", defaults["packing.CUDA_AUTO_PACK"], pick,
+        advice.append(_advice("sweeps.packed.CUDA_AUTO_PACK", defaults["sweeps.packed.CUDA_AUTO_PACK"], pick,
                               f"packed x{v:.2f} with --pack {pack['settings']['pack']}; {pack['identical']} of {pack['compared']} "
                               "runs identical to their run alone"))
     return {"targets": targets, "recommendation": advice}
@@ -447,13 +447,14 @@ def _advice(default: str, now, recommended, because: str) -> dict:
 
 
 def _constants() -> dict:
-    """The CUDA defaults as the code has them now ("runtime.CUDA_GRAPHS": "off", ...), read from the
+    """The CUDA defaults as the code has them now ("training.runtime.CUDA_GRAPHS": "off", ...), read from the
     source so that this process needs no torch."""
     import ast
 
     out = {}
-    for module in ("runtime", "packing"):
-        tree = ast.parse((Path(__file__).resolve().parent.parent / "src" / "resizelab" / f"{module}.py").read_text())
+    for module in ("training.runtime", "sweeps.packed"):
+        path = Path(__file__).resolve().parent.parent / "src" / "resizelab" / (module.replace(".", "/") + ".py")
+        tree = ast.parse(path.read_text())
         for node in tree.body:
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and getattr(node.targets[0], "id", "").startswith("CUDA_"):
                 out[f"{module}.{node.targets[0].id}"] = ast.literal_eval(node.value)

@@ -14,8 +14,8 @@ import argparse
 import numpy as np
 import torch
 
-from resizelab.data import balanced_subset, load_dataset
-from resizelab.resize import _cv2, resize
+from resizelab.training.data import balanced_subset, load_dataset
+from resizelab.training.resize import cv2_module, resize
 
 METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 
@@ -31,7 +31,7 @@ def main() -> None:
     dataset = load_dataset(args.data, args.data_dir)
     images = dataset.test_images[balanced_subset(dataset.test_labels, args.limit)]
     native = images.shape[-1]
-    cv2 = _cv2()
+    cv2 = cv2_module()
 
     def cell(a: torch.Tensor, b: torch.Tensor) -> str:
         diff = (a.int() - b.int()).abs().float()

@@ -16,8 +16,8 @@ import time
 import torch
 import torch.nn as nn
 
-from resizelab.singlewindow import use_single_window_matmul
-from resizelab.runtime import synchronize
+from resizelab.training.singlewindow import use_single_window_matmul
+from resizelab.training.runtime import synchronize
 
 # (in channels, out channels, input px, stride) at 32 px
 SHAPES = [(512, 512, 1, 1), (256, 512, 2, 2)]

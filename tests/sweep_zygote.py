@@ -19,10 +19,10 @@ import torch
 torch.set_num_threads(1)
 
 from resizelab.cli import main  # noqa: E402  (after the thread setting, before any fork)
-from resizelab.config import RunConfig  # noqa: E402
-from resizelab.engine import train  # noqa: E402
-from resizelab.resize import ResizeCache  # noqa: E402
-import resizelab.sweeps  # noqa: E402,F401
+from resizelab.core.config import RunConfig  # noqa: E402
+from resizelab.training.engine import train  # noqa: E402
+from resizelab.training.resize import ResizeCache  # noqa: E402
+import resizelab.sweeps.runner  # noqa: E402,F401
 
 train(RunConfig(data="synthetic", size=8, weights="none", epochs=1, batch_size=16, limit_train=64, limit_test=16, precision="fp32"),
       cache=ResizeCache(disk=False), progress=False)

@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from resizelab.api import connect_read_only, load_epochs, load_evals, load_runs
-from resizelab.errors import ConfigError, MissingDependency
-from resizelab.store import Store
+from resizelab.api import load_epochs, load_evals, load_runs
+from resizelab.store.read import connect_read_only
+from resizelab.core.errors import ConfigError, MissingDependency
+from resizelab.store.database import Store
 from tiny_store import build_tiny_store
 
 pd = pytest.importorskip("pandas", reason="pandas is not installed: pip install 'resizelab[pandas]'")

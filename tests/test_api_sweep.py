@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import resizelab
-from resizelab.errors import ConfigError
+from resizelab.core.errors import ConfigError
+from resizelab.training.planning import run_hash
 
 pd = pytest.importorskip("pandas", reason="pandas is not installed: pip install 'resizelab[pandas]'")
 
@@ -29,21 +30,24 @@ def test_sweep_trains_the_grid_then_resumes_without_training_again(tmp_path, one
     # The same call again is a resumed sweep: everything is already done, nothing trains.
     again = resizelab.sweep(BASE, grid={"size": [16, None]}, seeds=2, name="api", db=db)
     assert (len(again.ran), again.already_done, again.report) == (0, 4, None)
-    # The module of that name does not shadow the function once it is imported.
+    # The layers are named apart from the functions (sweeps/sweep, training/train): importing a subpackage sets the
+    # package attribute of its name, which would otherwise replace the function.
     import importlib
 
-    importlib.import_module("resizelab.sweeps")
-    assert callable(resizelab.sweep) and resizelab.sweep.__module__ == "resizelab.sweeps"
+    for layer in ("resizelab.sweeps.runner", "resizelab.training.engine"):
+        importlib.import_module(layer)
+    assert callable(resizelab.sweep) and resizelab.sweep.__module__ == "resizelab.api"
+    assert callable(resizelab.train) and resizelab.train.__module__ == "resizelab.training.engine"
 
 
 def test_a_preset_with_overrides_plans_what_the_command_plans(tmp_path):
-    from resizelab.presets import get_preset
+    from resizelab.sweeps.presets import get_preset
 
     overrides = {**BASE, "size": [16, 24]}
     outcome = resizelab.sweep({k: v for k, v in BASE.items()}, grid={"size": [16, 24]}, preset="seed", db=tmp_path / "r.db")
     command = get_preset("seed").plan(overrides)
     assert outcome.name == command.name
-    assert [r["config_hash"] for r in outcome.rows] == [c.planned().config_hash() for c in command.configs]
+    assert [r["config_hash"] for r in outcome.rows] == [run_hash(c) for c in command.configs]
     assert len(outcome.ran) == 2
 
 
@@ -91,8 +95,8 @@ def test_a_runconfig_as_base_refused_combinations_and_names_from_content(tmp_pat
     config = resizelab.RunConfig(**BASE, size=8, backend="tensor")
     outcome = resizelab.sweep(config, grid={"interpolation": ["lanczos", "bilinear"]}, db=db)
     # The RunConfig plans what the same options as a dict plan; the combination the backend cannot do is said.
-    assert [r.config.planned().config_hash() for r in outcome.ran] == [
-        resizelab.RunConfig(**BASE, size=8, backend="tensor", interpolation="bilinear").planned().config_hash()]
+    assert [run_hash(r.config) for r in outcome.ran] == [
+        run_hash(resizelab.RunConfig(**BASE, size=8, backend="tensor", interpolation="bilinear"))]
     assert outcome.invalid == 1 and "lanczos" in outcome.invalid_reasons[0]
     # Unnamed sweeps are named after what they run: another grid is another sweep with its own rows and report.
     other = resizelab.sweep(config, grid={"interpolation": ["nearest"]}, db=db)

@@ -3,12 +3,12 @@ import dataclasses
 import pytest
 import torch
 
-from resizelab.bench import BenchConfig, format_bench, ratio, recipe_at, resizelab_pipeline, run_bench
-from resizelab.config import RunConfig
-from resizelab.data import make_synthetic
-from resizelab.engine import Run, train
-from resizelab.errors import ConfigError
-from resizelab.resize import ResizeCache
+from resizelab.analysis.bench import BenchConfig, format_bench, ratio, recipe_at, resizelab_pipeline, run_bench
+from resizelab.core.config import RunConfig
+from resizelab.training.data import make_synthetic
+from resizelab.training.engine import Run, train
+from resizelab.core.errors import ConfigError
+from resizelab.training.resize import ResizeCache
 
 
 def test_bench_times_all_three_pipelines_and_reports_ratios():
@@ -63,7 +63,7 @@ def test_bench_honours_the_recipe_and_data(tmp_path):
 
 
 def test_ratio_is_the_median_of_per_round_ratios():
-    from resizelab.bench import PipelineTiming
+    from resizelab.analysis.bench import PipelineTiming
 
     # The machine halves its speed in round 2: per-round ratios stay 2, medians of rates would not say so.
     row = {"b": PipelineTiming(0, None, None, [200, 100, 210], "fp32", False, True),

@@ -18,9 +18,9 @@ hypothesis = pytest.importorskip("hypothesis")  # the dev extra installs it
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 from resizelab.cli import main  # noqa: E402
-from resizelab.config import CONFIG_FIELDS, RunConfig  # noqa: E402
-from resizelab.errors import ConfigError  # noqa: E402
-from resizelab.sweeps import SWEEP_FILE_KEYS, expand_spec, load_sweep_file  # noqa: E402
+from resizelab.core.config import CONFIG_FIELDS, RunConfig  # noqa: E402
+from resizelab.core.errors import ConfigError  # noqa: E402
+from resizelab.sweeps.plan import SWEEP_FILE_KEYS, expand_spec, load_sweep_file  # noqa: E402
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 

@@ -4,16 +4,18 @@ import json
 import pytest
 import torch
 
-from resizelab.checkpoints import complete_run, find_run
+from resizelab.store.read import find_run
+from resizelab.store.weights import complete_run
 from resizelab.cli import main
-from resizelab.config import RunConfig
-from resizelab.engine import train
-from resizelab.errors import ConfigError
-from resizelab.models import build_model
-from resizelab.probe import STAGES, ProbeConfig, run_probe
-from resizelab.store import Store, new_owner_id
+from resizelab.core.config import RunConfig
+from resizelab.training.engine import train
+from resizelab.core.errors import ConfigError
+from resizelab.training.models import build_model
+from resizelab.analysis.probe import STAGES, ProbeConfig, run_probe
+from resizelab.store.database import Store, new_owner_id
 
 from conftest import write_imagefolder
+from resizelab.training.planning import run_hash
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def trained(tmp_path_factory):
                                 stem=stem, save_weights=True)
                 store.register([cfg])
                 owner = new_owner_id()
-                assert store.claim(cfg.config_hash(), owner)
+                assert store.claim(run_hash(cfg), owner)
                 result = train(cfg, progress=False)
                 state = result.state_dict
                 complete_run(store, result, owner)
@@ -41,7 +43,7 @@ def trained(tmp_path_factory):
 
 
 def test_save_weights_is_not_part_of_the_identity():
-    assert RunConfig(data="synthetic", save_weights=True).config_hash() == RunConfig(data="synthetic").config_hash()
+    assert run_hash(RunConfig(data="synthetic", save_weights=True)) == run_hash(RunConfig(data="synthetic"))
 
 
 def test_saved_weights_are_the_trained_state_beside_the_db_and_named_in_the_stored_result(trained):

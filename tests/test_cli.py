@@ -31,7 +31,7 @@ def test_run_on_an_imagefolder_learns_and_stores(tmp_path, capsys):
                  "--batch-size", "8"]) == 0
     out = capsys.readouterr().out
     assert "stored as" in out
-    from resizelab.store import Store
+    from resizelab.store.database import Store
     with Store(db) as store:
         (row,) = store.runs()
     assert row["status"] == "done" and row["test_accuracy"] > 60  # 3 classes: chance is 33%
@@ -253,7 +253,7 @@ def test_a_run_that_fails_is_recorded_as_failed_with_its_reason(tmp_path, capsys
                  "--batch-size", "8", "--limit-test", "16", "--lr", "10", "--momentum", "0.99", "--precision", "fp32",
                  "--db", str(db), "-q"])
     assert code == 1 and "failed: diverged" in capsys.readouterr().err
-    from resizelab.store import Store
+    from resizelab.store.database import Store
 
     with Store(db) as store:
         (row,) = store.runs()

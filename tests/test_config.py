@@ -3,9 +3,10 @@ import dataclasses
 import pytest
 
 from resizelab.cli import build_parser
-from resizelab.config import CONFIG_FIELDS, IDENTITY_FIELDS, GridSpec, RunConfig, options, preflight
-from resizelab.errors import ConfigError
-from resizelab.resize import effective_antialias
+from resizelab.core.config import CONFIG_FIELDS, IDENTITY_FIELDS, GridSpec, RunConfig, options, preflight
+from resizelab.core.errors import ConfigError
+from resizelab.training.resize import effective_antialias
+from resizelab.training.planning import run_hash
 
 
 def test_every_option_is_a_flag_with_its_choices_in_the_help():
@@ -68,13 +69,13 @@ def test_unknown_keys_are_errors():
 
 def test_hash_is_stable_and_ignores_execution_fields():
     a = RunConfig(data="synthetic", size=16, precision="fp32")
-    assert a.config_hash() == RunConfig(data="synthetic", size=16, precision="fp32").config_hash()
+    assert run_hash(a) == run_hash(RunConfig(data="synthetic", size=16, precision="fp32"))
     # With precision given, these settings change speed and float rounding only (auto is resolved before
     # hashing, and without the single-window matmul auto may resolve to fp32: test_identity.py).
-    assert a.config_hash() == RunConfig(data="synthetic", size=16, precision="fp32", device="cpu", compile=True, eval_batch_size=7,
-                                        channels_last=False, single_window_matmul=False).config_hash()
-    assert a.config_hash() != RunConfig(data="synthetic", size=16, precision="fp32", seed=1).config_hash()
-    assert a.config_hash() != RunConfig(data="synthetic", size=32, precision="fp32").config_hash()
+    assert run_hash(a) == run_hash(RunConfig(data="synthetic", size=16, precision="fp32", device="cpu", compile=True, eval_batch_size=7,
+                                        channels_last=False, single_window_matmul=False))
+    assert run_hash(a) != run_hash(RunConfig(data="synthetic", size=16, precision="fp32", seed=1))
+    assert run_hash(a) != run_hash(RunConfig(data="synthetic", size=32, precision="fp32"))
 
 
 def test_effective_antialias_is_recorded_and_deduplicates():
@@ -84,7 +85,7 @@ def test_effective_antialias_is_recorded_and_deduplicates():
     a = RunConfig(data="synthetic", backend="pil", antialias=False)
     b = RunConfig(data="synthetic", backend="pil", antialias=True)
     assert a.resolved().antialias is True
-    assert a.config_hash() == b.config_hash()
+    assert run_hash(a) == run_hash(b)
 
 
 def test_resolved_fills_defaults():

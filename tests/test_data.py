@@ -4,9 +4,9 @@ import pickle
 import pytest
 import torch
 
-from resizelab.data import DataError, balanced_subset, load_cifar, load_dataset, load_imagefolder, make_synthetic
-from resizelab.errors import DataUnavailable
-from resizelab.store import Store
+from resizelab.training.data import DataError, balanced_subset, load_cifar, load_dataset, load_imagefolder, make_synthetic
+from resizelab.core.errors import DataUnavailable
+from resizelab.store.database import Store
 
 from conftest import write_cifar10, write_imagefolder
 
@@ -21,7 +21,7 @@ def test_synthetic_is_deterministic_balanced_uint8():
 
 
 def test_synthetic_at_any_size_is_generated_in_chunks_and_cached(monkeypatch, isolated_cache):
-    import resizelab.data as data
+    import resizelab.training.data as data
 
     d = load_dataset("synthetic:300")  # 300 train, 300 / 5 test
     assert (len(d.train_labels), len(d.test_labels)) == (300, 60)
@@ -117,7 +117,7 @@ def test_corrupt_cifar_batch_is_a_clear_error(tmp_path):
 
 
 def test_offline_cifar_names_the_expected_path(tmp_path, monkeypatch):
-    from resizelab.data import CIFAR
+    from resizelab.training.data import CIFAR
 
     # The real download code, pointed at a closed port: it fails the way an offline machine does.
     monkeypatch.setitem(CIFAR["cifar10"], "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")
@@ -182,7 +182,7 @@ def test_a_damaged_cache_file_fails_its_checksum_and_is_rebuilt(imagefolder, iso
         offset = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.file_size // 2
     blob[offset] ^= 0xFF
     cached.write_bytes(bytes(blob))
-    from resizelab.data import load_tensors
+    from resizelab.training.data import load_tensors
 
     assert load_tensors(cached) is None and not cached.exists()
     assert "checksum mismatch" in capsys.readouterr().err

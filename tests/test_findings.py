@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from resizelab.findings import (CLAIMS, CONTRADICTED, NOT_MEASURED, NOT_RESOLVED, SUPPORTED, AccuracyRecord, ProbeRecord,
+from resizelab.analysis.findings import (CLAIMS, CONTRADICTED, NOT_MEASURED, NOT_RESOLVED, SUPPORTED, AccuracyRecord, ProbeRecord,
                                 SignalMeasures, accuracy_findings, difference, probe_findings, signal_findings)
 
 NATIVE = 32
@@ -129,9 +129,9 @@ def test_every_claim_has_a_definition_and_a_threshold():
 
 
 def test_signal_measures_are_the_spectrum_commands_numbers(tmp_path):
-    from resizelab.data import balanced_subset, load_dataset
-    from resizelab.findings import added_energy, detail_lost, measure_signal
-    from resizelab.spectrum import SpectrumConfig, run_spectrum
+    from resizelab.training.data import balanced_subset, load_dataset
+    from resizelab.analysis.findings import added_energy, detail_lost, measure_signal
+    from resizelab.analysis.spectrum import SpectrumConfig, run_spectrum
 
     from conftest import write_imagefolder
 
@@ -154,8 +154,9 @@ def test_a_findings_study_reports_a_verdict_on_every_claim(tmp_path):
     """A tiny real study (native 16 px images, 8 and 32 px, nearest at 8, two seeds, weights saved): every row is measured."""
     import json
 
-    from resizelab.report import ReportConfig, write_report
-    from resizelab.sweeps import SweepOptions, expand, run_sweep
+    from resizelab.report.writer import ReportConfig, write_report
+    from resizelab.sweeps.plan import expand
+    from resizelab.sweeps.runner import SweepOptions, run_sweep
 
     from conftest import write_imagefolder
 

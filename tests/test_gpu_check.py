@@ -39,9 +39,9 @@ def test_gpu_sh_runs_every_step_on_the_cpu(tmp_path):
     # (d) the graph mode that ran is the one recorded
     assert doc["graphs"]["off"]["graphs"] == "off" and len(doc["graphs"]["off"]["epoch_seconds"]) == 1
     advice = {a["default"]: a for a in doc["recommendation"]}
-    assert set(advice) == {"runtime.CUDA_GRAPHS", "runtime.CUDA_PRECISION", "runtime.CUDA_CHANNELS_LAST",
-                           "runtime.CUDA_SINGLE_WINDOW_MATMUL", "packing.CUDA_AUTO_PACK"}
-    assert "Recommendation" in proc.stdout and "runtime.CUDA_GRAPHS" in proc.stdout
+    assert set(advice) == {"training.runtime.CUDA_GRAPHS", "training.runtime.CUDA_PRECISION", "training.runtime.CUDA_CHANNELS_LAST",
+                           "training.runtime.CUDA_SINGLE_WINDOW_MATMUL", "sweeps.packed.CUDA_AUTO_PACK"}
+    assert "Recommendation" in proc.stdout and "training.runtime.CUDA_GRAPHS" in proc.stdout
     assert (out / "logs" / "bench.log").exists()
 
 
@@ -65,17 +65,17 @@ def test_the_recommendation_follows_the_measurements():
                     {"auto": 70.0, "capture": 41.0}, speedup=3.4, identical=18)
     out = gpu_check.summarize(doc)
     advice = {a["default"]: a for a in out["recommendation"]}
-    assert advice["runtime.CUDA_GRAPHS"]["recommended"] == "capture" and advice["runtime.CUDA_GRAPHS"]["change"]
-    assert "ran out of time: reduce-overhead" in advice["runtime.CUDA_GRAPHS"]["because"]
-    assert advice["runtime.CUDA_SINGLE_WINDOW_MATMUL"]["recommended"] is False
-    assert advice["packing.CUDA_AUTO_PACK"]["recommended"] == 6
+    assert advice["training.runtime.CUDA_GRAPHS"]["recommended"] == "capture" and advice["training.runtime.CUDA_GRAPHS"]["change"]
+    assert "ran out of time: reduce-overhead" in advice["training.runtime.CUDA_GRAPHS"]["because"]
+    assert advice["training.runtime.CUDA_SINGLE_WINDOW_MATMUL"]["recommended"] is False
+    assert advice["sweeps.packed.CUDA_AUTO_PACK"]["recommended"] == 6
     seed = next(t for t in out["targets"] if t["target"].startswith("seed"))
     assert seed["measured"] == 41.0 and seed["met"] and seed["graphs"] == "capture"
     # A win inside the noise changes nothing; packed runs that differ from their runs alone are not made the default.
     doc = _measured({"off": 20.0, "capture": 19.5, "off/1x1mm-off": 22.0}, {"auto": 70.0}, speedup=3.4, identical=17)
     out = gpu_check.summarize(doc)
     advice = {a["default"]: a for a in out["recommendation"]}
-    assert advice["runtime.CUDA_GRAPHS"]["recommended"] == "off" and not advice["runtime.CUDA_GRAPHS"]["change"]
-    assert advice["runtime.CUDA_SINGLE_WINDOW_MATMUL"]["recommended"] is True
-    assert advice["packing.CUDA_AUTO_PACK"]["recommended"] == 1
+    assert advice["training.runtime.CUDA_GRAPHS"]["recommended"] == "off" and not advice["training.runtime.CUDA_GRAPHS"]["change"]
+    assert advice["training.runtime.CUDA_SINGLE_WINDOW_MATMUL"]["recommended"] is True
+    assert advice["sweeps.packed.CUDA_AUTO_PACK"]["recommended"] == 1
     assert not next(t for t in out["targets"] if t["target"].startswith("seed"))["met"]

@@ -5,13 +5,13 @@ import pytest
 from conftest import error_lines
 import torch
 
-from resizelab import runtime
+from resizelab.training import runtime
 from resizelab.cli import main
-from resizelab.config import RunConfig
-from resizelab.data import make_synthetic
-from resizelab.engine import train
-from resizelab.errors import ConfigError
-from resizelab.runtime import resolve_channels_last, resolve_graphs, resolve_precision, resolve_single_window_matmul
+from resizelab.core.config import RunConfig
+from resizelab.training.data import make_synthetic
+from resizelab.training.engine import train
+from resizelab.core.errors import ConfigError
+from resizelab.training.runtime import resolve_channels_last, resolve_graphs, resolve_precision, resolve_single_window_matmul
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 

@@ -9,10 +9,11 @@ import sqlite3
 import pytest
 import torch
 
-from resizelab import provenance
-from resizelab.config import RunConfig
-from resizelab.errors import ConfigError
-from resizelab.store import SCHEMA_VERSION, Store, StoreError
+from resizelab.training import provenance
+from resizelab.core.config import RunConfig
+from resizelab.training.planning import plan, run_hash
+from resizelab.core.errors import ConfigError
+from resizelab.store.database import SCHEMA_VERSION, Store, StoreError
 
 from conftest import write_cifar10, write_imagefolder
 
@@ -22,19 +23,20 @@ TINY = dict(weights="none", epochs=1, limit_train=48, limit_test=24, lr=0.01)
 def test_auto_precision_is_resolved_before_hashing(monkeypatch):
     cfg = RunConfig(data="synthetic", size=16)
     monkeypatch.setattr(provenance, "cpu_supports_bf16", lambda: True)  # a CPU with native bf16 ...
-    on_bf16 = cfg.planned()
+    on_bf16 = plan(cfg)
     monkeypatch.setattr(provenance, "cpu_supports_bf16", lambda: False)  # ... and one without
-    on_fp32 = cfg.planned()
+    on_fp32 = plan(cfg)
     assert (on_bf16.precision, on_fp32.precision) == ("bf16", "fp32")
     assert on_bf16.precision_requested == on_fp32.precision_requested == "auto"
     # Two machines, two runs: a sweep on the second never skips its fp32 run as done by the first's bf16 one.
-    assert on_bf16.config_hash() != on_fp32.config_hash()
-    assert on_fp32.config_hash() == RunConfig(data="synthetic", size=16, precision="fp32").config_hash()
-    assert on_bf16.config_hash() == RunConfig(data="synthetic", size=16, precision="bf16").config_hash()
+    assert run_hash(on_bf16) != run_hash(on_fp32)
+    assert run_hash(on_fp32) == run_hash(RunConfig(data="synthetic", size=16, precision="fp32"))
+    assert run_hash(on_bf16) == run_hash(RunConfig(data="synthetic", size=16, precision="bf16"))
 
 
 def test_an_fp32_and_a_bf16_run_are_two_rows(tmp_path, monkeypatch):
-    from resizelab.sweeps import SweepOptions, expand, run_sweep
+    from resizelab.sweeps.plan import expand
+    from resizelab.sweeps.runner import SweepOptions, run_sweep
 
     db = str(tmp_path / "r.db")
     plan = expand(dict(TINY, data="synthetic", size=8), name="p")
@@ -51,33 +53,33 @@ def test_an_fp32_and_a_bf16_run_are_two_rows(tmp_path, monkeypatch):
 def test_imagefolder_is_named_by_content_not_path(tmp_path):
     root = write_imagefolder(tmp_path / "a", n_train=4, n_val=2)
     cfg = RunConfig(data=f"imagefolder:{root}", size=16, precision="fp32")
-    before = cfg.config_hash()
+    before = run_hash(cfg)
     moved = tmp_path / "b"
     shutil.copytree(root, moved)
-    assert RunConfig(data=f"imagefolder:{moved}", size=16, precision="fp32").config_hash() == before
+    assert run_hash(RunConfig(data=f"imagefolder:{moved}", size=16, precision="fp32")) == before
     # An image edited in place, at the same path: another run.
     from PIL import Image
 
     Image.new("RGB", (32, 32), (1, 2, 3)).save(root / "train" / "cat" / "0.png")
-    assert cfg.config_hash() != before
+    assert run_hash(cfg) != before
     # The path is kept (where to read it), but not in the hash.
-    assert cfg.planned().data == f"imagefolder:{root}" and len(cfg.planned().data_digest) == 16
+    assert plan(cfg).data == f"imagefolder:{root}" and len(plan(cfg).data_digest) == 16
 
 
 def test_weights_file_is_named_by_content(tmp_path):
-    from resizelab.models import build_model
+    from resizelab.training.models import build_model
 
     model, _ = build_model("resnet18", 10, "none")
     path = tmp_path / "w.pt"
     torch.save(model.state_dict(), path)
     cfg = RunConfig(data="synthetic", size=16, precision="fp32", weights=str(path))
-    before = cfg.config_hash()
+    before = run_hash(cfg)
     os.rename(path, tmp_path / "elsewhere.pt")
-    assert RunConfig(data="synthetic", size=16, precision="fp32", weights=str(tmp_path / "elsewhere.pt")).config_hash() == before
+    assert run_hash(RunConfig(data="synthetic", size=16, precision="fp32", weights=str(tmp_path / "elsewhere.pt"))) == before
     state = model.state_dict()
     state["conv1.weight"] = state["conv1.weight"] + 1
     torch.save(state, path)  # replaced at the same path
-    assert cfg.config_hash() != before
+    assert run_hash(cfg) != before
 
 
 def test_cifar_data_dir_is_named_by_the_batches(tmp_path):
@@ -85,7 +87,7 @@ def test_cifar_data_dir_is_named_by_the_batches(tmp_path):
     shutil.copytree(tmp_path / "one", tmp_path / "copy")
     other = write_cifar10(tmp_path / "two" / "cifar-10-batches-py")
     (other / "test_batch").write_bytes((tmp_path / "one" / "cifar-10-batches-py" / "data_batch_1").read_bytes())
-    hashes = [RunConfig(data="cifar10", data_dir=str(tmp_path / d), size=16, precision="fp32").config_hash()
+    hashes = [run_hash(RunConfig(data="cifar10", data_dir=str(tmp_path / d), size=16, precision="fp32"))
               for d in ("one", "copy", "two")]
     assert hashes[0] == hashes[1] != hashes[2]
 

@@ -3,8 +3,8 @@ import urllib.error
 import pytest
 import torch
 
-from resizelab.errors import WeightsError
-from resizelab.models import build_model, count_macs
+from resizelab.core.errors import WeightsError
+from resizelab.training.models import build_model, count_macs
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "mobilenet_v2"])

@@ -14,12 +14,12 @@ import pytest
 import torch
 import torchvision
 
-from resizelab import models
+from resizelab.training import models
 from resizelab.cli import main
-from resizelab.data import CIFAR, load_cifar
-from resizelab.errors import DataUnavailable, WeightsError
-from resizelab.models import build_model, hub_checkpoint_path, imagenet_weights_url
-from resizelab.store import Store
+from resizelab.training.data import CIFAR, load_cifar
+from resizelab.core.errors import DataUnavailable, WeightsError
+from resizelab.training.models import build_model, hub_checkpoint_path, imagenet_weights_url
+from resizelab.store.database import Store
 
 from conftest import cifar10_archive, error_lines, write_cifar10, write_imagefolder
 

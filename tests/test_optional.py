@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from resizelab.cli import main
-from resizelab.report import ReportConfig, write_report
+from resizelab.report.writer import ReportConfig, write_report
 from tiny_store import build_tiny_store
 
 SWEEP = ["sweep", "--data", "synthetic", "--weights", "none", "--epochs", "1", "--limit-train", "64", "--size", "16,24"]

@@ -25,7 +25,7 @@ def test_import_loads_neither_torch_nor_pandas():
         "assert 'torch' not in sys.modules\n"
         "assert set(resizelab.__all__) <= set(dir(resizelab))\n"
         "from resizelab import RunConfig, load_runs\n"
-        "assert RunConfig.__module__ == 'resizelab.config' and load_runs.__module__ == 'resizelab.api'\n"
+        "assert RunConfig.__module__ == 'resizelab.core.config' and load_runs.__module__ == 'resizelab.api'\n"
         "try:\n"
         "    resizelab.nope\n"
         "except AttributeError as e:\n"
@@ -42,7 +42,7 @@ def test_train_is_the_engine_function():
     proc = _python(
         "import resizelab\n"
         "from resizelab import RunResult, train\n"
-        "from resizelab.engine import train as engine_train\n"
-        "assert train is engine_train and resizelab.train is train and RunResult.__module__ == 'resizelab.results'\n"
+        "from resizelab.training.engine import train as engine_train\n"
+        "assert train is engine_train and resizelab.train is train and RunResult.__module__ == 'resizelab.core.results'\n"
     )
     assert proc.returncode == 0, proc.stderr

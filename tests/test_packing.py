@@ -3,8 +3,9 @@ import sqlite3
 import pytest
 
 from resizelab.cli import main
-from resizelab.errors import ConfigError
-from resizelab.sweeps import SweepOptions, expand, run_sweep
+from resizelab.core.errors import ConfigError
+from resizelab.sweeps.plan import expand
+from resizelab.sweeps.runner import SweepOptions, run_sweep
 
 # Deterministic fp32: the mode in which a run must come out the same whoever trains it.
 TINY = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 64, "limit_test": 32,

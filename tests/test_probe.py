@@ -8,8 +8,8 @@ from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
 from resizelab.cli import main
-from resizelab.errors import ConfigError
-from resizelab.probe import STAGES, ProbeConfig, ResidualRatios, band_shares, linear_cka, run_probe
+from resizelab.core.errors import ConfigError
+from resizelab.analysis.probe import STAGES, ProbeConfig, ResidualRatios, band_shares, linear_cka, run_probe
 
 from conftest import write_imagefolder
 

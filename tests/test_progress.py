@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from resizelab.cli import main
-from resizelab.config import RunConfig
-from resizelab.engine import train
-from resizelab.progress import TrainProgress, duration, plural
-from resizelab.sweeps import SweepOptions, expand, run_sweep
+from resizelab.core.config import RunConfig
+from resizelab.training.engine import train
+from resizelab.core.log import duration, plural
+from resizelab.training.progress import TrainProgress
+from resizelab.sweeps.plan import expand
+from resizelab.sweeps.runner import SweepOptions, run_sweep
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = dict(data="synthetic", weights="none", lr=0.01, limit_train=96, limit_test=32, precision="fp32", batch_size=16)

@@ -18,7 +18,8 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from resizelab.sweeps import SweepOptions, expand, run_sweep  # noqa: E402
+from resizelab.sweeps.plan import expand
+from resizelab.sweeps.runner import SweepOptions, run_sweep  # noqa: E402
 
 SRC = str(Path(__file__).parents[1] / "src")
 FAST = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 96, "limit_test": 32, "precision": "fp32"}
@@ -68,7 +69,7 @@ def test_ray_executor_matches_local(tmp_path, ray_cluster):
     assert set(_statuses(tmp_path / "ray.db")) == set(_statuses(tmp_path / "local.db"))
 
 
-def _ray_task_pids(marker: str, name: str = "ray::_train_remote") -> list[int]:
+def _ray_task_pids(marker: str, name: str = "ray::train_remote") -> list[int]:
     """Worker processes of this module's Ray instance executing a task: Ray names them after it (their title,
     read from /proc), and they inherited `marker` in their environment (another suite's workers did not)."""
     pids = []
@@ -134,7 +135,7 @@ def test_a_killed_driver_is_resumed_by_the_same_command(tmp_path, ray_cluster):
 def test_a_ray_address_nothing_answers_at_is_one_error_at_once(tmp_path):
     import socket
 
-    from resizelab.errors import ConfigError
+    from resizelab.core.errors import ConfigError
 
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))

@@ -2,11 +2,12 @@ import math
 
 import pytest
 
-from resizelab.errors import ConfigError
+from resizelab.core.errors import ConfigError
 
-from resizelab.report import ReportConfig, write_report
-from resizelab.stats import mean_ci, pareto_front, t_critical_95
-from resizelab.sweeps import SweepOptions, expand, run_sweep
+from resizelab.report.writer import ReportConfig, write_report
+from resizelab.core.stats import mean_ci, pareto_front, t_critical_95
+from resizelab.sweeps.plan import expand
+from resizelab.sweeps.runner import SweepOptions, run_sweep
 
 
 def test_confidence_interval_matches_a_known_case():

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from browser import Chromium, find_chromium
-from resizelab.report import ReportConfig, write_report
+from resizelab.report.writer import ReportConfig, write_report
 from tiny_store import build_tiny_store
 
 pytestmark = pytest.mark.skipif(find_chromium() is None,

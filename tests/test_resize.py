@@ -3,12 +3,12 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from resizelab.config import RunConfig
-from resizelab.resize import effective_antialias
-from resizelab.data import make_synthetic
-from resizelab.errors import ConfigError
-from resizelab.resize import ResizeCache, ResizeKey, output_size, resize
-from resizelab.pipeline import normalize, to_nhwc
+from resizelab.core.config import RunConfig
+from resizelab.training.resize import effective_antialias
+from resizelab.training.data import make_synthetic
+from resizelab.core.errors import ConfigError
+from resizelab.training.resize import ResizeCache, ResizeKey, output_size, resize
+from resizelab.training.pipeline import normalize, to_nhwc
 
 NO_OPENCV = "OpenCV is not installed: pip install 'resizelab[opencv]'"
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from resizelab.models import build_model
-from resizelab.singlewindow import SingleWindowConv2d, single_window, use_single_window_matmul
+from resizelab.training.models import build_model
+from resizelab.training.singlewindow import SingleWindowConv2d, single_window, use_single_window_matmul
 
 
 def _pair(ref: nn.Conv2d) -> nn.Conv2d:

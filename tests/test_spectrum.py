@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from resizelab.cli import main
-from resizelab.data import make_synthetic
-from resizelab.errors import ConfigError
-from resizelab.resize import resize
-from resizelab.spectrum import (SpectrumConfig, energy_above_native_nyquist, luma, power_spectrum, psnr_db, radial_psd,
+from resizelab.training.data import make_synthetic
+from resizelab.core.errors import ConfigError
+from resizelab.training.resize import resize
+from resizelab.analysis.spectrum import (SpectrumConfig, energy_above_native_nyquist, luma, power_spectrum, psnr_db, radial_psd,
                                 run_spectrum, ssim, zone_plate, zone_plate_scores)
 
 from conftest import write_imagefolder

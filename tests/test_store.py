@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from resizelab.config import RunConfig
-from resizelab.store import Store
+from resizelab.core.config import RunConfig
+from resizelab.store.database import Store
+from resizelab.training.planning import run_hash
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ CFG = RunConfig(data="synthetic", size=16, weights="none")
 
 def test_claim_is_exclusive_while_the_owner_lives(store):
     store.register([CFG], sweep="s")
-    h = CFG.config_hash()
+    h = run_hash(CFG)
     assert store.claim(h, "me:1:a")
     # Another live owner (this very process, under another id) cannot take it.
     import os, socket
@@ -36,7 +37,7 @@ def test_claim_is_exclusive_while_the_owner_lives(store):
 def test_a_dead_owner_or_a_lapsed_lease_frees_the_run(store):
     import socket
     store.register([CFG])
-    h = CFG.config_hash()
+    h = run_hash(CFG)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     assert store.claim(h, f"{socket.gethostname()}:{dead.pid}:x")
@@ -49,7 +50,7 @@ def test_a_dead_owner_or_a_lapsed_lease_frees_the_run(store):
 
 def test_done_and_failed_runs_are_not_claimed_again(store):
     store.register([CFG])
-    h = CFG.config_hash()
+    h = run_hash(CFG)
     assert store.claim(h, "a:1:a")
     store.fail(h, "a:1:a", "diverged")
     row = store.get(h)
@@ -59,11 +60,11 @@ def test_done_and_failed_runs_are_not_claimed_again(store):
 
 
 def test_a_failed_write_leaves_nothing_half_done(store):
-    from resizelab.engine import train
+    from resizelab.training.engine import train
 
     cfg = RunConfig(data="synthetic", size=16, weights="none", epochs=1, limit_train=32, limit_test=20, precision="fp32")
     store.register([cfg])
-    h = cfg.config_hash()
+    h = run_hash(cfg)
     store.claim(h, "a:1:a")
     result = train(cfg, progress=False)
     # The second evaluation cannot be written: the failure comes after the epochs, the attempt row and the
@@ -87,11 +88,11 @@ TINY = RunConfig(data="synthetic", size=8, weights="none", epochs=1, limit_train
 
 
 def test_a_stale_owners_complete_fail_and_release_are_refused(store):
-    from resizelab.engine import train
-    from resizelab.store import LeaseLost
+    from resizelab.training.engine import train
+    from resizelab.store.database import LeaseLost
 
     store.register([TINY])
-    h = TINY.config_hash()
+    h = run_hash(TINY)
     assert store.claim(h, "stale:1:a")
     result = train(TINY, progress=False)
     store.conn.execute("UPDATE runs SET lease_expires = ?", (time.time() - 1,))  # the stale owner stalled past its lease
@@ -110,14 +111,14 @@ def test_a_stale_owners_complete_fail_and_release_are_refused(store):
 def test_a_run_whose_lease_is_taken_over_stops_within_one_renewal(tmp_path, one_thread):
     import threading
 
-    from resizelab.sweeps import run_claimed
+    from resizelab.sweeps.claim import run_claimed
 
     db = tmp_path / "r.db"
     cfg = RunConfig(data="synthetic", size=8, weights="none", epochs=50, batch_size=8, limit_train=400, limit_test=24, precision="fp32")
     lease_seconds = 3.0  # renewed every second
     with Store(db) as store:
         store.register([cfg])
-    h = cfg.config_hash()
+    h = run_hash(cfg)
     taken = {}
 
     def take_over():
@@ -197,8 +198,8 @@ def test_a_read_only_db_is_one_line(capsys):
         if os.geteuid() != 0:
             yield
             return
-        import resizelab.report  # noqa: F401  (nobody cannot read the interpreter's own folders to import it later)
-        import resizelab.stats  # noqa: F401
+        import resizelab.report.writer  # noqa: F401  (nobody cannot read the interpreter's own folders to import it later)
+        import resizelab.core.stats  # noqa: F401
 
         os.chmod(tmp_path, 0o755)
         os.seteuid(65534)
@@ -219,7 +220,7 @@ def test_a_read_only_db_is_one_line(capsys):
 
 
 def test_a_locked_db_is_one_line_after_the_timeout(tmp_path):
-    from resizelab.store import StoreError
+    from resizelab.store.database import StoreError
 
     db = tmp_path / "r.db"
     Store(db).close()
@@ -238,11 +239,11 @@ def test_a_locked_db_is_one_line_after_the_timeout(tmp_path):
 def test_a_full_disk_while_storing_keeps_the_result_beside_the_db(store, tmp_path):
     import json
 
-    from resizelab.engine import train
-    from resizelab.store import ResultNotStored
+    from resizelab.training.engine import train
+    from resizelab.store.database import ResultNotStored
 
     store.register([TINY])
-    h = TINY.config_hash()
+    h = run_hash(TINY)
     assert store.claim(h, "a:1:a")
     result = train(TINY, progress=False)
     # SQLite's own "database or disk is full": the file may not grow by a single page.
@@ -258,11 +259,11 @@ def test_a_full_disk_while_storing_keeps_the_result_beside_the_db(store, tmp_pat
 
 def test_an_interrupted_forced_rerun_keeps_the_finished_result_visible(store, tmp_path):
     from resizelab.api import load_runs
-    from resizelab.engine import train
-    from resizelab.sweeps import run_claimed
+    from resizelab.training.engine import train
+    from resizelab.sweeps.claim import run_claimed
 
     store.register([TINY])
-    h = TINY.config_hash()
+    h = run_hash(TINY)
     assert run_claimed(store, TINY, "first:1:a", progress=False).status == "done"
     before = store.get(h)
 

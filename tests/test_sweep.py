@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from resizelab.errors import ConfigError
-from resizelab.sweeps import expand_spec, SweepOptions, expand, load_sweep_file, run_sweep
+from resizelab.core.errors import ConfigError
+from resizelab.sweeps.plan import expand, expand_spec, load_sweep_file
+from resizelab.sweeps.runner import SweepOptions, run_sweep
+from resizelab.training.planning import run_hash
 
 FAST = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 200, "limit_test": 100, "precision": "fp32"}
 
@@ -34,7 +36,7 @@ def test_expand_grid_seeds_variants_and_invalid_combinations():
     # lanczos cannot run on the tensor backend: refused with the reason, not silently dropped
     assert len(plan.invalid) == 4 and "lanczos" in plan.invalid[0][1]
     assert len(plan.configs) == 12
-    assert len({c.config_hash() for c in plan.configs}) == 12
+    assert len({run_hash(c) for c in plan.configs}) == 12
 
 
 def test_sweep_file_rejects_unknown_keys(tmp_path):

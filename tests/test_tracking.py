@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from resizelab.errors import MissingDependency
-from resizelab.tracking import TAG_CONFIG_HASH, TAG_SWEEP, default_tracking_uri, export_store_to_mlflow, log_result_to_mlflow
+from resizelab.core.errors import MissingDependency
+from resizelab.report.tracking import TAG_CONFIG_HASH, TAG_SWEEP, default_tracking_uri, export_store_to_mlflow, log_result_to_mlflow
 from tiny_store import build_tiny_store
 
 mlflow = pytest.importorskip("mlflow", reason="MLflow is not installed: pip install 'resizelab[mlflow]'")
@@ -143,7 +143,7 @@ SWEEP = ["sweep", "--data", "synthetic", "--weights", "none", "--epochs", "2", "
 
 def test_sweep_with_mlflow_logs_each_run_and_the_report(tmp_path, monkeypatch, capsys):
     from resizelab.cli import main
-    from resizelab.store import Store
+    from resizelab.store.database import Store
 
     monkeypatch.chdir(tmp_path)
     db = tmp_path / "r.db"
@@ -229,7 +229,7 @@ def test_a_tracking_store_that_cannot_be_used_is_one_line_at_once(tiny_store, tm
 def test_a_tracking_server_that_answers_passes_the_check():
     import socket
 
-    from resizelab.tracking import check_tracking_uri
+    from resizelab.report.tracking import check_tracking_uri
 
     with socket.socket() as server:  # something listening on 127.0.0.1, as an MLflow server would be
         server.bind(("127.0.0.1", 0))

@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from resizelab.config import RunConfig
-from resizelab.data import make_synthetic
-from resizelab.errors import RunFailed
-from resizelab.engine import train
-from resizelab.pipeline import crop_flip
+from resizelab.core.config import RunConfig
+from resizelab.training.data import make_synthetic
+from resizelab.core.errors import RunFailed
+from resizelab.training.engine import train
+from resizelab.training.pipeline import crop_flip
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_crop_flip_keeps_shape_and_content():
 
 
 def test_a_last_batch_of_one_image_is_trained_in_the_batch_before(synthetic, one_thread):
-    from resizelab.pipeline import batch_bounds
+    from resizelab.training.pipeline import batch_bounds
 
     assert batch_bounds(33, 32) == [(0, 33)] and batch_bounds(65, 32) == [(0, 32), (32, 65)]
     assert batch_bounds(34, 32) == [(0, 32), (32, 34)] and batch_bounds(1, 32) == [(0, 1)]
@@ -78,8 +78,8 @@ def test_divergence_is_a_failed_run(synthetic):
 
 
 def test_auto_precision_and_layout_on_cpu(monkeypatch):
-    from resizelab import provenance
-    from resizelab.runtime import CPU_BF16_MIN_MACS_PER_PARAM, resolve_channels_last, resolve_precision
+    from resizelab.training import provenance
+    from resizelab.training.runtime import CPU_BF16_MIN_MACS_PER_PARAM, resolve_channels_last, resolve_precision
 
     cpu = torch.device("cpu")
     params = 11_000_000
@@ -98,7 +98,7 @@ def test_auto_precision_and_layout_on_cpu(monkeypatch):
 
 @pytest.mark.parametrize("native_bf16, expected", [(True, "bf16"), (False, "fp32")])
 def test_recorded_run_says_which_precision_and_layout_ran(synthetic, monkeypatch, native_bf16, expected):
-    from resizelab import provenance
+    from resizelab.training import provenance
 
     monkeypatch.setattr(provenance, "cpu_supports_bf16", lambda: native_bf16)
     result = train(RunConfig(data="synthetic", weights="none", size=8, epochs=1, limit_train=64, limit_test=32), dataset=synthetic, progress=False)
@@ -107,8 +107,8 @@ def test_recorded_run_says_which_precision_and_layout_ran(synthetic, monkeypatch
 
 
 def test_first_epoch_fills_the_resized_split_exactly_once(synthetic):
-    from resizelab.resize import ResizeCache, resize
-    from resizelab.pipeline import TrainData, normalize, to_nhwc
+    from resizelab.training.resize import ResizeCache, resize
+    from resizelab.training.pipeline import TrainData, normalize, to_nhwc
 
     cfg = RunConfig(data="synthetic", weights="none", size=24, interpolation="bicubic", backend="tensor", limit_train=100)
     data_small = synthetic
@@ -130,8 +130,8 @@ def test_first_epoch_fills_the_resized_split_exactly_once(synthetic):
 
 
 def test_train_seconds_mean_the_same_whether_the_resize_cache_is_cold_or_warm(one_thread):
-    from resizelab.data import Dataset
-    from resizelab.resize import ResizeCache
+    from resizelab.training.data import Dataset
+    from resizelab.training.resize import ResizeCache
 
     # Large native images trained at 8 px: resizing the split costs many times the one training step.
     gen = torch.Generator().manual_seed(0)
@@ -168,8 +168,8 @@ def dataclasses_replace(cfg, **changes):
 
 
 def test_a_run_that_cannot_fit_in_memory_is_refused_before_allocating():
-    from resizelab.data import Dataset
-    from resizelab.errors import ConfigError
+    from resizelab.training.data import Dataset
+    from resizelab.core.errors import ConfigError
 
     # The full-data case without holding the data: a million test images that all share one buffer.
     one = torch.zeros((1, 3, 32, 32), dtype=torch.uint8)

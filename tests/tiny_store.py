@@ -20,15 +20,16 @@ def build_tiny_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
         return _BUILT
     import torch
 
-    from resizelab.config import RunConfig
-    from resizelab.store import Store, new_owner_id
-    from resizelab.engine import train
+    from resizelab.core.config import RunConfig
+    from resizelab.store.database import Store, new_owner_id
+    from resizelab.training.engine import train
+    from resizelab.training.planning import run_hash
 
     root = tmp_path_factory.mktemp("tiny_store")
     tiny = dict(data="synthetic", weights="none", limit_train=64, limit_test=32, precision="fp32")
     configs = {"16px": RunConfig(**tiny, epochs=2, size=16, test_sizes=(32,)), "native": RunConfig(**tiny, epochs=1),
                "failed": RunConfig(**tiny, epochs=1, size=24), "pending": RunConfig(**tiny, epochs=1, size=8)}
-    hashes = {name: cfg.config_hash() for name, cfg in configs.items()}
+    hashes = {name: run_hash(cfg) for name, cfg in configs.items()}
     db = root / "runs.db"
     results = {}
     # Built once for the session, outside any one test's isolated_cache: isolate the caches here too.

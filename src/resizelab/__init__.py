@@ -5,20 +5,22 @@ __version__ = "0.1.0"
 # The public API, imported on first use (PEP 562) so that `import resizelab` stays instant and
 # imports neither torch nor pandas: a notebook that only reads results never loads the training stack.
 _LAZY = {
-    "RunConfig": "config",
-    "train": "engine",
-    "RunResult": "results",
-    "sweep": "sweeps",
-    "expand": "sweeps",
-    "run_sweep": "sweeps",
+    "RunConfig": "core.config",
+    "RunResult": "core.results",
+    "ConfigError": "core.errors",
+    "ResizelabError": "core.errors",
+    "plan": "training.planning",
+    "run_hash": "training.planning",
+    "train": "training.engine",
+    "expand": "sweeps.plan",
+    "run_sweep": "sweeps.runner",
+    "sweep": "api",
     "load_runs": "api",
     "load_evals": "api",
     "load_epochs": "api",
-    "ConfigError": "errors",
-    "ResizelabError": "errors",
 }
-__all__ = ["RunConfig", "RunResult", "train", "sweep", "expand", "run_sweep", "load_runs", "load_evals", "load_epochs", "ConfigError",
-           "ResizelabError", "__version__"]
+__all__ = ["RunConfig", "RunResult", "plan", "run_hash", "train", "sweep", "expand", "run_sweep", "load_runs", "load_evals",
+           "load_epochs", "ConfigError", "ResizelabError", "__version__"]
 
 
 def __getattr__(name: str):

@@ -1,31 +1,34 @@
-"""The results store as pandas DataFrames: one row per run, per run x test size, per run x epoch.
+"""The Python API: `sweep()` (what `resizelab sweep` and `study` run), and the results store as pandas
+DataFrames: one row per run, per run x test size, per run x epoch.
 
-Everything here reads the SQLite store through a read-only connection (`mode=ro`) inside one read
-transaction: a notebook gets a consistent snapshot, can never write, and, the store being in WAL
-mode, never blocks a sweep that is writing to the same file. pandas is an optional extra
-(`pip install 'resizelab[pandas]'`) imported only when a frame is built; torch is never imported.
+The frames read the store through `store.read` (one read-only snapshot, never blocking a sweep that writes).
+pandas is an optional extra (`pip install 'resizelab[pandas]'`) imported only when a frame is built, and
+reading results never imports torch.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import typing
-from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from .config import RunConfig
-from .errors import ConfigError
-from .optional import require
-from .store import check_schema_version, require_store
+from .core.config import CONFIG_FIELDS, RunConfig
+from .core.errors import ConfigError
+from .core.log import console_logging
+from .core.optional import require
+from .core.paths import check_out_dir
+from .store.database import DEFAULT_DB, DEFAULT_LEASE_SECONDS
+from .store.read import StoredRuns, read_runs
+from .sweeps.claim import SweepOutcome
+from .sweeps.plan import check_axis, default_name, expand, seed_list
+from .sweeps.presets import get_preset
+from .sweeps.runner import SweepOptions, run_sweep
 
 if TYPE_CHECKING:
     import pandas as pd
-
-STATUSES = ("pending", "running", "done", "failed")
 
 # Run metrics kept in their own store columns, then those read from the stored result JSON.
 RUN_METRIC_COLUMNS = ("test_accuracy", "train_seconds", "images_per_second", "macs_per_image", "params", "peak_memory_bytes")
@@ -34,78 +37,6 @@ RESULT_COLUMNS = ("effective_precision", "weights_tag", "peak_memory_kind", "pre
 # Config fields that say which evaluations a run has: in load_evals each row is one evaluation and
 # carries its own test_size_px and test_interpolation instead.
 EVAL_CONFIG_FIELDS = ("test_size", "test_size_px", "test_sizes", "test_interpolation")
-
-
-@contextmanager
-def connect_read_only(db: str | os.PathLike) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to a resizelab store, holding one read transaction (one snapshot)."""
-    require_store(db, "run a study or sweep first, or pass the path of its database")
-    path = Path(db).absolute()
-    # as_uri() percent-encodes the path, so a '?' or '#' in a folder name cannot turn into URI syntax.
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    try:
-        try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.DatabaseError as e:
-            raise ConfigError(f"{db} is not a resizelab results store ({e})") from None
-        if not {"runs", "epochs", "evals", "sweep_runs"} <= tables:
-            raise ConfigError(f"{db} is not a resizelab results store (it has no runs/epochs/evals/sweep_runs tables)")
-        check_schema_version(conn, str(db))
-        # The SELECTs that follow see one snapshot, even while a sweep commits runs in between.
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
-    finally:
-        conn.close()
-
-
-@dataclass
-class StoredRuns:
-    """The runs a filter selects, with their sweeps, evaluations and epochs, read in one snapshot."""
-
-    runs: list[dict]  # store rows, in sweep order when a sweep was named, else in order of creation
-    sweeps: dict[str, list[str]]  # config_hash -> names of the sweeps that hold it, sorted
-    evals: dict[str, list[dict]]  # config_hash -> eval rows, by test size
-    epochs: dict[str, list[dict]]  # config_hash -> epoch rows, by epoch
-
-
-def read_runs(db: str | os.PathLike, sweep: str | None = None, status: str | None = "done") -> StoredRuns:
-    """The selected runs as plain rows (no pandas needed): what the frames and the MLflow export read."""
-    if status is not None and status not in STATUSES:
-        raise ConfigError(f"status must be one of {', '.join(STATUSES)} or None (every run); got {status!r}")
-    with connect_read_only(db) as conn:
-        query, args, clauses = "SELECT r.* FROM runs r", [], []
-        if sweep is not None:
-            known = [r[0] for r in conn.execute("SELECT DISTINCT sweep FROM sweep_runs ORDER BY sweep")]
-            if sweep not in known:
-                raise ConfigError(f"no sweep named {sweep!r} in {db}; sweeps there: {', '.join(known) or 'none'}")
-            query += " JOIN sweep_runs s ON s.config_hash = r.config_hash"
-            clauses.append("s.sweep = ?")
-            args.append(sweep)
-        if status is not None:
-            clauses.append("r.status = ?")
-            args.append(status)
-        if clauses:
-            query += " WHERE " + " AND ".join(clauses)
-        query += " ORDER BY s.position, r.config_hash" if sweep is not None else " ORDER BY r.created_at, r.config_hash"
-        runs = [dict(r) for r in conn.execute(query, args)]
-        wanted = {r["config_hash"] for r in runs}
-        sweeps: dict[str, list[str]] = {}
-        for r in conn.execute("SELECT config_hash, sweep FROM sweep_runs ORDER BY sweep"):
-            if r["config_hash"] in wanted:
-                sweeps.setdefault(r["config_hash"], []).append(r["sweep"])
-        evals: dict[str, list[dict]] = {}
-        for r in conn.execute("SELECT * FROM evals ORDER BY config_hash, test_size_px, interpolation"):
-            if r["config_hash"] in wanted:
-                evals.setdefault(r["config_hash"], []).append(dict(r))
-        epochs: dict[str, list[dict]] = {}
-        for r in conn.execute("SELECT * FROM epochs ORDER BY config_hash, epoch"):
-            if r["config_hash"] in wanted:
-                epochs.setdefault(r["config_hash"], []).append(dict(r))
-    return StoredRuns(runs, sweeps, evals, epochs)
 
 
 # --- DataFrames ------------------------------------------------------------------------------
@@ -272,3 +203,97 @@ def load_epochs(db: str | os.PathLike, sweep: str | None = None, status: str | N
     columns = ["config_hash", "epoch", "train_loss", "train_accuracy", "epoch_seconds", "images"]
     epochs = _typed(pd.DataFrame.from_records(records, columns=columns))
     return runs[keep].merge(epochs, on="config_hash", how="inner", validate="one_to_many")
+
+
+# --- sweeps ----------------------------------------------------------------------------------
+
+def sweep(base: Mapping[str, Any] | RunConfig | None = None, grid: Mapping[str, Sequence] | None = None, *,
+          seeds: int | Sequence[int] | None = None, variants: Sequence[Mapping[str, Any]] | None = None,
+          preset: str | None = None, name: str | None = None, db: str | os.PathLike = DEFAULT_DB,
+          executor: str = "auto", pack: int | None = None, retry_failed: bool = False,
+          lease_seconds: float = DEFAULT_LEASE_SECONDS, ray_address: str | None = None,
+          report: bool | str | os.PathLike = False, progress: bool = False,
+          on_result: Callable[[Any], None] | None = None) -> SweepOutcome:
+    """Run a sweep from Python: what `resizelab sweep` (or, with `preset`, `resizelab study`) runs, on the same
+    engine and store, so calling it again resumes it and a run the store holds is not trained twice.
+
+        outcome = resizelab.sweep({"data": "synthetic", "epochs": 1}, grid={"size": [16, 32, 64]}, seeds=3, db="runs.db")
+        frame = resizelab.load_runs(outcome.db, sweep=outcome.name)
+
+    `base` holds fixed run options (a dict, or a RunConfig) and `grid` the axes as lists (every combination
+    runs), both by RunConfig field name; `seeds` is a count (seeds 0..N-1) or a list; `variants` are option sets
+    laid over every grid point. With `preset`, the preset's plan is the starting point and `base`, `grid` and
+    `seeds` override it as the command's flags do. Without `name`, the sweep is named after what it runs
+    (`sweep-<digest>`, or the preset's name). `report` writes the report into reports/<name> (True) or the
+    folder given. `progress` logs through the `resizelab` logger, to stderr unless logging is configured.
+    Runs that fail are recorded and listed in `outcome.failed`, refused combinations in `outcome.invalid_reasons`;
+    a Ctrl-C gives the current run back to the store and is raised again.
+    """
+    if not (base or grid or variants or preset):
+        raise ConfigError("the sweep is empty; give base run options and a grid (e.g. grid={'size': [16, 32, 64]}), or a preset")
+    base = _option_dict(base, "base")
+    grid = _option_dict(grid, "grid")
+    for key, values in grid.items():
+        values = list(values) if isinstance(values, range) else values
+        check_axis(key, values)  # here too: a preset would take a value that is not a list as a fixed one
+        grid[key] = list(values)
+    if variants is not None and (isinstance(variants, (str, Mapping)) or not isinstance(variants, Sequence)):
+        raise ConfigError(f"variants must be a list of dicts of run options; got {variants!r}")
+    variants = [_option_dict(v, "each variant") for v in variants or []]
+    if seeds is not None and "seed" in base:
+        raise ConfigError(f"give seed in base ({base['seed']!r}) or seeds ({seeds!r}), not both")
+    if seeds is None or isinstance(seeds, int):
+        seed_values = None if seeds is None else seed_list(seeds, "seeds")
+    elif isinstance(seeds, (list, tuple, range)):
+        seed_values = seed_list(list(seeds), "seeds")
+    else:
+        raise ConfigError(f"seeds must be a count or a list of seeds; got {seeds!r}")
+    if db is None or not isinstance(db, (str, os.PathLike)):
+        raise ConfigError(f"db must be the path of the results store; got {db!r}")
+    out = _report_folder(report)
+    if preset is not None:
+        if variants:
+            raise ConfigError(f"variants cannot be laid over preset {preset!r}; give base and grid overrides, or no preset")
+        overrides = {**base, **grid, **({"seed": seed_values} if seed_values else {})}
+        plan = get_preset(preset).plan(overrides, name=name)
+    else:
+        name = name if name is not None else default_name("sweep", {"base": base, "grid": grid, "seeds": seed_values,
+                                                                     "variants": variants})
+        plan = expand(base, grid, seed_values, variants or None, name=name)
+    options = SweepOptions(db=os.fspath(db), executor=executor, pack=pack, retry_failed=retry_failed,
+                           lease_seconds=lease_seconds, progress=progress, ray_address=ray_address)
+    if out is not None:
+        out = os.path.join("reports", plan.name) if out is True else out
+        check_out_dir(Path(out), "report", create=False)
+    with console_logging(progress):
+        outcome = run_sweep(plan, options, quiet=not progress, on_result=on_result)
+    if isinstance(outcome.interrupted, BaseException):
+        raise outcome.interrupted
+    if out is not None and any(r["status"] == "done" for r in outcome.rows):
+        from .report.writer import ReportConfig, write_report
+
+        outcome.report = write_report(ReportConfig(db=options.db, sweep=plan.name, out=out))
+    return outcome
+
+
+def _option_dict(values: Any, where: str) -> dict[str, Any]:
+    """Run options as a dict: from a mapping, or from a RunConfig's options (its derived fields are planned anew)."""
+    if values is None:
+        return {}
+    if isinstance(values, RunConfig):
+        return {name: getattr(values, name) for name in CONFIG_FIELDS}
+    if not isinstance(values, Mapping):
+        what = "a dict of run options and their lists of values" if where == "grid" else "a dict of run options (or a RunConfig)"
+        raise ConfigError(f"{where} must be {what}; got {values!r}")
+    return dict(values)
+
+
+def _report_folder(report: Any) -> bool | str | None:
+    """None (no report), True (reports/<sweep name>) or the folder asked for."""
+    if report is None or report is False:
+        return None
+    if report is True:
+        return True
+    if isinstance(report, (str, os.PathLike)) and os.fspath(report):
+        return os.fspath(report)
+    raise ConfigError(f"report must be True (reports/<sweep name>), False or a folder path; got {report!r}")

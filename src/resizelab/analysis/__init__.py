@@ -1,0 +1,1 @@
+"""Measurements beyond one run: spectrum, probe, findings, bench."""

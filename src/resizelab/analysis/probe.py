@@ -1,0 +1,413 @@
+"""`resizelab probe`: what a resize does to a ResNet's internal representation, without training.
+
+The test images are fed at their native size and, resized to S by each interpolation, at S; the
+same model (random init by seed, ImageNet weights, a state_dict file, or with `run` the weights a
+stored run saved with --save-weights, loaded whole into its own arch and stem) sees both. Per method:
+
+- **CKA per stage.** Linear CKA (Kornblith et al. 2019) between the native and the resized
+  activations of the stem (after the max-pool), layer1..layer4 and the pooled features. Maps of
+  different spatial size are compared on the coarser of the two grids: the finer map is box-averaged
+  onto it (adaptive average pooling, exact for whole ratios), then each image's map is one vector
+  (channels x positions). A cell of the coarser grid covers the same patch of the image in both, so
+  this compares features at the same place without inventing values (upsampling the coarse map would
+  interpolate, which is what is being studied) and keeps the layout that global pooling would discard.
+  1 = the same representation up to rotation and scale; near 0 = unrelated.
+- **||residual|| / ||skip|| per block.** For every torchvision BasicBlock / Bottleneck, the norm of
+  its residual branch (the output of its last BN, before the addition) over the norm of its skip path
+  (the block's input, or its downsample's output), per image, mean over images; native and resized.
+  Hooks sit on the real modules, so this is what the model computes.
+- **conv1 response by frequency band.** The first convolution's output maps (before BN), mean-removed
+  and Hann-windowed as in `resizelab spectrum`, split by radial frequency in cycles per *map* pixel
+  into low (< 1/3 of the map's Nyquist), mid (1/3 to 2/3) and high (above 2/3, corners included):
+  the share of the response energy in each, and the energy itself (mean variance per map). An
+  upsampled input leaves the layer little to respond to at the top of its own grid.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..core.config import RunConfig, preflight
+from ..core.config import check_choice as _choice
+from ..core.config import check_whole as _int_in
+from ..training.models import RESNETS
+from ..training.resize import effective_antialias
+from ..core.errors import ConfigError
+from ..core.log import plural
+
+STAGES = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
+DEFAULT_SIZE = 16
+BANDS = ("low", "mid", "high")
+BATCH = 100
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """What `resizelab probe` compares. Validated on construction, with the same checks as a run."""
+
+    data: str = "cifar10"
+    data_dir: str | None = None
+    arch: str = "resnet18"
+    weights: str = "imagenet"  # imagenet | none | path to a state_dict file
+    stem: str = "imagenet"
+    size: int | None = None  # None: with `run`, the run's train size when it resized (else DEFAULT_SIZE); else DEFAULT_SIZE
+    interpolations: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
+    antialias: bool = True
+    backend: str = "pil"
+    limit: int = 500  # class-balanced test images
+    seed: int = 0  # model init (weights none) and the image subset
+    out: str = "reports/probe"
+    run: str | None = None  # a stored run (hash or unique prefix) whose saved weights, arch, stem and data are probed
+    db: str = "resizelab.db"  # the store that holds `run`
+
+    def __post_init__(self) -> None:
+        value = self.interpolations
+        object.__setattr__(self, "interpolations", tuple(dict.fromkeys((value,) if isinstance(value, str) else value)))
+        if not self.interpolations:
+            raise ConfigError("interpolations must list at least one value")
+        if self.run is not None:
+            self._take_from_run()  # a size left out is chosen once the data's native size is known (run_probe)
+        elif self.size is None:
+            object.__setattr__(self, "size", DEFAULT_SIZE)
+        _choice("arch", self.arch, RESNETS)  # the probe hooks ResNet blocks
+        for method in self.interpolations:
+            # One run config per method: data, weights, size, method x backend checked as `resizelab run` does.
+            preflight(RunConfig(data=self.data, data_dir=self.data_dir, arch=self.arch, weights=self.weights, stem=self.stem,
+                                size=self.size, interpolation=method, antialias=self.antialias, backend=self.backend, seed=self.seed))
+        _int_in("limit", self.limit, 1)
+        if not isinstance(self.out, str) or not self.out:
+            raise ConfigError(f"out must be a folder path; got {self.out!r}")
+
+    def _take_from_run(self) -> None:
+        """Weights, arch, stem and data from the stored run; a different value given for one of them is an error."""
+        from ..store.read import find_run
+
+        stored = find_run(self.db, self.run)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        if self.weights != defaults["weights"]:
+            raise ConfigError(f"give --weights or --run, not both: run {stored.config_hash} brings its own trained weights")
+        for name in ("data", "data_dir", "arch", "stem"):
+            given, theirs = getattr(self, name), stored.config.get(name)
+            if given != defaults[name] and given != theirs:
+                raise ConfigError(f"{name} comes from run {stored.config_hash} ({theirs!r}); leave it out or probe another run")
+            object.__setattr__(self, name, theirs)
+        object.__setattr__(self, "run", stored.config_hash)
+        object.__setattr__(self, "weights", stored.weights_path)
+
+
+@dataclass
+class Measures:
+    """What one input (native, or one resize method) does inside the model."""
+
+    input: str  # "native" or the interpolation
+    antialias: bool | None  # effective; None for native
+    size_px: int
+    cka: dict[str, float]  # vs native, per stage (absent for native)
+    residual_ratio: dict[str, float]  # per block
+    conv1_bands: dict[str, float]  # low/mid/high shares and "energy"
+
+
+@dataclass
+class ProbeResult:
+    config: ProbeConfig
+    weights_tag: str
+    native_size_px: tuple[int, int]
+    images: int
+    grids: dict[str, tuple[int, int]]  # where each stage was compared
+    native: Measures
+    methods: list[Measures]
+    seconds: float
+    files: list[str] = field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"config": dataclasses.asdict(self.config), "weights_tag": self.weights_tag,
+                "native_size_px": list(self.native_size_px), "images": self.images,
+                "grids": {k: list(v) for k, v in self.grids.items()}, "native": dataclasses.asdict(self.native),
+                "methods": [dataclasses.asdict(m) for m in self.methods], "seconds": self.seconds, "files": self.files}
+
+
+# --- measures --------------------------------------------------------------------------------
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear CKA between n x p and n x q feature matrices (rows: the same n inputs), in float64.
+
+    ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) on column-centred features, computed through the n x n
+    Gram matrices when features outnumber inputs (the same value, cheaper)."""
+    x = x.reshape(x.shape[0], -1).to(torch.float64)
+    y = y.reshape(y.shape[0], -1).to(torch.float64)
+    x = x - x.mean(0, keepdim=True)
+    y = y - y.mean(0, keepdim=True)
+    if max(x.shape[1], y.shape[1]) > x.shape[0]:
+        k, l_ = x @ x.T, y @ y.T
+        num, den = (k * l_).sum(), torch.sqrt((k * k).sum() * (l_ * l_).sum())
+    else:
+        num = (y.T @ x).square().sum()
+        den = torch.sqrt((x.T @ x).square().sum() * (y.T @ y).square().sum())
+    return float(num / den) if den > 0 else math.nan
+
+
+def residual_blocks(model: nn.Module) -> dict[str, nn.Module]:
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    return {name: m for name, m in model.named_modules() if isinstance(m, (BasicBlock, Bottleneck))}
+
+
+def band_shares(maps: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Energy of N x C x h x w maps in the low/mid/high radial bands of their own grid (summed over
+    maps), and the summed energy; see the module docstring."""
+    from .spectrum import power_spectrum
+
+    power = power_spectrum(maps.to(torch.float64))
+    fy = torch.fft.fftfreq(maps.shape[-2], dtype=torch.float64).view(-1, 1)
+    fx = torch.fft.fftfreq(maps.shape[-1], dtype=torch.float64).view(1, -1)
+    radius = torch.sqrt(fy ** 2 + fx ** 2) / 0.5  # in units of the map's Nyquist
+    per_bin = power.reshape(-1, *power.shape[-2:]).sum(0)
+    edges = [(0.0, 1 / 3), (1 / 3, 2 / 3), (2 / 3, math.inf)]
+    sums = torch.stack([per_bin[(radius >= lo) & (radius < hi)].sum() for lo, hi in edges])
+    return sums, float(per_bin.sum())
+
+
+class ResidualRatios:
+    """Hooks on every BasicBlock / Bottleneck of a model: per image, the norm of the residual branch
+    (its last BN's output, taken before the block adds the skip to it in place) and of the skip
+    path (the downsample's output, or the block's input)."""
+
+    def __init__(self, model: nn.Module):
+        self.branch: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self.skip: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self.handles = []
+        for name, block in residual_blocks(model).items():
+            last_bn = block.bn3 if hasattr(block, "bn3") else block.bn2
+            self.handles.append(last_bn.register_forward_hook(self._norm(self.branch[name])))
+            if block.downsample is not None:
+                self.handles.append(block.downsample.register_forward_hook(self._norm(self.skip[name])))
+            else:
+                self.handles.append(block.register_forward_pre_hook(self._input_norm(self.skip[name])))
+
+    @staticmethod
+    def _norm(store: list) -> Callable:
+        def hook(module, inputs, output):
+            store.append(output.detach().to(torch.float64).flatten(1).norm(dim=1))
+        return hook
+
+    @staticmethod
+    def _input_norm(store: list) -> Callable:
+        def hook(module, inputs):
+            store.append(inputs[0].detach().to(torch.float64).flatten(1).norm(dim=1))
+        return hook
+
+    def ratios(self) -> dict[str, float]:
+        """||residual|| / ||skip|| per block, mean over the images seen."""
+        return {name: float((torch.cat(self.branch[name]) / torch.cat(self.skip[name])).mean()) for name in self.branch}
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+class Recorder:
+    """Forward hooks on a ResNet's own modules. Each hook reduces what it sees at once (stage maps
+    pooled to their comparison grid, norms per image, band energies), so memory stays small and a
+    block's later in-place addition cannot change what was recorded."""
+
+    def __init__(self, model: nn.Module, grids: dict[str, tuple[int, int]] | None = None):
+        self.grids = grids
+        self.stages: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.residual = ResidualRatios(model)
+        self.bands = torch.zeros(3, dtype=torch.float64)
+        self.energy = 0.0
+        self.maps = 0
+        self.handles = []
+        modules = {"stem": model.maxpool, "layer1": model.layer1, "layer2": model.layer2, "layer3": model.layer3,
+                   "layer4": model.layer4, "pooled": model.avgpool}
+        for name, module in modules.items():
+            self.handles.append(module.register_forward_hook(self._stage(name)))
+        self.handles.append(model.conv1.register_forward_hook(self._conv1))
+
+    def _stage(self, name: str) -> Callable:
+        def hook(module, inputs, output):
+            self.shapes[name] = tuple(output.shape[1:])
+            if self.grids is not None:
+                output = F.adaptive_avg_pool2d(output, self.grids[name])
+                self.stages[name].append(output.detach().to(torch.float64).flatten(1))
+        return hook
+
+    def _conv1(self, module, inputs, output) -> None:
+        sums, total = band_shares(output.detach())
+        self.bands += sums
+        self.energy += total
+        self.maps += output.shape[0] * output.shape[1]
+
+    def close(self) -> None:
+        self.residual.close()
+        for handle in self.handles:
+            handle.remove()
+
+    def features(self, stage: str) -> torch.Tensor:
+        return torch.cat(self.stages[stage])
+
+    def ratios(self) -> dict[str, float]:
+        return self.residual.ratios()
+
+    def conv1_bands(self) -> dict[str, float]:
+        shares = self.bands / self.bands.sum()
+        return {**{band: float(s) for band, s in zip(BANDS, shares)}, "energy": self.energy / self.maps}
+
+
+@torch.inference_mode()
+def record(model: nn.Module, images: torch.Tensor, grids: dict[str, tuple[int, int]] | None) -> Recorder:
+    """Run uint8 N x 3 x H x W images through the model (eval mode, fp32, Normalize(0.5, 0.5)) under a Recorder."""
+    from ..training.pipeline import normalize, to_nhwc
+
+    recorder = Recorder(model, grids)
+    try:
+        for start in range(0, images.shape[0], BATCH):
+            model(normalize(to_nhwc(images[start:start + BATCH]), channels_last=False))
+    finally:
+        recorder.close()
+    return recorder
+
+
+def comparison_grids(model: nn.Module, native: torch.Tensor, resized: torch.Tensor) -> dict[str, tuple[int, int]]:
+    """Per stage, the coarser of the native and resized map grids (from one image each)."""
+    a, b = record(model, native[:1], None).shapes, record(model, resized[:1], None).shapes
+    return {s: (min(a[s][1], b[s][1]), min(a[s][2], b[s][2])) for s in STAGES}
+
+
+# --- the probe -------------------------------------------------------------------------------
+
+def _with_run_size(cfg: ProbeConfig, native: tuple[int, int]) -> ProbeConfig:
+    """The run's train size when the run resized its input (the probe then compares what it trained on with
+    native images); for a run at the native size that comparison is the identity, so DEFAULT_SIZE instead."""
+    import copy
+
+    from ..store.read import find_run
+    from ..training.resize import output_size
+
+    trained = find_run(cfg.db, cfg.run).config.get("size")
+    size = trained if trained is not None and output_size(*native, trained) != native else DEFAULT_SIZE
+    resolved = copy.copy(cfg)  # not dataclasses.replace: the config is already resolved against the store
+    object.__setattr__(resolved, "size", size)
+    return resolved
+
+
+def load_run_weights(model: nn.Module, path: str, run: str) -> str:
+    """Load a run's saved state_dict into the model it was trained as, every tensor (head and stem too);
+    returns the weights tag: run:<hash> and the file's name and SHA-256 prefix."""
+    import hashlib
+    import os
+
+    from ..core.errors import WeightsError
+    from ..training.models import load_state_dict_file
+
+    state = load_state_dict_file(path, f"run {run}'s weights file",
+                                 "train the run again with --save-weights --force to save them anew")
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise WeightsError(f"run {run}'s weights file {path} does not fit its own config ({str(e).splitlines()[0]}); "
+                           "train the run again with --save-weights --force") from None
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    return f"run:{run} ({os.path.basename(path)}@{digest})"
+
+
+def run_probe(cfg: ProbeConfig, progress: Callable[[str], None] | None = None) -> ProbeResult:
+    """Feed the native and the resized test images through one model and compare; write cfg.out."""
+    from ..core.paths import check_out_dir
+
+    check_out_dir(Path(cfg.out), "--out", create=False, what="output folder")  # before measuring, not after
+    from ..training.data import balanced_subset, load_dataset
+    from ..training.models import build_model
+    from ..training.resize import resize
+
+    say = progress or (lambda message: None)
+    t0 = time.perf_counter()
+    dataset = load_dataset(cfg.data, cfg.data_dir)
+    images = dataset.test_images[balanced_subset(dataset.test_labels, cfg.limit, cfg.seed)]
+    if cfg.size is None:
+        cfg = _with_run_size(cfg, (int(images.shape[-2]), int(images.shape[-1])))
+    torch.manual_seed(cfg.seed)  # the random init of --weights none
+    if cfg.run is not None:
+        model, info = build_model(cfg.arch, dataset.num_classes, "none", cfg.stem)
+        info.weights_tag = load_run_weights(model, cfg.weights, cfg.run)
+    else:
+        model, info = build_model(cfg.arch, dataset.num_classes, cfg.weights, cfg.stem)
+    model.eval()
+    resized = {m: resize(images, cfg.size, m, cfg.antialias, cfg.backend) for m in cfg.interpolations}
+    grids = comparison_grids(model, images, next(iter(resized.values())))
+    say(f"native {tuple(images.shape[-2:])} px: {plural(len(images), 'image')} through {cfg.arch}")
+    native_rec = record(model, images, grids)
+    native = Measures("native", None, int(min(images.shape[-2:])), {}, native_rec.ratios(), native_rec.conv1_bands())
+    methods = []
+    for method, x in resized.items():
+        say(f"{method}: {cfg.size} px")
+        rec = record(model, x, grids)
+        cka = {s: linear_cka(native_rec.features(s), rec.features(s)) for s in STAGES}
+        methods.append(Measures(method, effective_antialias(method, cfg.backend, cfg.antialias), cfg.size, cka,
+                                rec.ratios(), rec.conv1_bands()))
+    result = ProbeResult(cfg, info.weights_tag, (int(images.shape[-2]), int(images.shape[-1])), len(images), grids,
+                         native, methods, time.perf_counter() - t0)
+    write_outputs(result, Path(cfg.out))
+    return result
+
+
+# --- output ----------------------------------------------------------------------------------
+
+def _table(header: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    return [line(header), line(["-" * w for w in widths])] + [line(r) for r in body]
+
+
+def format_probe(result: ProbeResult) -> str:
+    cfg = result.config
+    # The antialias that ran, which can differ from the one asked for (PIL's bilinear and bicubic always have it).
+    names = [m.input if m.input == "nearest" else f"{m.input}/{'aa' if m.antialias else 'no-aa'}" for m in result.methods]
+    h, w = result.native_size_px
+    lines = [f"{cfg.arch} ({cfg.stem} stem), weights {result.weights_tag}, {result.images} test images: native {h}x{w} px "
+             f"vs {cfg.size} px ({cfg.backend})", "",
+             "linear CKA, native vs resized (maps box-averaged to the coarser grid)"]
+    lines += _table(["stage", "grid"] + names,
+                    [[s, "x".join(map(str, result.grids[s]))] + [f"{m.cka[s]:.3f}" for m in result.methods] for s in STAGES])
+    lines += ["", "||residual branch|| / ||skip path||, mean over images"]
+    lines += _table(["block", "native"] + names,
+                    [[b, f"{result.native.residual_ratio[b]:.3f}"] + [f"{m.residual_ratio[b]:.3f}" for m in result.methods]
+                     for b in result.native.residual_ratio])
+    lines += ["", "conv1 response: share of energy by frequency band of its own grid (low < 1/3 Nyquist < mid < 2/3 < high)"]
+    rows = [[f"native {h} px"] + [f"{result.native.conv1_bands[k]:.3f}" for k in BANDS] + [f"{result.native.conv1_bands['energy']:.4g}"]]
+    rows += [[f"{n} {cfg.size} px"] + [f"{m.conv1_bands[k]:.3f}" for k in BANDS] + [f"{m.conv1_bands['energy']:.4g}"]
+             for n, m in zip(names, result.methods)]
+    lines += _table(["input", *BANDS, "energy"], rows)
+    return "\n".join(lines)
+
+
+def write_outputs(result: ProbeResult, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "probe.csv", "w", newline="") as f:
+        # Tidy: one row per (input, measure, item).
+        writer = csv.writer(f)
+        writer.writerow(("input", "antialias", "size_px", "measure", "item", "value"))
+        for m in [result.native, *result.methods]:
+            for measure in ("cka", "residual_ratio", "conv1_bands"):
+                for item, value in getattr(m, measure).items():
+                    writer.writerow((m.input, "" if m.antialias is None else m.antialias, m.size_px, measure, item, value))
+    result.files = [str(out / "probe.json"), str(out / "probe.csv")]
+    with open(out / "probe.json", "w") as f:
+        json.dump(result.to_json_dict(), f, indent=1)

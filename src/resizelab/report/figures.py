@@ -1,0 +1,335 @@
+"""Report figures, drawn from groups of finished runs (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..core.plotting import log_axis, pyplot, save_figure
+from ..core.stats import pareto_front
+from ..store.runs import series_key, value_text, varying
+
+if TYPE_CHECKING:
+    from ..store.runs import Group
+
+
+def figure_accuracy_vs_size(groups: list[Group], path: Path) -> bool:
+    columns = varying([g.config for g in groups])
+    series = defaultdict(list)
+    for g in groups:
+        series[(series_key(g.config, columns), g.config["antialias"])].append(g)
+    if not any(len(v) > 1 for v in series.values()):
+        return False
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours, seed_values, sizes = {}, [], []
+    for (name, aa), members in sorted(series.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
+        members.sort(key=lambda g: g.train_size)
+        xs = [g.train_size for g in members]
+        stats = [g.summary("test_accuracy") for g in members]
+        ys = [s.mean for s in stats]
+        hw = [0.0 if math.isnan(s.half_width) else s.half_width for s in stats]
+        colour = colours.setdefault(name, f"C{len(colours) % 10}")
+        ax.plot(xs, ys, marker="o", color=colour, linestyle="-" if aa else "--", label=f"{name}, antialias {'on' if aa else 'off'}")
+        lo, hi = [max(0.0, y - h) for y, h in zip(ys, hw)], [min(100.0, y + h) for y, h in zip(ys, hw)]
+        if min(len(g.runs) for g in members) >= 3:
+            ax.fill_between(xs, lo, hi, color=colour, alpha=0.12, linewidth=0)
+        else:
+            # Two seeds give a t interval of +-9 standard deviations: overlapping bands would hide
+            # everything, so show it as nudged error bars instead.
+            nudge = 2 ** (0.03 * (len(colours) - 1) + (0.015 if not aa else 0))
+            ax.errorbar([x * nudge for x in xs], ys, yerr=[[y - l for y, l in zip(ys, lo)], [h - y for y, h in zip(ys, hi)]],
+                        fmt="none", ecolor=colour, elinewidth=1, capsize=3, alpha=0.5)
+        # The seeds themselves: with few seeds the interval is wide, and the points show why.
+        for g, x in zip(members, xs):
+            accs = [r["test_accuracy"] for r in g.runs]
+            seed_values += accs
+            ax.scatter([x] * len(accs), accs, color=colour, s=10, alpha=0.5, zorder=3)
+        sizes += xs
+    log_axis(ax, "x", sizes, base=2)
+    # Scale to the seeds, not to the bands: with n=2 a 95% band spans +-9 standard deviations.
+    low, high = min(seed_values), max(seed_values)
+    margin = max(2.0, 0.3 * (high - low))
+    ax.set_ylim(max(0.0, low - margin), min(100.0, high + margin))
+    n = sorted({len(g.runs) for g in groups})
+    ax.set_xlabel("train/test input size (px, shorter edge; log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    seeds = "seed" if n == [1] else "seeds"
+    ax.set_title(f"Test accuracy vs input size (n={'/'.join(map(str, n))} {seeds}; line: mean, dots: seeds, "
+                 f"{'band' if min(n) >= 3 else 'bars'}: 95% CI)", fontsize=10)
+    ax.legend()
+    return save_figure(plt, fig, path)
+
+
+def figure_cost_vs_size(groups: list[Group], path: Path) -> bool:
+    if len({g.train_size for g in groups}) < 2:
+        return False
+    plt = pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    columns = varying([g.config for g in groups])
+    series = defaultdict(list)
+    for g in groups:
+        series[series_key(g.config, columns) + ("" if g.config["antialias"] else ", no antialias")].append(g)
+    for name, members in sorted(series.items()):
+        members.sort(key=lambda g: g.train_size)
+        xs = [g.train_size for g in members]
+        ax1.plot(xs, [g.summary("train_seconds").mean for g in members], marker="o", label=name)
+        ax2.plot(xs, [g.summary("images_per_second").mean for g in members], marker="o", label=name)
+    sizes = [g.train_size for g in groups]
+    for ax, label in ((ax1, "train time (s, all epochs)"), (ax2, "training throughput (images/s)")):
+        log_axis(ax, "x", sizes, base=2)
+        log_axis(ax, "y")
+        ax.set_xlabel("input size (px, log scale)")
+        ax.set_ylabel(label)
+    ax1.set_title("Training time vs input size")
+    ax2.set_title("Throughput vs input size")
+    # One legend for both panels, below them: inside a panel it covered points.
+    handles, names = ax2.get_legend_handles_labels()
+    columns_per_row = min(3, len(names))
+    rows = -(-len(names) // columns_per_row)
+    fig.legend(handles, names, loc="lower center", ncol=columns_per_row, frameon=False)
+    fig.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def figure_accuracy_vs_cost(groups: list[Group], path: Path) -> bool:
+    if len(groups) < 2:
+        return False
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    points = [(g.runs[0]["macs_per_image"] / 1e6, g.summary("test_accuracy").mean) for g in groups]
+    columns = varying([g.config for g in groups])
+    labels = [f"{value_text('size', g.config['size'])}px {series_key(g.config, columns)}" for g in groups]
+    ax.scatter([p[0] for p in points], [p[1] for p in points], color="C0", alpha=0.6, label="configuration (mean over seeds)")
+    front = pareto_front(points)
+    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="C3", marker="o", label="Pareto front")
+    x_low, x_high = min(p[0] for p in points), max(p[0] for p in points)
+    for i in front:
+        # Labels of points in the right part of the axes go to their left, so they stay inside the frame.
+        right = x_high > x_low and (math.log(points[i][0]) - math.log(x_low)) / (math.log(x_high) - math.log(x_low)) > 0.6
+        ax.annotate(labels[i], points[i], textcoords="offset points", xytext=(-4 if right else 4, -10), fontsize=7,
+                    ha="right" if right else "left")
+    log_axis(ax, "x")
+    ax.set_xlabel("cost: multiply-accumulates per image (millions of MACs, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy vs cost")
+    ax.legend()
+    return save_figure(plt, fig, path)
+
+
+def figure_train_test_heatmap(groups: list[Group], path: Path) -> bool:
+    cells: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for g in groups:
+        for test_size, accs in g.evals.items():
+            cells[(g.train_size, test_size)].extend(accs)
+    train_sizes = sorted({a for a, _ in cells})
+    test_sizes = sorted({b for _, b in cells})
+    if not any(len(g.evals) > 1 for g in groups):
+        return False  # only the diagonal: nothing a heatmap would add to the table
+    import numpy as np
+
+    plt = pyplot()
+    grid = np.full((len(train_sizes), len(test_sizes)), np.nan)
+    for (a, b), accs in cells.items():
+        grid[train_sizes.index(a), test_sizes.index(b)] = statistics.fmean(accs)
+    fig, ax = plt.subplots(figsize=(1.2 * len(test_sizes) + 2.5, 0.8 * len(train_sizes) + 2))
+    im = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+    for i in range(len(train_sizes)):
+        for j in range(len(test_sizes)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", color="white" if grid[i, j] < np.nanmean(grid) else "black", fontsize=8)
+    ax.set_xticks(range(len(test_sizes)), [str(s) for s in test_sizes])
+    ax.set_yticks(range(len(train_sizes)), [str(s) for s in train_sizes])
+    ax.set_xlabel("test input size (px)")
+    ax.set_ylabel("train input size (px)")
+    ax.set_title("Test accuracy (%) by train and test size")
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, label="test accuracy (%)")
+    return save_figure(plt, fig, path)
+
+
+def figure_examples(groups: list[Group], path: Path, n_images: int) -> bool:
+    """What the network saw: the same test images through each method at each size of the sweep."""
+    from ..training.data import load_dataset
+    from ..core.errors import ResizelabError
+    from ..training.resize import resize
+
+    cfg = groups[0].config
+    try:
+        # Never a download from a report: data not on this machine means no figure, not a fetch.
+        dataset = load_dataset(cfg["data"], groups[0].runs[0]["config"].get("data_dir"), download=False)
+    except ResizelabError:
+        return False
+    sizes = sorted({g.train_size for g in groups})
+    methods = sorted({(g.config["interpolation"], g.config["antialias"], g.config["backend"]) for g in groups})
+    # One image per class for the first few classes, so the strip is varied.
+    labels = dataset.test_labels
+    picks = [int((labels == c).nonzero()[0]) for c in range(min(n_images, dataset.num_classes))]
+    images = dataset.test_images[picks]
+    plt = pyplot()
+    fig, axes = plt.subplots(len(methods), len(sizes), figsize=(0.8 * len(picks) * len(sizes) + 1, 1.25 * len(methods) + 0.7), squeeze=False)
+    for i, (method, aa, backend) in enumerate(methods):
+        for j, size in enumerate(sizes):
+            small = resize(images, size, method, aa, backend)
+            strip = small.permute(2, 0, 3, 1).reshape(small.shape[2], -1, 3)  # side by side
+            ax = axes[i][j]
+            ax.imshow(strip.numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if i == 0:
+                ax.set_title(f"{size} px", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"{method}\n{'aa' if aa else 'no aa'} {backend}", fontsize=8)
+    fig.suptitle("What the network saw: test images after each resize (pixels shown as blocks)", fontsize=10)
+    return save_figure(plt, fig, path)
+
+
+# Beyond this many classes a per-class panel or a confusion matrix per cell is no longer readable.
+MAX_CLASSES_DRAWN = 20
+
+
+def _class_series(groups: list[Group]) -> dict[tuple[str, bool], list[Group]]:
+    """Groups with per-class results, by figure series (as accuracy_vs_size draws them), each sorted by size."""
+    columns = varying([g.config for g in groups])
+    series: dict[tuple[str, bool], list[Group]] = defaultdict(list)
+    for g in groups:
+        if all(r["result"].get("per_class_accuracy") for r in g.runs):
+            series[(series_key(g.config, columns), g.config["antialias"])].append(g)
+    for members in series.values():
+        members.sort(key=lambda g: g.train_size)
+    return dict(sorted(series.items(), key=lambda kv: (kv[0][0], not kv[0][1])))
+
+
+def _classes(groups: list[Group]) -> list[str]:
+    return list(groups[0].runs[0]["result"].get("per_class_accuracy") or {})
+
+
+def figure_per_class_vs_size(groups: list[Group], path: Path) -> bool:
+    """One panel per class: its test accuracy against the input size, one line per series (mean over seeds)."""
+    series = _class_series(groups)
+    classes = _classes(groups)
+    if not any(len(v) > 1 for v in series.values()) or not 1 < len(classes) <= MAX_CLASSES_DRAWN:
+        return False
+    plt = pyplot()
+    cols = min(5, len(classes))
+    rows = math.ceil(len(classes) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.7 * cols + 0.4, 2.3 * rows + 1.1), sharex=True, sharey=True, squeeze=False)
+    sizes = sorted({g.train_size for g in groups})
+    values = []
+    for k, name in enumerate(classes):
+        ax = axes[k // cols][k % cols]
+        for i, ((label, aa), members) in enumerate(series.items()):
+            xs = [g.train_size for g in members]
+            ys = [statistics.fmean(r["result"]["per_class_accuracy"][name] for r in g.runs) for g in members]
+            values += ys
+            ax.plot(xs, ys, marker="o", ms=3, color=f"C{i % 10}", linestyle="-" if aa else "--",
+                    label=f"{label}, antialias {'on' if aa else 'off'}")
+        ax.set_title(name, fontsize=9, parse_math=False)  # class names are folder names: "$" is not mathtext
+        log_axis(ax, "x", sizes, base=2)
+    finite = [v for v in values if not math.isnan(v)]
+    if finite:  # scaled to the data (shared by every panel), not to 0-100: a weak model's classes sit low
+        margin = max(3.0, 0.08 * (max(finite) - min(finite)))
+        axes[0][0].set_ylim(max(0.0, min(finite) - margin), min(100.0, max(finite) + margin))
+    for k in range(len(classes), rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("input size (px)", fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("class accuracy (%)", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False, handlelength=3.5)
+    n = sorted({len(g.runs) for g in groups})
+    fig.suptitle(f"Test accuracy per class vs input size (mean over n={'/'.join(map(str, n))} seeds): which classes a resize hurts",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * math.ceil(len(labels) / 4), 1, 0.97))
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def figure_confusion_per_size(groups: list[Group], path: Path) -> bool:
+    """Columns: input sizes; rows: series. Each cell: the confusion matrix summed over seeds, each true
+    class's row in percent of that class's test images (the diagonal is the class accuracy)."""
+    import numpy as np
+
+    series = _class_series(groups)
+    classes = _classes(groups)
+    with_confusion = {key: [g for g in members if all(r["result"]["evals"] and r["result"]["evals"][0].get("confusion")
+                                                      for r in g.runs)] for key, members in series.items()}
+    with_confusion = {k: v for k, v in with_confusion.items() if v}
+    if not with_confusion or not 1 < len(classes) <= MAX_CLASSES_DRAWN:
+        return False
+    sizes = sorted({g.train_size for members in with_confusion.values() for g in members})
+    if len(sizes) < 2:
+        return False
+    plt = pyplot()
+    side = 0.16 * len(classes) + 1.0
+    fig, axes = plt.subplots(len(with_confusion), len(sizes), figsize=(side * len(sizes) + 2.2, side * len(with_confusion) + 1.0),
+                             squeeze=False, layout="constrained")
+    matrices = {}
+    for key, members in with_confusion.items():
+        for g in members:
+            counts = np.sum([np.asarray(r["result"]["evals"][0]["confusion"], dtype=float) for r in g.runs], axis=0)
+            matrices[(key, g.train_size)] = (counts, 100 * counts / np.maximum(counts.sum(1, keepdims=True), 1))
+    # One colour scale for every cell, up to the largest share drawn: a weak model's diagonal stays visible.
+    top = max(10.0, math.ceil(max(p.max() for _, p in matrices.values()) / 10) * 10)
+    image = None
+    for i, ((label, aa), members) in enumerate(with_confusion.items()):
+        by_size = {g.train_size: g for g in members}
+        for j, size in enumerate(sizes):
+            ax = axes[i][j]
+            ax.grid(False)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if size not in by_size:
+                ax.text(0.5, 0.5, "no run", ha="center", va="center", transform=ax.transAxes, fontsize=8, color="grey")
+                # The matrices' extent, so tick labels on an empty cell still sit under their columns.
+                ax.set_xlim(-0.5, len(classes) - 0.5)
+                ax.set_ylim(len(classes) - 0.5, -0.5)
+            else:
+                counts, percent = matrices[((label, aa), size)]
+                image = ax.imshow(percent, cmap="Blues", vmin=0, vmax=top, interpolation="nearest")
+                accuracy = 100 * np.trace(counts) / max(counts.sum(), 1)
+                ax.set_title(f"{size} px: {accuracy:.1f}%", fontsize=8)
+            if i == len(with_confusion) - 1:
+                ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=6, parse_math=False)
+                ax.set_xlabel("predicted", fontsize=7)
+            if j == 0:
+                ax.set_yticks(range(len(classes)), classes, fontsize=6, parse_math=False)
+                ax.set_ylabel(f"{label.replace('interpolation=', '')}\nantialias {'on' if aa else 'off'}\n\ntrue class", fontsize=7)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6).set_label("% of the true class's test images", fontsize=8)
+    n = sorted({len(g.runs) for members in with_confusion.values() for g in members})
+    fig.suptitle(f"Confusion matrix per input size (summed over n={'/'.join(map(str, n))} seeds; rows: true class)", fontsize=10)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+FIGURES = (
+    ("accuracy_vs_size.png", "Test accuracy vs input size", figure_accuracy_vs_size,
+     "One line per interpolation method through the mean over seeds (solid: antialias on, dashed: off); dots are the "
+     "single seeds; the band (error bars when there are fewer than 3 seeds) is the 95% t confidence interval of the mean."),
+    ("cost_vs_size.png", "Training time and throughput vs input size", figure_cost_vs_size,
+     "Training time covers all epochs of the training loop (not data loading or evaluation); throughput is training images per second."),
+    ("accuracy_vs_cost.png", "Accuracy vs cost", figure_accuracy_vs_cost,
+     "Each point is a configuration (mean over seeds); the red line joins those no other configuration beats on both cost and accuracy."),
+    ("train_test_heatmap.png", "Train size x test size", figure_train_test_heatmap,
+     "Each cell: mean test accuracy of models trained at the row's size and evaluated at the column's size."),
+    ("per_class_vs_size.png", "Accuracy per class vs input size", figure_per_class_vs_size,
+     "One panel per class: its test accuracy (at the train size) against the input size, mean over seeds, one line per "
+     "method as in the accuracy figure (dashed: antialias off). A class whose line falls further at small sizes is one "
+     "a downsample hurts more."),
+    ("confusion_per_size.png", "Confusion matrix per input size", figure_confusion_per_size,
+     "Rows of each matrix: the true class; columns: the predicted class; each row in percent of that class's test "
+     "images, summed over seeds (the diagonal is the per-class accuracy). Where the off-diagonal mass goes at small "
+     "sizes says which classes a downsample confuses."),
+)
+
+

@@ -1,0 +1,129 @@
+"""The read side of the store, shared by the DataFrames, the probe and the MLflow export.
+
+Everything here reads the SQLite store through a read-only connection (`mode=ro`) inside one read
+transaction: a reader gets a consistent snapshot, can never write, and, the store being in WAL mode,
+never blocks a sweep that is writing to the same file. torch is never imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from ..core.errors import ConfigError
+from .database import check_schema_version, require_store
+from .weights import WEIGHTS_FOLDER
+
+STATUSES = ("pending", "running", "done", "failed")
+
+
+@contextmanager
+def connect_read_only(db: str | os.PathLike) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to a resizelab store, holding one read transaction (one snapshot)."""
+    require_store(db, "run a study or sweep first, or pass the path of its database")
+    path = Path(db).absolute()
+    # as_uri() percent-encodes the path, so a '?' or '#' in a folder name cannot turn into URI syntax.
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    try:
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as e:
+            raise ConfigError(f"{db} is not a resizelab results store ({e})") from None
+        if not {"runs", "epochs", "evals", "sweep_runs"} <= tables:
+            raise ConfigError(f"{db} is not a resizelab results store (it has no runs/epochs/evals/sweep_runs tables)")
+        check_schema_version(conn, str(db))
+        # The SELECTs that follow see one snapshot, even while a sweep commits runs in between.
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+@dataclass
+class StoredRuns:
+    """The runs a filter selects, with their sweeps, evaluations and epochs, read in one snapshot."""
+
+    runs: list[dict]  # store rows, in sweep order when a sweep was named, else in order of creation
+    sweeps: dict[str, list[str]]  # config_hash -> names of the sweeps that hold it, sorted
+    evals: dict[str, list[dict]]  # config_hash -> eval rows, by test size
+    epochs: dict[str, list[dict]]  # config_hash -> epoch rows, by epoch
+
+
+def read_runs(db: str | os.PathLike, sweep: str | None = None, status: str | None = "done") -> StoredRuns:
+    """The selected runs as plain rows (no pandas needed): what the frames and the MLflow export read."""
+    if status is not None and status not in STATUSES:
+        raise ConfigError(f"status must be one of {', '.join(STATUSES)} or None (every run); got {status!r}")
+    with connect_read_only(db) as conn:
+        query, args, clauses = "SELECT r.* FROM runs r", [], []
+        if sweep is not None:
+            known = [r[0] for r in conn.execute("SELECT DISTINCT sweep FROM sweep_runs ORDER BY sweep")]
+            if sweep not in known:
+                raise ConfigError(f"no sweep named {sweep!r} in {db}; sweeps there: {', '.join(known) or 'none'}")
+            query += " JOIN sweep_runs s ON s.config_hash = r.config_hash"
+            clauses.append("s.sweep = ?")
+            args.append(sweep)
+        if status is not None:
+            clauses.append("r.status = ?")
+            args.append(status)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        query += " ORDER BY s.position, r.config_hash" if sweep is not None else " ORDER BY r.created_at, r.config_hash"
+        runs = [dict(r) for r in conn.execute(query, args)]
+        wanted = {r["config_hash"] for r in runs}
+        sweeps: dict[str, list[str]] = {}
+        for r in conn.execute("SELECT config_hash, sweep FROM sweep_runs ORDER BY sweep"):
+            if r["config_hash"] in wanted:
+                sweeps.setdefault(r["config_hash"], []).append(r["sweep"])
+        evals: dict[str, list[dict]] = {}
+        for r in conn.execute("SELECT * FROM evals ORDER BY config_hash, test_size_px, interpolation"):
+            if r["config_hash"] in wanted:
+                evals.setdefault(r["config_hash"], []).append(dict(r))
+        epochs: dict[str, list[dict]] = {}
+        for r in conn.execute("SELECT * FROM epochs ORDER BY config_hash, epoch"):
+            if r["config_hash"] in wanted:
+                epochs.setdefault(r["config_hash"], []).append(dict(r))
+    return StoredRuns(runs, sweeps, evals, epochs)
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    config_hash: str
+    config: dict  # the resolved run config, as stored
+    weights_path: str  # absolute
+
+
+def find_run(db: str | os.PathLike, run: str) -> StoredRun:
+    """A finished run with saved weights, by its hash or a unique prefix of it (at least 4 hex digits)."""
+    require_store(db, f"pass --db PATH of the store that holds run {run}")
+    if not isinstance(run, str) or not re.fullmatch(r"[0-9a-fA-F]{4,16}", run):
+        raise ConfigError(f"run must be a config hash (16 hex digits, or a unique prefix of at least 4); got {run!r}")
+    run = run.lower()  # hashes are written in lower case; a prefix copied in upper case names the same run
+    with connect_read_only(db) as conn:
+        rows = [dict(r) for r in conn.execute("SELECT * FROM runs WHERE config_hash LIKE ? ORDER BY config_hash", (run + "%",))]
+    if not rows:
+        raise ConfigError(f"no run {run} in {db}; `resizelab report --db {db}` lists the stored runs (runs.csv)")
+    if len(rows) > 1:
+        raise ConfigError(f"run {run} is ambiguous in {db}: {', '.join(r['config_hash'] for r in rows[:5])}; give more digits")
+    row = rows[0]
+    h = row["config_hash"]
+    if row["status"] != "done" or not row["result_json"]:
+        raise ConfigError(f"run {h} is {row['status']}, not done; only a finished run has trained weights")
+    weights_file = json.loads(row["result_json"]).get("weights_file")
+    if not weights_file:
+        raise ConfigError(f"run {h} was trained without --save-weights; train it again with "
+                          f"`resizelab run ... --save-weights --force` to keep its weights")
+    path = os.path.join(os.path.dirname(os.path.abspath(db)), weights_file)
+    if not os.path.isfile(path):
+        raise ConfigError(f"run {h}'s weights file {path} is missing; it is kept beside the db in {WEIGHTS_FOLDER}/, "
+                          "move the db together with that folder")
+    return StoredRun(h, json.loads(row["config_json"]), path)

@@ -1,0 +1,1 @@
+"""Sweeps: plans (grids, TOML files, presets), the claim loop, and the executors (local, packed, Ray)."""

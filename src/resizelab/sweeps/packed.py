@@ -1,0 +1,175 @@
+"""The packed executor: several runs trained at once on one device, one worker process each.
+
+Small runs leave most of a large GPU idle (batch 32 at 16 px is a few milliseconds of work per step), so
+packing several into one device raises a sweep's throughput without changing what any run measures: each
+worker trains one run at a time with its own model, optimizer and seeded streams, so a run's result does
+not depend on what shares the device (in deterministic mode it is bit for bit the same; tests compare).
+This process stays the only writer to the store: `claim_loop` holds each run's lease while a worker trains
+it and ends it with what the worker sends back, as it does for every executor.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Hashable
+
+from ..core.config import RunConfig
+from ..core.errors import ConfigError
+from ..store.lease import Lease
+from .claim import train_outcome
+
+# --executor packed without --pack: runs trained at once.
+DEFAULT_PACK = 4
+# Runs `--executor auto` trains at once on one CUDA device; 1 is one at a time (the local executor). Kept at
+# today's behaviour until the GPU check has measured packing (benchmarks/gpu.sh; BENCHMARKS.md, "GPU").
+CUDA_AUTO_PACK = 1
+MAX_PACK = 64
+# Resized splits a worker keeps in memory: the usual cache, shared out among the workers of one device.
+WORKER_CACHE_BYTES = 6 << 30
+
+
+def resolve_executor(executor: str, pack: int | None, configs: list[RunConfig]) -> tuple[str, int]:
+    """(executor, runs at once) a sweep uses. auto: packed by CUDA_AUTO_PACK when every run is on CUDA, else local."""
+    if executor != "auto":
+        return executor, (pack or DEFAULT_PACK) if executor == "packed" else 1
+    if CUDA_AUTO_PACK <= 1 or not configs:
+        return "local", 1
+    from ..training.runtime import resolve_device
+
+    if all(resolve_device(c.device).type == "cuda" for c in configs):
+        return "packed", CUDA_AUTO_PACK
+    return "local", 1
+
+
+def check_pack(pack: Any) -> None:
+    if isinstance(pack, bool) or not isinstance(pack, int) or not 1 <= pack <= MAX_PACK:
+        raise ConfigError(f"pack (runs trained at once) must be a whole number from 1 to {MAX_PACK}; got {pack!r}")
+
+
+def worker_main(index: int, tasks, results, threads: int, cache_bytes: int) -> None:
+    """A worker process: train each config it is sent until it gets None; report (index, status, payload)."""
+    # Ctrl-C reaches every process of the terminal's group; the parent decides what happens to the runs.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    from ..training.resize import ResizeCache
+    from .local import DatasetMemo
+
+    torch.set_num_threads(threads)
+    cache = ResizeCache(max_bytes=cache_bytes)
+    train_fn = DatasetMemo().train_fn()
+    while True:
+        item = tasks.get()
+        if item is None:
+            return
+        values, pack = item
+        status, payload = train_outcome(train_fn, RunConfig.from_dict(values), cache=cache, progress=False)
+        if status == "done":
+            # Its timings were taken beside pack - 1 other runs on the same device: said with the result.
+            payload.provenance["pack"] = pack
+        elif status == "unavailable":
+            payload = str(payload)  # an exception of this process's classes travels as its message
+        results.put((index, status, payload))
+
+
+def threads_per_worker(configs: list[RunConfig], pack: int) -> int:
+    """Each worker's torch threads. On a CPU every worker keeps this process's count: oneDNN sums in an
+    order that depends on the thread count, so fewer threads would change a run's result in its last
+    digits (measured: the loss after one epoch moved in the fourth digit). On CUDA the host threads only
+    feed the GPU, so the cores are shared out."""
+    import torch
+
+    from ..training.runtime import resolve_device
+
+    if any(resolve_device(c.device).type == "cpu" for c in configs):
+        return torch.get_num_threads()
+    return max(1, (os.cpu_count() or 1) // pack)
+
+
+@dataclass
+class Slot:
+    process: Any
+    tasks: Any
+    busy: bool = False
+
+
+class PackedExecutor:
+    """`pack` worker processes on this machine; a ticket is a worker's index. A worker that dies (killed for
+    memory, a crash in native code) fails the run it held and is replaced."""
+
+    name = "worker"
+
+    def __init__(self, todo: list[RunConfig], pack: int):
+        import multiprocessing
+
+        check_pack(pack)
+        self.slots = max(1, min(pack, len(todo)))
+        self.threads = threads_per_worker(todo, self.slots)
+        # spawn, not fork: a forked child inherits this process's CUDA state, which CUDA does not allow.
+        self._ctx = multiprocessing.get_context("spawn")
+        self._results = self._ctx.Queue()
+        self._cache_bytes = max(1 << 30, WORKER_CACHE_BYTES // self.slots)
+        self._workers = [self._spawn(i) for i in range(self.slots)]
+
+    def _spawn(self, index: int) -> Slot:
+        tasks = self._ctx.Queue()
+        process = self._ctx.Process(target=worker_main, args=(index, tasks, self._results, self.threads, self._cache_bytes),
+                                    daemon=True, name=f"resizelab-pack-{index}")
+        process.start()
+        return Slot(process, tasks)
+
+    def describe(self) -> str:
+        return (f"packed: {self.slots} runs at a time, one worker process each "
+                f"({self.threads} torch thread{'s' if self.threads != 1 else ''} each)")
+
+    def start(self, cfg: RunConfig, lease: Lease) -> Hashable:
+        index = next(i for i, w in enumerate(self._workers) if not w.busy)
+        self._workers[index].busy = True
+        self._workers[index].tasks.put((cfg.to_dict(), self.slots))
+        return index
+
+    def wait(self, timeout: float) -> list[tuple[Hashable, str, Any]]:
+        try:
+            index, status, payload = self._results.get(timeout=timeout)
+        except queue.Empty:
+            return self._dead()
+        if not self._workers[index].busy:  # the answer of a worker stopped meanwhile
+            return []
+        self._workers[index].busy = False
+        return [(index, status, payload)]
+
+    def _dead(self) -> list[tuple[Hashable, str, Any]]:
+        out = []
+        for index, worker in enumerate(self._workers):
+            if worker.process.is_alive():
+                continue
+            if worker.busy:
+                out.append((index, "failed", f"worker process died (exit code {worker.process.exitcode}) while training this run"))
+            self._workers[index] = self._spawn(index)
+        return out
+
+    def stop(self, ticket: Hashable) -> None:
+        worker = self._workers[ticket]
+        worker.process.terminate()
+        worker.process.join(timeout=5)
+        self._workers[ticket] = self._spawn(ticket)
+
+    def close(self) -> None:
+        """Ask every idle worker to finish, then end the ones still busy (their runs were given back)."""
+        for worker in self._workers:
+            if not worker.busy and worker.process.is_alive():
+                try:
+                    worker.tasks.put(None)
+                except (OSError, ValueError):
+                    pass
+        deadline = time.monotonic() + 10
+        for worker in self._workers:
+            if not worker.busy:
+                worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join(timeout=5)

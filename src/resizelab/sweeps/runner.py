@@ -1,0 +1,128 @@
+"""Running a sweep: its plan registered in the store, the runs still to do trained by an executor, resumably.
+
+Each config is named by the hash of what it runs (training.planning); a run already done is skipped, one
+held by a live process is left to it, and one whose owner died is taken over. Whatever the executor (this
+process, packed worker processes, a Ray cluster), every run goes through the one claim loop
+(`sweeps.claim.claim_loop`), so a failed, lost or interrupted run is named, counted and said the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..core.choices import EXECUTORS
+from ..core.config import RunConfig
+from ..core.errors import ConfigError
+from ..core.optional import require
+from ..core.log import plural
+from ..store.database import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Store, new_owner_id
+from ..training.inputs import ensure_inputs
+from ..training.planning import plan as plan_config
+from .claim import Executor, SweepOutcome, claim_loop, say
+from .packed import check_pack, resolve_executor
+from .plan import SweepPlan, describe
+from .ray import check_ray_address
+
+
+@dataclass
+class SweepOptions:
+    db: str = DEFAULT_DB
+    executor: str = "auto"  # auto | local | packed | ray
+    pack: int | None = None  # runs trained at once by the packed executor (default packed.DEFAULT_PACK)
+    retry_failed: bool = False
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    progress: bool = True
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}; got {self.executor!r}")
+        if self.pack is not None:
+            check_pack(self.pack)
+            if self.executor != "packed":
+                raise ConfigError(f"pack applies to the packed executor, not {self.executor!r}; choose executor 'packed'")
+        if self.ray_address is not None:
+            if self.executor != "ray":
+                raise ConfigError(f"a Ray address applies to the ray executor, not {self.executor!r}; choose executor 'ray'")
+            if not isinstance(self.ray_address, str) or not self.ray_address.strip():
+                raise ConfigError(f"the Ray address must be host:port, ray://host:port or auto; got {self.ray_address!r}")
+        # A lease shorter than a few heartbeats would lapse under a busy machine and let another sweep take
+        # over a run that is still training (the heartbeat renews every third of it).
+        if isinstance(self.lease_seconds, bool) or not isinstance(self.lease_seconds, (int, float)) \
+                or not math.isfinite(self.lease_seconds) or not 3 <= self.lease_seconds <= 86_400:
+            raise ConfigError(f"lease seconds must be between 3 and 86400; got {self.lease_seconds!r}")
+
+
+def plan_and_register(plan: SweepPlan, store: Store, checked: set | None = None) -> list[RunConfig]:
+    """Plan every config (its hash needs the inputs, so they are fetched first), register them, record the
+    invalid combinations; the planned configs, one per hash, in plan order."""
+    ensure_inputs(plan.configs, checked)
+    planned = list({c.config_hash(): c for c in map(plan_config, plan.configs)}.values())
+    store.register(planned, sweep=plan.name)
+    for values, why in plan.invalid:
+        store.record_invalid(values, why, sweep=plan.name)
+    return planned
+
+
+def make_executor(options: SweepOptions, todo: list[RunConfig], quiet: bool) -> Executor:
+    """The executor `options` asks for (auto: see packed.resolve_executor), ready to take runs."""
+    name, pack = resolve_executor(options.executor, options.pack, todo)
+    if name == "ray":
+        from .ray import RayExecutor
+
+        return RayExecutor(options.ray_address, quiet=quiet)
+    if name == "packed":
+        from .packed import PackedExecutor
+
+        executor = PackedExecutor(todo, pack)
+        say(executor.describe(), quiet)
+        return executor
+    from .local import LocalExecutor
+
+    return LocalExecutor(progress=options.progress and not quiet)
+
+
+def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
+              on_result: Callable[[Any], None] | None = None) -> SweepOutcome:
+    """Run every config of `plan` that the store does not already hold as done."""
+    outcome = SweepOutcome(plan.name, len(plan.configs), invalid=len(plan.invalid), db=str(options.db))
+    if options.executor == "ray":
+        require("ray", "ray", "executor 'ray'")
+        if options.ray_address:
+            check_ray_address(options.ray_address)
+    # Inputs are checked before the store is touched: offline, a new sweep leaves no database behind.
+    ready = {"done"} if options.retry_failed else {"done", "failed"}
+    unfinished = [cfg for cfg, (_, status, _) in zip(plan.configs, describe(plan, options.db)) if status not in ready]
+    checked: set = set()  # inputs found, so that each is looked for once
+    if unfinished:
+        ensure_inputs(unfinished, checked)
+    with Store(options.db) as store:
+        planned = plan_and_register(plan, store, checked)
+        outcome.planned = len(planned)
+        for values, why in plan.invalid:
+            outcome.invalid_reasons.append(why)
+            say(f"invalid combination, recorded as failed: {why}", quiet)
+        owner = new_owner_id()
+        todo = []
+        for cfg in planned:
+            row = store.get(cfg.config_hash())
+            if row["status"] == "done":
+                outcome.already_done += 1
+            elif row["status"] == "failed" and not options.retry_failed:
+                outcome.skipped_failed.append(cfg.config_hash())
+            else:
+                todo.append(cfg)
+        say(f"sweep {plan.name}: {plural(len(planned), 'run')}, {outcome.already_done} already done, {len(todo)} to run"
+             + (f", {len(outcome.skipped_failed)} failed before (--retry-failed to run them again)" if outcome.skipped_failed else ""), quiet)
+        ensure_inputs(todo, checked)  # another process may have given runs back since the check above
+        try:
+            if todo:
+                executor = make_executor(options, todo, quiet)
+                claim_loop(todo, store, owner, executor, outcome, lease_seconds=options.lease_seconds,
+                           retry_failed=options.retry_failed, quiet=quiet, on_result=on_result)
+        finally:
+            rows = {r["config_hash"]: r for r in store.runs(sweep=plan.name)}
+            outcome.rows = [rows[c.config_hash()] for c in planned if c.config_hash() in rows]
+    return outcome

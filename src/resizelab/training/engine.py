@@ -1,0 +1,359 @@
+"""The engine: a `Run` built from a config (`setup()`, `step()`, `evaluate()`), and `train(config)`, a short
+loop over it. `resizelab bench` times `Run.step` of this very class, so what is benchmarked is what runs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from ..training import provenance
+from ..core.config import RunConfig
+from .data import Dataset, load_dataset, subset
+from ..core.errors import ConfigError, RunFailed
+from .models import build_model, count_macs
+from .planning import plan
+from .optim import make_optimizer, make_schedule
+from .pipeline import MAX_RESIZED_TRAIN_BYTES, NORM_MEAN, NORM_STD, TrainData, input_shape, normalize
+from ..core.log import console_logging, logger
+from .progress import TrainProgress
+from .resize import ResizeCache, ResizeKey, effective_antialias, output_size
+from ..core.results import EXECUTION_KEYS, TRAIN_SECONDS_INCLUDES, EpochResult, EvalResult, RunResult
+from .runtime import (autocast, capture_graphs, peak_memory, ready_model, reset_peak_memory, resolve_channels_last,
+                      resolve_device, resolve_graphs, resolve_precision, resolve_single_window_matmul, seed_everything,
+                      synchronize)
+
+# An epoch's mean loss this many times the chance-level loss ln(C) counts as diverged.
+DIVERGED_LOSS_FACTOR = 100
+
+
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Memory a run can still take here: free GPU memory, or on a CPU the least of MemAvailable, the cgroup's
+    limit and RLIMIT_AS; None when none of them can be read."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            text = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if text.isdigit():
+            limits.append(int(text) - used)
+    except (OSError, ValueError):
+        pass
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        limits.append(soft)
+    return min(limits) if limits else None
+
+
+def check_memory(cfg: RunConfig, dataset: Dataset, device: torch.device) -> None:
+    """Refuse, before allocating, a run whose resized splits cannot fit: without this a large --size on the full
+    data allocates until the allocator fails, minutes in. Counts what this run holds at once: the resized
+    training split (unless resized per batch), each resized test split, and the host's intermediate copy of a
+    PIL/OpenCV resize; activations come on top, so this is a floor, not a promise."""
+    h, w = dataset.native_size
+    n_train, n_test = len(dataset.train_labels), len(dataset.test_labels)
+    parts = []
+    if cfg.size is not None:
+        th, tw = output_size(h, w, cfg.size)
+        train_bytes = n_train * 3 * th * tw
+        per_batch = cfg.augment != "none" or (cfg.backend == "tensor" and train_bytes > MAX_RESIZED_TRAIN_BYTES)
+        if not per_batch:
+            # PIL and OpenCV build the resized split image by image on the host, then stack it: two copies.
+            parts.append(("resized train split", train_bytes * (2 if cfg.backend != "tensor" else 1)))
+    for size in dict.fromkeys([cfg.test_size, *cfg.test_sizes]):
+        if size is not None:
+            th, tw = output_size(h, w, size)
+            parts.append((f"test split at {size} px", n_test * 3 * th * tw))
+    needed = sum(b for _, b in parts)
+    available = available_memory_bytes(device)
+    if available is None or needed <= available:
+        return
+    detail = ", ".join(f"{name} {b / 2**30:.1f} GiB" for name, b in parts if b >= 2**27)
+    raise ConfigError(f"size {cfg.size}: this run would hold about {needed / 2**30:.1f} GiB of resized images ({detail}) "
+                      f"but {available / 2**30:.1f} GiB is available on {device}; lower --size or --test-sizes, use "
+                      f"--limit-train/--limit-test N, or --backend tensor (resizes per batch when the split is too large)")
+
+
+class Run:
+    """One training run: its data on the device, model, optimizer and schedule, stepped one batch at a time."""
+
+    def __init__(self, config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,
+                 record_losses: bool = False):
+        # Planned: precision concrete and files named by content, so the result's hash is the one claimed.
+        self.config = plan(config)
+        self.requested = config
+        self._dataset, self._cache = dataset, cache
+        self.record_losses = record_losses
+        self.losses: list[torch.Tensor] = []  # per step, on the device, when record_losses (tests compare them)
+
+    def setup(self) -> "Run":
+        """Load and place the data, build and ready the model, make the optimizer: everything before step one."""
+        self.t_start = time.perf_counter()
+        cfg = self.config
+        self.device = device = resolve_device(cfg.device)
+        seed_everything(cfg.seed, cfg.deterministic)
+        self.cache = self._cache if self._cache is not None else ResizeCache()
+        if self._dataset is None:
+            logger.info("loading %s", cfg.data)
+        dataset = self._dataset if self._dataset is not None else load_dataset(cfg.data, cfg.data_dir)
+        if cfg.data_digest is not None and dataset.key != cfg.data_digest:
+            raise RunFailed(f"the data changed on disk since this run was planned (digest {dataset.key}, planned "
+                            f"{cfg.data_digest}); run it again to plan it with the data as it is now")
+        # A fixed subset seed: every run of a study sees the same images, whatever its own seed.
+        self.dataset = subset(dataset, cfg.limit_train, cfg.limit_test, seed=0)
+        check_memory(cfg, self.dataset, device)
+        logger.info("building %s (weights %s, %s stem) on %s", cfg.arch, cfg.weights, cfg.stem, device)
+        model, self.model_info = build_model(cfg.arch, self.dataset.num_classes, cfg.weights, cfg.stem)
+        model.to(device)
+        # Counted before ready_model's single-window swap: the architecture's MACs, whichever kernels run them.
+        self.macs = count_macs(model, (3, *input_shape(cfg, self.dataset)), device)
+        self.single_window_matmul = resolve_single_window_matmul(cfg.single_window_matmul, device)
+        self.precision = resolve_precision(cfg.precision, device, self.macs * cfg.batch_size, self.model_info.params,
+                                           self.single_window_matmul)
+        self.channels_last = resolve_channels_last(cfg.channels_last, device, self.precision, self.single_window_matmul)
+        self.model = ready_model(model, self.single_window_matmul, self.channels_last)
+        if cfg.size is not None and cfg.backend != "tensor":  # the host backends resize the whole split here, up front
+            logger.info("resizing %d train images to %d px (%s, %s backend)", len(self.dataset.train_labels), cfg.size,
+                        cfg.interpolation, cfg.backend)
+        self.data = TrainData(cfg, self.dataset, device, self.cache, self.channels_last)
+        logger.debug("train split: %s", self.data.resize_path)
+        self.graphs = resolve_graphs(cfg.graphs, device, cfg.compile)
+        if self.graphs == "reduce-overhead":
+            self.step_model = torch.compile(model, mode="reduce-overhead")
+        else:
+            self.step_model = torch.compile(model) if cfg.compile else model
+        # Graphs are recorded for one batch shape, the first step's (captured then, inside the timed epoch);
+        # a batch of another shape (an epoch's last) runs eagerly on the same parameters.
+        self._graphed, self._graph_shape = None, None
+        self.optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.weight_decay)
+        self.steps_per_epoch = self.data.steps_per_epoch(cfg.batch_size)
+        self.scheduler = make_schedule(cfg.schedule, self.optimizer, cfg.epochs * self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(device.type) if self.precision == "fp16" and device.type == "cuda" else None
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.epoch, self.steps_done, self.steps_in_epoch = 0, 0, 0
+        self.first_step_at: float | None = None
+        reset_peak_memory(device)
+        synchronize(device)
+        self.prepare_seconds = time.perf_counter() - self.t_start
+        return self
+
+    # --- training -------------------------------------------------------------------------------
+
+    def begin_epoch(self) -> None:
+        self.epoch += 1
+        self.step_model.train()
+        self._batches = self.data.epoch(self.config.batch_size)
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._correct = torch.zeros((), dtype=torch.long, device=self.device)
+        self._images = 0
+        self.steps_in_epoch = 0
+
+    def step(self) -> int:
+        """One optimisation step on the epoch's next batch; returns the number of images it trained on."""
+        x, y = next(self._batches)
+        n = self.step_on(x, y)
+        if self.first_step_at is None:
+            synchronize(self.device)
+            self.first_step_at = time.perf_counter()
+        return n
+
+    def step_on(self, x: torch.Tensor, y: torch.Tensor) -> int:
+        """The optimisation step itself, on a given batch (the benchmark's model-only column feeds one batch)."""
+        with autocast(self.device, self.precision, cache=self.graphs != "capture"):
+            logits = self._forward(x)
+            loss = self.criterion(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        # Accumulated on the device: no .item() per step, so no host sync in the loop.
+        self._loss_sum += loss.detach().float() * y.shape[0]
+        self._correct += (logits.detach().argmax(1) == y).sum()
+        if self.record_losses:
+            self.losses.append(loss.detach().float())
+        self._images += y.shape[0]
+        self.steps_in_epoch += 1
+        self.steps_done += 1
+        return y.shape[0]
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.graphs == "off":
+            return self.step_model(x)
+        if self._graph_shape is None:
+            self._graph_shape = x.shape
+            self._graphed = capture_graphs(self.model, x, self.device, self.precision) if self.graphs == "capture" else self.step_model
+        if x.shape != self._graph_shape:
+            return self.model(x)
+        if self.graphs == "reduce-overhead" and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # a new training iteration: earlier graph outputs may be reused
+        return self._graphed(x)
+
+    @property
+    def images_in_epoch(self) -> int:
+        return self._images
+
+    def running_loss(self) -> float:
+        """Mean training loss of the epoch so far. Syncs with the device: for progress lines, not per step."""
+        return self._loss_sum.item() / max(1, self._images)
+
+    def end_epoch(self, seconds: float) -> EpochResult:
+        """Close the epoch (the first one also completes the resize cache); raises RunFailed on divergence."""
+        if next(self._batches, None) is not None:
+            raise RuntimeError(f"end_epoch() after {self.steps_in_epoch} of {self.steps_per_epoch} steps")
+        mean_loss = self._loss_sum.item() / max(1, self._images)
+        # BatchNorm can keep an exploded loss finite, so "diverged" also means far above chance.
+        chance_loss = math.log(max(2, self.dataset.num_classes))
+        if not math.isfinite(mean_loss) or mean_loss > DIVERGED_LOSS_FACTOR * chance_loss:
+            raise RunFailed(f"diverged: training loss {mean_loss:.4g} after epoch {self.epoch} (chance level is {chance_loss:.2f}); "
+                            "lower --lr or use --precision fp32")
+        return EpochResult(self.epoch, mean_loss, 100.0 * self._correct.item() / max(1, self._images), seconds, self._images)
+
+    # --- evaluation -----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def accuracy(self, images_nhwc: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, float], list[list[int]]]:
+        """Top-1 accuracy (percent), per-class accuracy and the confusion matrix (rows: true class, columns:
+        predicted) of uint8 NHWC images, model in eval mode."""
+        classes = self.dataset.classes
+        k = len(classes)
+        # Graphed models are graphed for training batches; evaluation batches are large enough to run eagerly.
+        model = self.model if self.graphs != "off" else self.step_model
+        model.eval()
+        pairs = torch.zeros(k * k, dtype=torch.long, device=self.device)
+        for start in range(0, len(labels), self.config.eval_batch_size):
+            x = normalize(images_nhwc[start:start + self.config.eval_batch_size], self.channels_last)
+            y = labels[start:start + self.config.eval_batch_size]
+            with autocast(self.device, self.precision):
+                pred = model(x).argmax(1)
+            pairs += torch.bincount(y * k + pred, minlength=k * k)
+        confusion = pairs.view(k, k).cpu()
+        correct, totals = confusion.diagonal(), confusion.sum(1)
+        per_class = {c: (100.0 * correct[i].item() / totals[i].item()) if totals[i] else float("nan") for i, c in enumerate(classes)}
+        return 100.0 * correct.sum().item() / max(1, len(labels)), per_class, confusion.tolist()
+
+    def test_images(self, size: int | None) -> torch.Tensor:
+        """The test split resized to `size` with the run's test method, uint8 NHWC on the device (cached)."""
+        cfg = self.config
+        key = ResizeKey(self.dataset.key, "test", size, cfg.test_interpolation,
+                        effective_antialias(cfg.test_interpolation, cfg.backend, cfg.antialias), cfg.backend)
+        return self.cache.get(key, self.dataset.test_images.to(self.device))
+
+    def evaluate(self) -> list[EvalResult]:
+        """Accuracy at the headline test size and at every extra test size."""
+        cfg = self.config
+        labels = self.dataset.test_labels.to(self.device)
+        evals = []
+        for size in [cfg.test_size, *(s for s in cfg.test_sizes if s != cfg.test_size)]:
+            t0 = time.perf_counter()
+            images = self.test_images(size)
+            acc, per_class, confusion = self.accuracy(images, labels)
+            evals.append(EvalResult(int(images.shape[1]) if size is None else size, cfg.test_interpolation, acc, per_class,
+                                    len(labels), time.perf_counter() - t0, confusion))
+        return evals
+
+    def execution(self) -> dict:
+        """How this run executed (EXECUTION_KEYS): not part of its name, stored with each attempt."""
+        cfg = self.config
+        values = {"device": str(self.device), "channels_last": self.channels_last, "single_window_matmul": self.single_window_matmul,
+                  "graphs": self.graphs,
+                  "compile": cfg.compile, "deterministic": cfg.deterministic, "eval_batch_size": cfg.eval_batch_size,
+                  "precision_requested": cfg.precision_requested, "resize_path": self.data.resize_path,
+                  "data_path": cfg.imagefolder_path or (cfg.data_dir if cfg.data in ("cifar10", "cifar100") else None),
+                  "weights_path": cfg.weights if cfg.weights not in ("imagenet", "none") else None}
+        return {k: values[k] for k in EXECUTION_KEYS}
+
+    def result(self, epochs: list[EpochResult], evals: list[EvalResult], eval_seconds: float) -> RunResult:
+        cfg = self.config
+        peak, peak_kind = peak_memory(self.device)
+        train_seconds = sum(e.seconds for e in epochs)
+        return RunResult(
+            config=cfg, config_hash=cfg.config_hash(), epochs=epochs, train_seconds=train_seconds,
+            images_per_second=sum(e.images for e in epochs) / train_seconds if train_seconds > 0 else float("nan"),
+            test_accuracy=evals[0].accuracy, per_class_accuracy=evals[0].per_class_accuracy, evals=evals,
+            resize_seconds=self.data.resize_seconds, prepare_seconds=self.prepare_seconds,
+            time_to_first_step_seconds=(self.first_step_at or time.perf_counter()) - self.t_start,
+            eval_seconds=eval_seconds, peak_memory_bytes=peak, peak_memory_kind=peak_kind, macs_per_image=self.macs,
+            params=self.model_info.params, effective_precision=self.precision, weights_tag=self.model_info.weights_tag,
+            weights_loaded_keys=self.model_info.loaded_keys, input_shape=self.data.shape,
+            provenance={**provenance.collect(self.device), "antialias_requested": self.requested.antialias,
+                        "antialias_effective": cfg.effective_antialias, "backend": cfg.backend,
+                        "weights_skipped_keys": self.model_info.skipped_keys, "normalize": {"mean": NORM_MEAN, "std": NORM_STD},
+                        "train_seconds_includes": TRAIN_SECONDS_INCLUDES, "per_batch_resize": self.data.per_batch_resize,
+                        "resize_path": self.data.resize_path, "channels_last": self.channels_last,
+                        "single_window_matmul": self.single_window_matmul, "graphs": self.graphs, "precision_requested": cfg.precision_requested,
+                        "data_path": cfg.imagefolder_path, "data_dir": cfg.data_dir, "weights_path": self.execution()["weights_path"]},
+            execution=self.execution(),
+        )
+
+
+def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,
+          progress: bool | TrainProgress = True, check: Callable[[], None] | None = None) -> RunResult:
+    """Train and evaluate one configuration. Raises RunFailed if the loss diverges or memory runs out.
+
+    `progress`: bars on a terminal, log lines ("resizelab" logger) otherwise; False for neither.
+    `check` is called between steps (and before evaluation); whatever it raises stops the run there:
+    a lease that was taken over (store.Lease.check) ends training within one renewal period.
+    """
+    reporter = progress if isinstance(progress, TrainProgress) else TrainProgress(enabled=progress)
+    # Called from Python with nothing set up to show log records: they go to stderr for this call.
+    with console_logging(reporter.enabled):
+        return _train(config, dataset=dataset, cache=cache, reporter=reporter, check=check)
+
+
+def _train(config: RunConfig, *, dataset: Dataset | None, cache: ResizeCache | None, reporter: TrainProgress,
+           check: Callable[[], None] | None) -> RunResult:
+    check = check or (lambda: None)
+    run = Run(config, dataset=dataset, cache=cache).setup()
+    reporter.start(run)
+    epochs: list[EpochResult] = []
+    try:
+        for _ in range(run.config.epochs):
+            run.begin_epoch()
+            reporter.begin_epoch()
+            synchronize(run.device)
+            t_epoch = time.perf_counter()
+            resized_before = run.data.resize_seconds
+            for _ in range(run.steps_per_epoch):
+                check()
+                run.step()
+                reporter.step()
+            synchronize(run.device)
+            # A cold cache resizes inside the first epoch; that time is resize_seconds, not training.
+            seconds = time.perf_counter() - t_epoch - (run.data.resize_seconds - resized_before)
+            epochs.append(run.end_epoch(seconds))
+            reporter.end_epoch(epochs[-1])
+        check()
+        t_eval = time.perf_counter()
+        evals = run.evaluate()
+    except torch.cuda.OutOfMemoryError:
+        raise RunFailed(f"out of GPU memory at size {run.config.size} with batch {run.config.batch_size}; lower --batch-size") from None
+    finally:
+        reporter.close()
+    result = run.result(epochs, evals, time.perf_counter() - t_eval)
+    if run.config.save_weights:
+        # Handed to whoever writes the store (this process, or a Ray driver), which saves it beside the db.
+        result.state_dict = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in run.model.state_dict().items()}
+    return result

@@ -1,0 +1,93 @@
+"""Planning: what a config will run as on this machine, resolved before it is hashed or stored.
+
+`precision auto` becomes the precision this machine runs (bf16 on one CPU, fp32 on another: two
+different runs), and data and weights read from files are named by the SHA-256 of their content, so
+editing an image in place makes a new run while moving the folder does not. The paths stay in the
+config (they say where to read) but not in the hash; the requested precision is kept beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from pathlib import Path
+
+from ..core.config import RunConfig, needs_data_digest
+from ..core.errors import ConfigError
+
+_lock = threading.Lock()
+_macs_memo: dict[tuple, tuple[int, int]] = {}
+
+
+def plan(config: RunConfig) -> RunConfig:
+    """`config` resolved, with precision, data digest and weights digest filled in (see the module docstring).
+    A config planned already is returned as it is."""
+    if config.is_planned:
+        return config
+    cfg = config.resolved()
+    changes: dict = {}
+    if cfg.precision_requested is None:
+        changes["precision_requested"] = cfg.precision
+    if cfg.precision == "auto":
+        changes["precision"] = auto_precision(cfg)
+    if cfg.data_digest is None and needs_data_digest(cfg.data):
+        changes["data_digest"] = data_digest(cfg.data, cfg.data_dir)
+    if cfg.weights_digest is None and cfg.weights not in ("imagenet", "none"):
+        changes["weights_digest"] = weights_digest(cfg.weights)
+    return dataclasses.replace(cfg, **changes)
+
+
+def run_hash(config: RunConfig) -> str:
+    """The name of the run `config` plans to here (RunConfig.config_hash of the planned config)."""
+    return plan(config).config_hash()
+
+
+def auto_precision(cfg: RunConfig) -> str:
+    """What `--precision auto` runs as here: runtime.resolve_precision, given the step's MACs when it needs them."""
+    from .runtime import resolve_device, resolve_precision, resolve_single_window_matmul
+
+    device = resolve_device(cfg.device)
+    # `auto` (None) for the matmul means what runs on this device, as in Run.setup.
+    single_window_matmul = resolve_single_window_matmul(cfg.single_window_matmul, device)
+    macs_per_step = params = None
+    if device.type == "cpu" and not single_window_matmul:
+        # Only this choice depends on the step's compute per parameter (see resolve_precision).
+        macs, params = _macs_and_params(cfg)
+        macs_per_step = macs * cfg.batch_size
+    return resolve_precision("auto", device, macs_per_step, params, single_window_matmul)
+
+
+def _macs_and_params(cfg: RunConfig) -> tuple[int, int]:
+    from .data import load_dataset
+    from .models import build_model, count_macs
+    from .pipeline import input_shape
+
+    dataset = load_dataset(cfg.data, cfg.data_dir, download=False)
+    shape = input_shape(cfg, dataset)
+    key = (cfg.arch, cfg.stem, dataset.num_classes, shape)
+    with _lock:
+        if key not in _macs_memo:
+            model, info = build_model(cfg.arch, dataset.num_classes, "none", cfg.stem)
+            _macs_memo[key] = (count_macs(model, (3, *shape)), info.params)
+        return _macs_memo[key]
+
+
+def data_digest(data: str, data_dir: str | None) -> str:
+    """The content digest of a dataset read from files (what `Dataset.key` is for it). Never downloads:
+    a sweep fetches its inputs first (sweep.ensure_inputs), so missing data here is a DataUnavailable."""
+    from .data import CIFAR, cifar_digest, imagefolder_digest
+
+    if data in CIFAR:
+        return cifar_digest(data, Path(data_dir) if data_dir else None)
+    if data.startswith("imagefolder:"):
+        return imagefolder_digest(data.split(":", 1)[1])
+    raise ConfigError(f"data {data!r} has no files to digest")
+
+
+def weights_digest(path: str) -> str:
+    from .data import file_sha256
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"weights must be 'imagenet', 'none' or a path to a state_dict file; {path!r} is not a file")
+    return file_sha256(Path(path))
