@@ -73,7 +73,9 @@ def test_a_preset_with_overrides_plans_what_the_command_plans(tmp_path):
     (dict(base=BASE, name="../escape", report=True), "a sweep name must be non-empty text without '/'"),
     (dict(base=BASE, name=""), "a sweep name must be"),
     (dict(base=BASE, name=7), "a sweep name must be"),
+    (dict(base=BASE, name="é" * 128, report=True), "at most 255 bytes on common file systems; got 256 bytes"),
     (dict(base=BASE, ray_address="127.0.0.1:6379"), "a Ray address applies to the ray executor, not 'auto'"),
+    (dict(base=BASE, grid={"size": [8]}, on_result=5), "on_result must be a function called with each RunResult, or None; got 5"),
 ])
 def test_bad_arguments_are_one_clear_error_and_store_nothing(tmp_path, monkeypatch, kwargs, message):
     monkeypatch.chdir(tmp_path)
@@ -113,3 +115,13 @@ def test_progress_asked_for_from_python_is_shown_without_logging_set_up(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert "1 run, 0 already done, 1 to run" in proc.stderr and "epoch 1/1" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_the_python_api_with_wrong_types_is_a_config_error_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match=re.escape("train takes a RunConfig (e.g. resizelab.RunConfig(data='synthetic', size=16)); got 'x'")):
+        resizelab.train("x")
+    with pytest.raises(ConfigError, match=re.escape("db must be the path of the results store; got None")):
+        resizelab.load_runs(None)
+    with pytest.raises(ConfigError, match=re.escape("sweep must be a sweep's name or None (every sweep); got 3")):
+        resizelab.load_evals(tmp_path / "r.db", sweep=3)
+    assert not list(tmp_path.iterdir())

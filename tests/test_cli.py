@@ -226,6 +226,7 @@ TINY_RUN = ["--data", "synthetic", "--weights", "none", "--epochs", "1", "--limi
     (["sweep", *TINY_RUN, "--size", "2,3"], "size must be between 4 and 1024; got 2"),
     (["run", *TINY_RUN, "--db", ":memory:"], "--db :memory: would keep nothing"),
     (["sweep", *TINY_RUN, "--name", "../elsewhere"], "a sweep name must be non-empty text without '/'"),
+    (["study", "--preset", "findings", *TINY_RUN, "--name", "n" * 256], "at most 255 bytes on common file systems; got 256 bytes"),
     (["sweep", *TINY_RUN, "--ray-address", "127.0.0.1:6379"], "a Ray address applies to the ray executor, not 'auto'"),
 ])
 def test_bad_execution_input_is_one_line_exit_2_and_no_store(tmp_path, capsys, monkeypatch, argv, message):

@@ -192,3 +192,28 @@ def test_a_findings_study_reports_a_verdict_on_every_claim(tmp_path):
     for key in ("cascade", "residual"):
         assert by_key[key]["verdict"] == NOT_MEASURED and "saved weights are not in" in by_key[key]["note"]
     assert (out / "report.html").is_file() and "| 2 seeds |" in (out / "report.md").read_text()
+
+
+def test_findings_of_a_mobilenet_study_say_the_probe_rows_are_not_measured(tmp_path):
+    """The probe hooks ResNet blocks: a mobilenet_v2 study's report is still written, its probe rows not measured."""
+    import json
+
+    from resizelab.report.writer import ReportConfig, write_report
+    from resizelab.sweeps.plan import expand
+    from resizelab.sweeps.runner import SweepOptions, run_sweep
+
+    from conftest import write_imagefolder
+
+    root = write_imagefolder(tmp_path / "imgs", n_train=4, n_val=2, size=16)
+    db = str(tmp_path / "r.db")
+    base = dict(data=f"imagefolder:{root}", arch="mobilenet_v2", weights="none", epochs=1, precision="fp32", save_weights=True)
+    plan = expand(base, seeds=[0], variants=[{"size": 16}, {"size": 8}], name="mobile")
+    assert len(run_sweep(plan, SweepOptions(db=db, progress=False), quiet=True).ran) == 2
+    # Written from a store that already holds the runs, as `resizelab report` does.
+    out = write_report(ReportConfig(db=db, sweep="mobile", out=str(tmp_path / "rep")))
+    by_key = {f["claim"]["key"]: f for f in json.loads((out / "findings.json").read_text())["findings"]}
+    for key in ("cascade", "residual"):
+        assert by_key[key]["verdict"] == NOT_MEASURED and "probe supports ResNets" in by_key[key]["note"]
+    assert by_key["frequency"]["verdict"] != NOT_MEASURED  # the claims that need no probe still have their verdicts
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    assert "probe supports ResNets" in (out / "report.md").read_text()

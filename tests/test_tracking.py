@@ -193,7 +193,11 @@ def test_mlflow_flag_errors_are_one_line_before_anything_is_stored(tmp_path, mon
     # `sweep --mlflow grid.toml`: the file was taken for the URI.
     assert main([*SWEEP, "--db", str(db), "--mlflow", "grid.toml"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "--mlflow: 'grid.toml' is not a tracking URI" in err
+    assert err.count("\n") == 0 and "--mlflow: 'grid.toml' is not a tracking URI (a sweep file goes before --mlflow)" in err
+    # The most common MLflow habit, a ./mlruns folder: MLflow 3 refuses file stores, so say so before training.
+    assert main([*SWEEP, "--db", str(db), "--mlflow", "./mlruns"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "MLflow's file store, which MLflow 3 refuses; use a database such as sqlite:///mlflow.db" in err
     monkeypatch.setitem(sys.modules, "mlflow", None)  # what `import` meets when the package is not installed
     assert main([*SWEEP, "--db", str(db), "--mlflow"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -216,7 +220,11 @@ def test_a_tracking_store_that_cannot_be_used_is_one_line_at_once(tiny_store, tm
              (["--uri", f"sqlite:///{tmp_path / 'afile.txt'}"], "afile.txt is not an SQLite database"),
              (["--uri", f"sqlite:///{tmp_path / 'missing' / 'm.db'}"], f"folder {tmp_path / 'missing'} does not exist"),
              (["--uri", f"http://127.0.0.1:{port}"], f"no MLflow server answers at http://127.0.0.1:{port}"),
-             (["--experiment", ""], "the MLflow experiment name must be non-empty text")]
+             (["--experiment", ""], "the MLflow experiment name must be non-empty text"),
+             (["--uri", "ftp://host/mlflow"], "MLflow cannot track to 'ftp://host/mlflow' (scheme ftp:)"),
+             (["--uri", (tmp_path / "mlruns").as_uri()], "is a file store (a folder path or file: URI is MLflow's file store, "
+              "which MLflow 3 refuses; use a database such as sqlite:///mlflow.db)"),
+             (["--uri", "./mlruns"], "'./mlruns' is not a tracking URI (a folder path or file: URI is MLflow's file store")]
     for flags, message in cases:
         start = time.perf_counter()
         assert main(["export", "mlflow", "--db", str(db), *flags]) == 2, flags

@@ -157,7 +157,18 @@ def load_runs(db: str | os.PathLike, sweep: str | None = None, status: str | Non
     them as a group of their own. The same holds for test_size / test_size_px. A native run's actual
     pixels are in input_height_px / input_width_px.
     """
+    _check_read_args(db, sweep, status)
     return _runs_frame(read_runs(db, sweep, status), sweep)
+
+
+def _check_read_args(db: Any, sweep: Any, status: Any) -> None:
+    """The arguments every load_* function takes, refused in one line before the store is opened."""
+    if db is None or not isinstance(db, (str, os.PathLike)):
+        raise ConfigError(f"db must be the path of the results store; got {db!r}")
+    if sweep is not None and not isinstance(sweep, str):
+        raise ConfigError(f"sweep must be a sweep's name or None (every sweep); got {sweep!r}")
+    if status is not None and not isinstance(status, str):
+        raise ConfigError(f"status must be a run status such as 'done', or None (every run); got {status!r}")
 
 
 def load_evals(db: str | os.PathLike, sweep: str | None = None, status: str | None = "done") -> pd.DataFrame:
@@ -170,6 +181,7 @@ def load_evals(db: str | os.PathLike, sweep: str | None = None, status: str | No
     `load_evals(db).pivot_table(index="size", columns="test_size_px", values="accuracy")`.
     """
     pd = _pandas()
+    _check_read_args(db, sweep, status)
     stored = read_runs(db, sweep, status)
     runs = _runs_frame(stored, sweep)
     keep = ["config_hash", "sweep", "status", "label"] + [
@@ -193,6 +205,7 @@ def load_epochs(db: str | os.PathLike, sweep: str | None = None, status: str | N
     """One row per run x epoch: the run's identity and config, then epoch (from 1), train_loss,
     train_accuracy (percent, on the batches as trained), epoch_seconds and images."""
     pd = _pandas()
+    _check_read_args(db, sweep, status)
     stored = read_runs(db, sweep, status)
     runs = _runs_frame(stored, sweep)
     keep = ["config_hash", "sweep", "status", "label"] + [
@@ -250,6 +263,9 @@ def sweep(base: Mapping[str, Any] | RunConfig | None = None, grid: Mapping[str, 
         raise ConfigError(f"seeds must be a count or a list of seeds; got {seeds!r}")
     if db is None or not isinstance(db, (str, os.PathLike)):
         raise ConfigError(f"db must be the path of the results store; got {db!r}")
+    if on_result is not None and not callable(on_result):
+        # Checked here: otherwise the first run trains and is stored before calling it fails.
+        raise ConfigError(f"on_result must be a function called with each RunResult, or None; got {on_result!r}")
     out = _report_folder(report)
     if preset is not None:
         if variants:

@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from ..core.choices import RESNETS
 from ..core.log import plural
 from ..core.results import finite
 
@@ -535,6 +536,10 @@ def _probe(groups, native_px: int, db: str, out: Path, backend: str, say, study_
 
     if not study_aa:
         return [not_measured(k, "the study's antialiased bilinear resize is not available on this backend") for k in ("cascade", "residual")]
+    arch = groups[0].config["arch"]
+    if arch not in RESNETS:
+        # The probe hooks ResNet blocks; the accuracy and signal claims need no probe, so the rest still stands.
+        return [not_measured(k, f"probe supports ResNets ({', '.join(RESNETS)}); these runs are {arch}") for k in ("cascade", "residual")]
     natives = [g for g in groups if g.train_size == native_px and (g.config["interpolation"], g.config["antialias"]) == STUDY_METHOD]
     saved = [r for g in natives for r in g.runs if r["result"].get("weights_file")]
     if not saved:

@@ -255,8 +255,11 @@ def _mlflow_logger(args: argparse.Namespace, sweep: str | None):
         return None
     # A URI needs a scheme: this also catches `sweep --mlflow FILE.toml`, where the file was taken for the URI.
     if args.mlflow and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", args.mlflow):
-        raise ConfigError(f"--mlflow: {args.mlflow!r} is not a tracking URI; give one such as sqlite:///path/mlflow.db or "
-                          "http://host:5000, or --mlflow alone for the store beside --db (a sweep file goes before --mlflow)")
+        from ..report.tracking import FILE_STORE_REFUSED
+
+        hint = "a sweep file goes before --mlflow" if args.mlflow.endswith(".toml") else FILE_STORE_REFUSED
+        raise ConfigError(f"--mlflow: {args.mlflow!r} is not a tracking URI ({hint}); give one such as sqlite:///path/mlflow.db or "
+                          "http://host:5000, or --mlflow alone for the store beside --db")
     from ..report.tracking import MlflowLogger, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.mlflow or None, args.db)

@@ -45,6 +45,12 @@ FINAL_METRICS = ("test_accuracy", "train_seconds", "images_per_second", "macs_pe
                  "prepare_seconds", "time_to_first_step_seconds", "eval_seconds")
 
 
+# The tracking stores MLflow opens, less its file store ('file:', a bare folder such as ./mlruns), which
+# MLflow 3 refuses (maintenance mode) after the whole sweep has trained; a dialect may carry a driver (mysql+pymysql).
+TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc")
+FILE_STORE_REFUSED = "a folder path or file: URI is MLflow's file store, which MLflow 3 refuses; use a database such as sqlite:///mlflow.db"
+
+
 def default_tracking_uri(db: str | os.PathLike) -> str:
     """The local MLflow store that goes with a results database: mlflow.db in the same folder."""
     return "sqlite:///" + str(Path(db).absolute().parent / "mlflow.db")
@@ -185,8 +191,13 @@ def check_tracking_uri(tracking_uri: str, experiment: str) -> None:
     """Refuse, in one line, what MLflow would answer with a traceback, a hang or a folder made where none was asked."""
     if not isinstance(experiment, str) or not experiment.strip():
         raise ConfigError(f"the MLflow experiment name must be non-empty text; got {experiment!r}")
-    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", tracking_uri):
-        raise ConfigError(f"{tracking_uri!r} is not a tracking URI; give one such as sqlite:///path/mlflow.db or http://host:5000")
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", tracking_uri) or tracking_uri.lower().startswith("file:"):
+        raise ConfigError(f"{tracking_uri!r} is {'a file store' if tracking_uri.lower().startswith('file:') else 'not a tracking URI'} "
+                          f"({FILE_STORE_REFUSED}); give one such as sqlite:///path/mlflow.db or http://host:5000")
+    scheme = tracking_uri.split(":", 1)[0].lower().split("+", 1)[0]
+    if scheme not in TRACKING_SCHEMES:
+        raise ConfigError(f"MLflow cannot track to {tracking_uri!r} (scheme {scheme}:); give one of "
+                          f"{', '.join(s + ':' for s in TRACKING_SCHEMES)}, e.g. sqlite:///path/mlflow.db or http://host:5000")
     if tracking_uri.startswith("sqlite:///") and not tracking_uri.endswith(":memory:"):
         path = Path(tracking_uri[len("sqlite:///"):])
         if not path.parent.is_dir():

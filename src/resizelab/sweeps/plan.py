@@ -167,12 +167,19 @@ def default_name(prefix: str, values: Any) -> str:
     return f"{prefix}-{hashlib.sha256(tag.encode()).hexdigest()[:8]}"
 
 
+NAME_MAX_BYTES = 255  # one path component (NAME_MAX on Linux, macOS and Windows file systems)
+
+
 def check_sweep_name(name: Any) -> str:
     """A sweep's name is also its report folder (reports/<name>): one printable path component."""
     if not isinstance(name, str) or not name.strip() or name != name.strip() or name in (".", "..") \
             or "/" in name or "\\" in name or not name.isprintable():
         raise ConfigError(f"a sweep name must be non-empty text without '/', '\\', surrounding spaces or control characters "
                           f"(it names the folder reports/<name>); got {name!r}")
+    if len(name.encode()) > NAME_MAX_BYTES:
+        # Found now, not when the report folder is made after the whole sweep has trained.
+        raise ConfigError(f"a sweep name names the folder reports/<name>, at most {NAME_MAX_BYTES} bytes on common file systems; "
+                          f"got {len(name.encode())} bytes ({name[:24]!r}...)")
     return name
 
 

@@ -317,6 +317,10 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
     `check` is called between steps (and before evaluation); whatever it raises stops the run there:
     a lease that was taken over (store.Lease.check) ends training within one renewal period.
     """
+    if not isinstance(config, RunConfig):
+        raise ConfigError(f"train takes a RunConfig (e.g. resizelab.RunConfig(data='synthetic', size=16)); got {config!r}")
+    if check is not None and not callable(check):
+        raise ConfigError(f"check must be a function called between steps, or None; got {check!r}")
     reporter = progress if isinstance(progress, TrainProgress) else TrainProgress(enabled=progress)
     # Called from Python with nothing set up to show log records: they go to stderr for this call.
     with console_logging(reporter.enabled):
