@@ -66,6 +66,21 @@ def test_imagefolder_is_named_by_content_not_path(tmp_path):
     assert plan(cfg).data == f"imagefolder:{root}" and len(plan(cfg).data_digest) == 16
 
 
+def test_an_empty_class_folder_makes_another_dataset_and_another_cache(tmp_path, isolated_cache):
+    from resizelab.training.data import imagefolder_digest, load_imagefolder
+
+    root = write_imagefolder(tmp_path / "a", n_train=2, n_val=1)
+    before, first = imagefolder_digest(root), load_imagefolder(root)
+    cfg = RunConfig(data=f"imagefolder:{root}", size=16, precision="fp32")
+    named = run_hash(cfg)
+    (root / "train" / "zebra").mkdir()
+    (root / "val" / "zebra").mkdir()
+    # Another class list is another head and another confusion matrix: another dataset, named and cached apart.
+    assert imagefolder_digest(root) != before and run_hash(cfg) != named
+    second = load_imagefolder(root)
+    assert first.classes == ("cat", "dog", "ship") and second.classes == ("cat", "dog", "ship", "zebra")
+
+
 def test_weights_file_is_named_by_content(tmp_path):
     from resizelab.training.models import build_model
 

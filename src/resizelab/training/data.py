@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import pickle
 import sys
@@ -357,14 +358,23 @@ def _imagefolder_listing(path: str | Path) -> tuple[Path, Path, Path, list[str],
 
 
 def imagefolder_digest(path: str | Path) -> str:
-    """The content digest of an ImageFolder tree: each image's place (split/class/name) and bytes."""
-    root, _, _, _, train_samples, test_samples = _imagefolder_listing(path)
-    return _content_key("imagefolder", root, [Path(p) for p, _ in train_samples + test_samples])
+    """The content digest of an ImageFolder tree: each image's place (split/class/name) and bytes, and the class list."""
+    root, _, _, classes, train_samples, test_samples = _imagefolder_listing(path)
+    return _imagefolder_key(root, classes, train_samples + test_samples)
+
+
+def _imagefolder_key(root: Path, classes: list[str], samples: list[tuple[str, int]]) -> str:
+    # An empty class folder is still a class (one more output of the head, a row of the confusion matrix),
+    # but it holds no file for the content key to see: name the classes no image names. Only those, so
+    # the key of a tree without empty classes is what it always was (stored runs keep their names).
+    used = {label for _, label in samples}
+    empty = [c for i, c in enumerate(classes) if i not in used]
+    return _content_key("imagefolder", root, [Path(p) for p, _ in samples], extra=f"empty classes\0{json.dumps(empty)}" if empty else "")
 
 
 def load_imagefolder(path: str | Path) -> Dataset:
     root, train_dir, test_dir, classes, train_samples, test_samples = _imagefolder_listing(path)
-    key = _content_key("imagefolder", root, [Path(p) for p, _ in train_samples + test_samples])
+    key = _imagefolder_key(root, classes, train_samples + test_samples)
 
     def decode() -> dict:
         tr_x, tr_y = _decode_images(train_samples, train_dir)
@@ -453,12 +463,15 @@ def file_sha256(path: Path) -> str:
     return digest
 
 
-def _content_key(kind: str, root: Path, files: list[Path]) -> str:
-    """What a dataset holds: every file's place below `root` and its bytes, so the key follows the content
-    (an edited image changes it) and not the location (a moved or copied folder keeps it)."""
+def _content_key(kind: str, root: Path, files: list[Path], extra: str = "") -> str:
+    """What a dataset holds: every file's place below `root` and its bytes (and `extra`, what the files do not
+    show), so the key follows the content (an edited image changes it) and not the location (a moved or
+    copied folder keeps it)."""
     h = hashlib.sha256(kind.encode())
     for f in sorted(files):
         h.update(f"{f.relative_to(root).as_posix()}\0{file_sha256(f)}\n".encode())
+    if extra:
+        h.update(extra.encode())
     return h.hexdigest()[:16]
 
 
