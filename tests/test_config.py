@@ -68,22 +68,22 @@ def test_unknown_keys_are_errors():
 
 
 def test_hash_is_stable_and_ignores_execution_fields():
-    a = RunConfig(data="synthetic", size=16, precision="fp32")
-    assert run_hash(a) == run_hash(RunConfig(data="synthetic", size=16, precision="fp32"))
+    a = RunConfig(weights="none", data="synthetic", size=16, precision="fp32")
+    assert run_hash(a) == run_hash(RunConfig(weights="none", data="synthetic", size=16, precision="fp32"))
     # With precision given, these settings change speed and float rounding only (auto is resolved before
     # hashing, and without the single-window matmul auto may resolve to fp32: test_identity.py).
-    assert run_hash(a) == run_hash(RunConfig(data="synthetic", size=16, precision="fp32", device="cpu", compile=True, eval_batch_size=7,
+    assert run_hash(a) == run_hash(RunConfig(weights="none", data="synthetic", size=16, precision="fp32", device="cpu", compile=True, eval_batch_size=7,
                                         channels_last=False, single_window_matmul=False))
-    assert run_hash(a) != run_hash(RunConfig(data="synthetic", size=16, precision="fp32", seed=1))
-    assert run_hash(a) != run_hash(RunConfig(data="synthetic", size=32, precision="fp32"))
+    assert run_hash(a) != run_hash(RunConfig(weights="none", data="synthetic", size=16, precision="fp32", seed=1))
+    assert run_hash(a) != run_hash(RunConfig(weights="none", data="synthetic", size=32, precision="fp32"))
 
 
 def test_effective_antialias_is_recorded_and_deduplicates():
     assert effective_antialias("nearest", "tensor", True) is False
     assert effective_antialias("bilinear", "pil", False) is True  # PIL always filters
     assert effective_antialias("bilinear", "tensor", False) is False
-    a = RunConfig(data="synthetic", backend="pil", antialias=False)
-    b = RunConfig(data="synthetic", backend="pil", antialias=True)
+    a = RunConfig(weights="none", data="synthetic", backend="pil", antialias=False)
+    b = RunConfig(weights="none", data="synthetic", backend="pil", antialias=True)
     assert a.resolved().antialias is True
     assert run_hash(a) == run_hash(b)
 

@@ -21,7 +21,7 @@ TINY = dict(weights="none", epochs=1, limit_train=48, limit_test=24, lr=0.01)
 
 
 def test_auto_precision_is_resolved_before_hashing(monkeypatch):
-    cfg = RunConfig(data="synthetic", size=16)
+    cfg = RunConfig(weights="none", data="synthetic", size=16)
     monkeypatch.setattr(provenance, "cpu_supports_bf16", lambda: True)  # a CPU with native bf16 ...
     on_bf16 = plan(cfg)
     monkeypatch.setattr(provenance, "cpu_supports_bf16", lambda: False)  # ... and one without
@@ -30,8 +30,8 @@ def test_auto_precision_is_resolved_before_hashing(monkeypatch):
     assert on_bf16.precision_requested == on_fp32.precision_requested == "auto"
     # Two machines, two runs: a sweep on the second never skips its fp32 run as done by the first's bf16 one.
     assert run_hash(on_bf16) != run_hash(on_fp32)
-    assert run_hash(on_fp32) == run_hash(RunConfig(data="synthetic", size=16, precision="fp32"))
-    assert run_hash(on_bf16) == run_hash(RunConfig(data="synthetic", size=16, precision="bf16"))
+    assert run_hash(on_fp32) == run_hash(RunConfig(weights="none", data="synthetic", size=16, precision="fp32"))
+    assert run_hash(on_bf16) == run_hash(RunConfig(weights="none", data="synthetic", size=16, precision="bf16"))
 
 
 def test_an_fp32_and_a_bf16_run_are_two_rows(tmp_path, monkeypatch):
@@ -52,11 +52,11 @@ def test_an_fp32_and_a_bf16_run_are_two_rows(tmp_path, monkeypatch):
 
 def test_imagefolder_is_named_by_content_not_path(tmp_path):
     root = write_imagefolder(tmp_path / "a", n_train=4, n_val=2)
-    cfg = RunConfig(data=f"imagefolder:{root}", size=16, precision="fp32")
+    cfg = RunConfig(weights="none", data=f"imagefolder:{root}", size=16, precision="fp32")
     before = run_hash(cfg)
     moved = tmp_path / "b"
     shutil.copytree(root, moved)
-    assert run_hash(RunConfig(data=f"imagefolder:{moved}", size=16, precision="fp32")) == before
+    assert run_hash(RunConfig(weights="none", data=f"imagefolder:{moved}", size=16, precision="fp32")) == before
     # An image edited in place, at the same path: another run.
     from PIL import Image
 
@@ -71,7 +71,7 @@ def test_an_empty_class_folder_makes_another_dataset_and_another_cache(tmp_path,
 
     root = write_imagefolder(tmp_path / "a", n_train=2, n_val=1)
     before, first = imagefolder_digest(root), load_imagefolder(root)
-    cfg = RunConfig(data=f"imagefolder:{root}", size=16, precision="fp32")
+    cfg = RunConfig(weights="none", data=f"imagefolder:{root}", size=16, precision="fp32")
     named = run_hash(cfg)
     (root / "train" / "zebra").mkdir()
     (root / "val" / "zebra").mkdir()
@@ -102,7 +102,7 @@ def test_cifar_data_dir_is_named_by_the_batches(tmp_path):
     shutil.copytree(tmp_path / "one", tmp_path / "copy")
     other = write_cifar10(tmp_path / "two" / "cifar-10-batches-py")
     (other / "test_batch").write_bytes((tmp_path / "one" / "cifar-10-batches-py" / "data_batch_1").read_bytes())
-    hashes = [run_hash(RunConfig(data="cifar10", data_dir=str(tmp_path / d), size=16, precision="fp32"))
+    hashes = [run_hash(RunConfig(weights="none", data="cifar10", data_dir=str(tmp_path / d), size=16, precision="fp32"))
               for d in ("one", "copy", "two")]
     assert hashes[0] == hashes[1] != hashes[2]
 
@@ -140,9 +140,9 @@ def test_execution_settings_are_stored_per_attempt_and_reported(tmp_path, capsys
 
 def test_register_does_not_leave_stale_config_text(tmp_path):
     with Store(tmp_path / "r.db") as store:
-        a = RunConfig(data="synthetic", size=8, precision="fp32", eval_batch_size=64)
+        a = RunConfig(weights="none", data="synthetic", size=8, precision="fp32", eval_batch_size=64)
         store.register([a])
-        store.register([RunConfig(data="synthetic", size=8, precision="fp32", eval_batch_size=128)])
+        store.register([RunConfig(weights="none", data="synthetic", size=8, precision="fp32", eval_batch_size=128)])
         (row,) = store.runs()
         assert json.loads(row["config_json"])["eval_batch_size"] == 128
 
@@ -162,3 +162,35 @@ def test_an_older_or_newer_store_is_refused_with_one_line(tmp_path):
         Store(newer)
     with pytest.raises(ConfigError, match="not a resizelab results store"):
         __import__("resizelab.api", fromlist=["x"]).load_runs(old)
+
+
+def test_the_cached_imagenet_checkpoint_is_verified_and_names_the_run(tmp_path, monkeypatch):
+    import hashlib
+
+    from resizelab.core.errors import WeightsError
+    from resizelab.training import models
+
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    model, _ = models.build_model("resnet18", 1000, "none")
+    cfg = RunConfig(data="synthetic", size=16, precision="fp32")  # weights imagenet, the default
+    # Not downloaded yet: the run cannot be named (as with data not here), and says where the file goes.
+    with pytest.raises(WeightsError, match="the ImageNet weights for resnet18 are not at .*resnet18-f37072fd.pth yet"):
+        run_hash(cfg)
+    # Another file at torchvision's path: refused before it is loaded, not tagged as torchvision's weights.
+    torch.save(model.state_dict(), checkpoints / "resnet18-f37072fd.pth")
+    with pytest.raises(WeightsError, match="resnet18-f37072fd.pth is not torchvision's file: its SHA-256 starts [0-9a-f]{8}, "
+                                           "its name says f37072fd; delete it"):
+        run_hash(cfg)
+    with pytest.raises(WeightsError, match="is not torchvision's file"):
+        models.build_model("resnet18", 10, "imagenet")
+    # A checkpoint whose content matches the prefix in its name loads, and its SHA-256 is part of the run's name.
+    data = (checkpoints / "resnet18-f37072fd.pth").read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    (checkpoints / f"resnet18-{digest[:8]}.pth").write_bytes(data)
+    monkeypatch.setattr(models, "imagenet_weights_url", lambda arch: f"https://download.pytorch.org/models/resnet18-{digest[:8]}.pth")
+    assert plan(cfg).weights_digest == digest
+    assert run_hash(cfg) != run_hash(RunConfig(data="synthetic", size=16, precision="fp32", weights_digest="0" * 64))
+    _, info = models.build_model("resnet18", 10, "imagenet")
+    assert info.weights_tag == "ResNet18_Weights.IMAGENET1K_V1" and info.loaded_keys > 0

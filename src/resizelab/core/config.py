@@ -289,7 +289,7 @@ class RunConfig:
     # Filled in by planning. A path names where data or weights live, not what they hold: editing files in
     # place must change the run's name and moving them must not, so the hash takes these digests instead.
     data_digest: str | None = derived("SHA-256 over the dataset's files (ImageFolder images, CIFAR batches)")
-    weights_digest: str | None = derived("SHA-256 of the weights file")
+    weights_digest: str | None = derived("SHA-256 of the weights file (for imagenet: of torchvision's cached checkpoint)")
     precision_requested: str | None = derived("the --precision asked for; `precision` holds what auto resolved to here")
 
     def __post_init__(self) -> None:
@@ -373,7 +373,7 @@ class RunConfig:
         """Whether everything the hash needs is resolved: precision, and the digest of each file input."""
         return (self.precision != "auto" and self.precision_requested is not None
                 and (self.data_digest is not None or not needs_data_digest(self.data))
-                and (self.weights_digest is not None or self.weights in ("imagenet", "none")))
+                and (self.weights_digest is not None or self.weights == "none"))
 
     def config_hash(self) -> str:
         """Stable 16-hex-digit name of what runs: the planned config's identity (`identity_payload`). Only a

@@ -7,6 +7,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -106,11 +107,32 @@ def load_state_dict_file(path: str, what: str, advice: str = "give a file writte
             reason = f"{type(e).__name__}: {_first_line(e)}"
         raise WeightsError(f"{what} {path} is not a readable state_dict ({reason}); {advice}") from None
 
+def imagenet_weights_digest(arch: str) -> str:
+    """The SHA-256 of `arch`'s cached ImageNet checkpoint, checked against the prefix in its file name. Never
+    downloads (`ensure_imagenet_weights` does): a checkpoint not here yet is a WeightsError, as missing data is."""
+    from .data import file_sha256
+
+    url = imagenet_weights_url(arch)
+    path = hub_checkpoint_path(url)
+    if not os.path.isfile(path):
+        raise WeightsError(f"the ImageNet weights for {arch} are not at {path} yet (their digest names the run); "
+                           f"`resizelab run` fetches them from {url}, or put that file there, or use --weights none")
+    digest = file_sha256(Path(path))
+    match = torch.hub.HASH_REGEX.search(os.path.basename(url))
+    # torch.hub checks this prefix on download only; a file put or changed there later would be loaded and
+    # tagged as torchvision's weights. Checked on every use, as a download is.
+    if match and not digest.startswith(match.group(1)):
+        raise WeightsError(f"the cached ImageNet checkpoint {path} is not torchvision's file: its SHA-256 starts {digest[:len(match.group(1))]}, "
+                           f"its name says {match.group(1)}; delete it, and the next run downloads it again (SHA-256 verified)")
+    return digest
+
+
 def _imagenet_state_dict(arch: str) -> tuple[dict, str]:
     url = imagenet_weights_url(arch)
     path = hub_checkpoint_path(url)
     if not os.path.isfile(path):
         _download_checkpoint(url, path)
+    imagenet_weights_digest(arch)
     state = load_state_dict_file(path, f"the cached ImageNet checkpoint for {arch}",
                                  "delete it, and the next run downloads it again (SHA-256 verified)")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -2,7 +2,8 @@
 
 `precision auto` becomes the precision this machine runs (bf16 on one CPU, fp32 on another: two
 different runs), and data and weights read from files are named by the SHA-256 of their content, so
-editing an image in place makes a new run while moving the folder does not. The paths stay in the
+editing an image in place makes a new run while moving the folder does not. The ImageNet checkpoint in
+torch.hub's cache is named by its SHA-256 too, checked against the prefix in its file name. The paths stay in the
 config (they say where to read) but not in the hash; the requested precision is kept beside it.
 """
 
@@ -33,7 +34,12 @@ def plan(config: RunConfig) -> RunConfig:
         changes["precision"] = auto_precision(cfg)
     if cfg.data_digest is None and needs_data_digest(cfg.data):
         changes["data_digest"] = data_digest(cfg.data, cfg.data_dir)
-    if cfg.weights_digest is None and cfg.weights not in ("imagenet", "none"):
+    if cfg.weights_digest is None and cfg.weights == "imagenet":
+        # The cached checkpoint, verified against the hash in its name: another file there is another run.
+        from .models import imagenet_weights_digest
+
+        changes["weights_digest"] = imagenet_weights_digest(cfg.arch)
+    elif cfg.weights_digest is None and cfg.weights != "none":
         changes["weights_digest"] = weights_digest(cfg.weights)
     return dataclasses.replace(cfg, **changes)
 
