@@ -194,3 +194,21 @@ def test_the_cached_imagenet_checkpoint_is_verified_and_names_the_run(tmp_path, 
     assert run_hash(cfg) != run_hash(RunConfig(data="synthetic", size=16, precision="fp32", weights_digest="0" * 64))
     _, info = models.build_model("resnet18", 10, "imagenet")
     assert info.weights_tag == "ResNet18_Weights.IMAGENET1K_V1" and info.loaded_keys > 0
+
+
+def test_test_size_native_means_no_resize_at_test_not_the_train_size():
+    from resizelab.cli import _run_options, build_parser
+    from resizelab.training.engine import train
+
+    base = dict(data="synthetic:40:20", size=8, precision="fp32", weights="none", epochs=1, limit_train=20, limit_test=10)
+    same, native = RunConfig(**base), RunConfig(**base, test_size="native")
+    assert plan(same).test_size == 8 and plan(native).test_size is None
+    assert run_hash(native) != run_hash(same) == run_hash(RunConfig(**base, test_size=8))
+    # A native-size run tested natively is the plain native run: one name.
+    assert run_hash(RunConfig(**{**base, "size": None}, test_size="native")) == run_hash(RunConfig(**{**base, "size": None}))
+    result = train(native, progress=False)
+    assert [e.size_px for e in result.evals] == [32]  # the synthetic images' own size, not the 8 px it trained at
+    args = build_parser().parse_args(["run", "--size", "8", "--test-size", "native"])
+    assert _run_options(args, grid=False)["test_size"] == "native"
+    args = build_parser().parse_args(["run", "--size", "8", "--test-size", "same"])
+    assert _run_options(args, grid=False).get("test_size") is None

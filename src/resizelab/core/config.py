@@ -23,6 +23,7 @@ from .choices import (ARCHS, AUGMENTS, BACKEND_INTERPOLATIONS, BACKENDS, DATASET
                       RESNETS, SCHEDULES, STEMS, effective_antialias)
 from .errors import ConfigError
 MIN_SIZE_PX, MAX_SIZE_PX = 4, 1024
+NATIVE = "native"  # a test size: the test images as they are, whatever the train size
 # synthetic:N[:M]: N training images (M test, default N / 5). 50,000 is CIFAR-10's size; a million 32 px
 # images are 3 GB of uint8, about as much as one process should hold for a synthetic task.
 SYNTHETIC_MIN, SYNTHETIC_MAX = 10, 1_000_000
@@ -126,6 +127,27 @@ def whole(low: int, high: int | None = None, *, optional: bool = False, native: 
             bound = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise ConfigError(f"{name} must be {bound}; got {value}")
     return Kind(_parse_size if native else parse_int, check, "PX" if native else "N")
+
+
+def test_size_kind() -> Kind:
+    """A test size: whole px, NATIVE (no resize at test: the images as they are) or None (the default: the
+    train size, whatever it is). Two spellings because "native" and "as trained" differ whenever the train
+    size is not native; a resolved config holds a number, or None for native."""
+    def parse(text: str) -> int | str | None:
+        lowered = text.strip().lower()
+        if lowered == NATIVE:
+            return NATIVE
+        if lowered in ("same", "train"):
+            return None
+        return parse_int(text)
+
+    def check(name: str, value: Any) -> None:
+        if value is None or value == NATIVE:
+            return
+        if not _is_int(value):
+            raise ConfigError(f"{name} must be a whole number, native (no resize at test) or same (the train size); got {value!r}")
+        whole(MIN_SIZE_PX, MAX_SIZE_PX).check(name, value)
+    return Kind(parse, check, "{PX,native,same}")
 
 
 def number(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Kind:
@@ -234,8 +256,9 @@ class RunConfig:
                                   "(default $RESIZELAB_DATA_DIR or ~/.cache/resizelab/data)", identity=False)
     size: int | None = option(None, whole(MIN_SIZE_PX, MAX_SIZE_PX, optional=True, native=True),
                               "train input size in px, shorter edge, like torchvision's Resize(S); native: no resize")
-    test_size: int | None = option(None, whole(MIN_SIZE_PX, MAX_SIZE_PX, optional=True, native=True),
-                                   "size for the headline test accuracy (default: the train size)")
+    test_size: int | str | None = option(None, test_size_kind(),
+                                         "size for the headline test accuracy: PX, native (no resize at test) or same "
+                                         "(the default: the train size)")
     test_sizes: tuple[int, ...] = option((), sizes_list(), "extra test sizes, comma-separated (train at A, test at B)",
                                          grid=False)
     interpolation: str = option("bilinear", choice(INTERPOLATIONS), "resize method")
@@ -337,8 +360,11 @@ class RunConfig:
         """The canonical form that names a run: absolute paths, defaults filled in, effective antialias.
 
         Two configs that would compute the same thing resolve to the same value, so they hash
-        alike and a sweep runs them once.
+        alike and a sweep runs them once. A planned config is resolved already, and returned as it is
+        (its test_size None means native, no longer "the train size").
         """
+        if self.is_planned:
+            return self
         changes: dict[str, Any] = {"antialias": self.effective_antialias}
         if self.imagefolder_path is not None:
             changes["data"] = "imagefolder:" + os.path.abspath(self.imagefolder_path)
@@ -346,8 +372,11 @@ class RunConfig:
             changes["weights"] = os.path.abspath(self.weights)
         if self.data_dir is not None:
             changes["data_dir"] = os.path.abspath(self.data_dir)
+        # Resolved to what is fed at test: a number, or None for the native size (as `size` spells it).
         if self.test_size is None:
             changes["test_size"] = self.size
+        elif self.test_size == NATIVE:
+            changes["test_size"] = None
         if self.test_interpolation is None:
             changes["test_interpolation"] = self.interpolation
         # Kept as given (sorted, once each), headline size included: "test at 16, 24, 32" is one setting
