@@ -124,3 +124,23 @@ def test_probe_run_errors_are_one_line(trained, tmp_path, capsys):
         ProbeConfig(run=h, db=str(tmp_path / "missing.db"))
     with pytest.raises(ConfigError, match="stem comes from run"):
         ProbeConfig(run=h, db=str(db), stem="cifar")
+
+
+def test_a_swapped_weights_file_is_refused_by_probe_run(trained, tmp_path, capsys):
+    import hashlib
+    import shutil
+
+    images, db, results = trained
+    result, _ = results["imagenet"]
+    h = result.config_hash
+    with Store(db) as store:
+        stored = json.loads(store.get(h)["result_json"])
+    assert stored["weights_sha256"] == hashlib.sha256((db.parent / stored["weights_file"]).read_bytes()).hexdigest()
+    # The store copied, and the other run's file put where this run's was: loadable, the same shapes, not its weights.
+    copy = tmp_path / "copy"
+    shutil.copytree(db.parent, copy)
+    other = results["cifar"][0].weights_file
+    shutil.copy(copy / other, copy / stored["weights_file"])
+    assert main(["probe", "--db", str(copy / "r.db"), "--run", h]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"run {h}'s weights file" in err and "is not the file that run saved" in err, err

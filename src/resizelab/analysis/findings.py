@@ -532,6 +532,7 @@ def compute_findings(groups: list[Group], db: str, out: Path, progress: Callable
 
 def _probe(groups, native_px: int, db: str, out: Path, backend: str, say, study_aa: bool) -> list[Finding]:
     from ..store.weights import weights_folder
+    from ..core.errors import ConfigError
     from .probe import ProbeConfig, run_probe
 
     if not study_aa:
@@ -557,7 +558,10 @@ def _probe(groups, native_px: int, db: str, out: Path, backend: str, say, study_
             say(f"findings: probe of seed {run['config']['seed']}'s {native_px} px model with {size} px input")
             cfg = ProbeConfig(run=run["config_hash"], db=db, size=size, interpolations=(STUDY_METHOD[0],), antialias=True,
                               backend=backend, limit=PROBE_IMAGES, out=str(out / "probe" / f"{run['config_hash']}-{size}px"))
-            result = run_probe(cfg)
+            try:
+                result = run_probe(cfg)
+            except ConfigError as e:  # a weights file that is not the run's own (find_run checks its SHA-256)
+                return [not_measured(k, str(e)) for k in ("cascade", "residual")]
             m = result.methods[0]
             records.append(ProbeRecord(run["config"]["seed"], size, m.cka, result.native.residual_ratio, m.residual_ratio))
     return probe_findings(records)

@@ -66,6 +66,7 @@ class RunResult:
     input_shape: tuple[int, int]
     provenance: dict = field(default_factory=dict)
     weights_file: str | None = None  # the saved trained weights, relative to the results db's folder
+    weights_sha256: str | None = None  # ... and their SHA-256, checked whenever they are read back (probe --run)
     # The trained weights while they travel to whoever writes the store (--save-weights); never in the JSON.
     state_dict: dict | None = field(default=None, repr=False, compare=False)
     execution: dict = field(default_factory=dict)  # EXECUTION_KEYS as they ran

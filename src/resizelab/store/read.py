@@ -118,7 +118,8 @@ def find_run(db: str | os.PathLike, run: str) -> StoredRun:
     h = row["config_hash"]
     if row["status"] != "done" or not row["result_json"]:
         raise ConfigError(f"run {h} is {row['status']}, not done; only a finished run has trained weights")
-    weights_file = json.loads(row["result_json"]).get("weights_file")
+    result = json.loads(row["result_json"])
+    weights_file = result.get("weights_file")
     if not weights_file:
         raise ConfigError(f"run {h} was trained without --save-weights; train it again with "
                           f"`resizelab run ... --save-weights --force` to keep its weights")
@@ -126,4 +127,13 @@ def find_run(db: str | os.PathLike, run: str) -> StoredRun:
     if not os.path.isfile(path):
         raise ConfigError(f"run {h}'s weights file {path} is missing; it is kept beside the db in {WEIGHTS_FOLDER}/, "
                           "move the db together with that folder")
+    expected = result.get("weights_sha256")
+    # Stores written before the digest was kept have none to check against; those files are taken as they are.
+    if expected:
+        from .weights import file_sha256
+
+        actual = file_sha256(path)
+        if actual != expected:
+            raise ConfigError(f"run {h}'s weights file {path} is not the file that run saved (SHA-256 {actual[:12]}..., stored "
+                              f"{expected[:12]}...); restore it, or train the run again with --save-weights --force")
     return StoredRun(h, json.loads(row["config_json"]), path)
