@@ -211,3 +211,15 @@ def test_a_cache_that_cannot_be_written_leaves_no_temporary_file_and_the_run_goe
     assert not list(cache.rglob("*.tmp*"))
     with Store(db) as store:
         assert [r["status"] for r in store.runs()] == ["done"]
+
+
+def test_a_cache_folder_that_is_a_file_is_one_warning_and_the_data_still_loads(tmp_path, monkeypatch, capsys):
+    import resizelab.training.data as data_module
+
+    (tmp_path / "cache").write_text("not a folder")
+    monkeypatch.setenv("RESIZELAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(data_module, "_warned", set())
+    dataset = data_module.load_dataset("synthetic:40:20")
+    assert len(dataset.train_labels) == 40
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{tmp_path / 'cache'} is a file, not a folder: point RESIZELAB_CACHE_DIR" in err

@@ -528,8 +528,16 @@ def save_tensors(path: Path, payload: dict) -> bool:
         return True
     # torch.save reports a failed write (ENOSPC, EFBIG) as a RuntimeError from its zip writer.
     except (OSError, RuntimeError) as e:
-        tmp.unlink(missing_ok=True)
-        _warn_once(f"cache file {path} not written ({_first_line(e)}); the run goes on, and the next one recomputes it")
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # no folder to hold it (a cache "folder" that is a file): nothing was written
+            pass
+        blocker = next((p for p in path.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            reason = f"{blocker} is a file, not a folder: point RESIZELAB_CACHE_DIR (or XDG_CACHE_HOME) at a folder"
+        else:
+            reason = _first_line(e)
+        _warn_once(f"cache file {path} not written ({reason}); the run goes on, and the next one recomputes it")
         return False
 
 
