@@ -246,6 +246,11 @@ def test_bench_into_a_missing_folder_fails_before_benchmarking(tmp_path, capsys)
     (line,) = error_lines(capsys.readouterr().err)
     assert "--json-out" in line and "does not exist" in line
     assert time.perf_counter() - start < 10  # refused up front, not after the benchmark's minutes
+    (tmp_path / "out").mkdir()
+    assert main(["bench", "--data", "synthetic", "--json-out", str(tmp_path / "out")]) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert f"--json-out {tmp_path / 'out'} is a folder; give the path of a file" in line
+    assert time.perf_counter() - start < 20
 
 
 def test_a_run_that_fails_is_recorded_as_failed_with_its_reason(tmp_path, capsys, one_thread):

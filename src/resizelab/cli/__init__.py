@@ -496,6 +496,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         # Checked before the benchmark, not after its minutes of timing.
         raise ConfigError(f"--json-out {args.json_out}: folder {folder} does not exist or is not writable")
+    if os.path.exists(args.json_out) and not os.path.isfile(args.json_out):
+        raise ConfigError(f"--json-out {args.json_out} is a folder; give the path of a file, e.g. {os.path.join(args.json_out, 'bench.json')}")
     recipe = RunConfig.from_dict({"data": "synthetic", "weights": "none", **_run_options(args, grid=False)})
     try:
         sizes = tuple(int(t) for t in _comma_flag("--sizes", args.sizes))
