@@ -165,3 +165,19 @@ def test_without_pandas_the_error_names_the_extra(tiny_store, monkeypatch):
     message = str(info.value)
     assert "\n" not in message and "pip install 'resizelab[pandas]'" in message
     assert isinstance(info.value, ImportError)
+
+
+def test_a_hand_corrupted_result_row_is_named_by_report_and_load_runs(tiny_store, tmp_path, capsys):
+    from resizelab.cli import main
+
+    db, _, hashes = tiny_store
+    copy = tmp_path / "r.db"
+    shutil.copy(db, copy)
+    with sqlite3.connect(copy) as conn:
+        conn.execute("UPDATE runs SET result_json = '{\"test_accuracy\": 1' WHERE config_hash = ?", (hashes["16px"],))
+    message = f"run {hashes['16px']} in {copy} has a corrupt result_json"
+    with pytest.raises(ConfigError, match=message):
+        load_runs(copy)
+    assert main(["report", "--db", str(copy), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err

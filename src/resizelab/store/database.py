@@ -184,6 +184,29 @@ def _owner_is_dead(owner: str | None) -> bool:
     return False
 
 
+JSON_COLUMNS = ("config_json", "result_json", "provenance_json", "execution_json")
+
+
+def check_rows(rows: list[dict], db: str | os.PathLike, columns: tuple[str, ...] = JSON_COLUMNS) -> list[dict]:
+    """`rows`, once each JSON column of each has been read as a JSON object: a row edited by hand (or cut short)
+    is named, with its run and column, instead of surfacing as a JSONDecodeError from whatever reads it next."""
+    for row in rows:
+        for column in columns:
+            text = row.get(column)
+            if text is None:
+                continue
+            try:
+                value = json.loads(text)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"run {row.get('config_hash')} in {db} has a corrupt {column} ({e}); restore the store "
+                                  f"from a copy, or delete that run's row and run it again") from None
+            if not isinstance(value, dict):
+                raise ConfigError(f"run {row.get('config_hash')} in {db} has a corrupt {column} (a JSON "
+                                  f"{type(value).__name__}, not an object); restore the store from a copy, or delete that "
+                                  "run's row and run it again")
+    return rows
+
+
 def require_store(db: str | os.PathLike, hint: str = "run a study or sweep first, or pass --db PATH") -> None:
     """A store to read must be there: one line that says what is at the path instead."""
     if os.path.isdir(db):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..core.errors import ConfigError
-from .database import check_schema_version, require_store
+from .database import check_rows, check_schema_version, require_store
 from .weights import WEIGHTS_FOLDER
 
 STATUSES = ("pending", "running", "done", "failed")
@@ -78,7 +78,7 @@ def read_runs(db: str | os.PathLike, sweep: str | None = None, status: str | Non
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         query += " ORDER BY s.position, r.config_hash" if sweep is not None else " ORDER BY r.created_at, r.config_hash"
-        runs = [dict(r) for r in conn.execute(query, args)]
+        runs = check_rows([dict(r) for r in conn.execute(query, args)], db)
         wanted = {r["config_hash"] for r in runs}
         sweeps: dict[str, list[str]] = {}
         for r in conn.execute("SELECT config_hash, sweep FROM sweep_runs ORDER BY sweep"):

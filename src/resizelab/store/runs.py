@@ -42,13 +42,13 @@ def load_groups(db: str, sweep: str | None, split_on: tuple[str, ...] = ()) -> t
     """
     from ..core.errors import ConfigError
     from ..core.results import EXECUTION_KEYS
-    from .database import Store
+    from .database import Store, check_rows
 
     unknown = [k for k in split_on if k not in EXECUTION_KEYS]
     if unknown:
         raise ConfigError(f"--split-on {', '.join(map(repr, unknown))}: not an execution setting; choose from {', '.join(EXECUTION_KEYS)}")
     with Store(db, readonly=True) as store:
-        rows = store.runs(sweep=sweep)
+        rows = check_rows(store.runs(sweep=sweep), db)
         evals = defaultdict(list)
         for ev in store.evals():
             evals[ev["config_hash"]].append(ev)
