@@ -78,3 +78,18 @@ def test_offline_imagenet_weights_name_the_cache_path(monkeypatch, isolated_cach
     message = str(info.value)
     assert str(isolated_cache / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
     assert "--weights none" in message and "\n" not in message
+
+
+def test_a_weights_file_full_of_nan_is_refused_before_training(tmp_path, capsys):
+    from resizelab.cli import main
+
+    state = build_model("resnet18", 10, "none")[0].state_dict()
+    state["layer1.0.conv1.weight"] = torch.full_like(state["layer1.0.conv1.weight"], float("nan"))
+    path = tmp_path / "nan.pt"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=r"holds NaN or infinite values in 1 tensor \(e.g. layer1.0.conv1.weight\)"):
+        build_model("resnet18", 10, str(path))
+    db = tmp_path / "r.db"
+    assert main(["run", "--data", "synthetic:40:20", "--size", "8", "--epochs", "1", "--weights", str(path), "--db", str(db)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "holds NaN or infinite values" in err[-1] and "learning rate" not in "\n".join(err)

@@ -157,6 +157,11 @@ def _file_state_dict(path: str) -> tuple[dict, str]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path}: expected a state_dict (a dict of tensors); save one with torch.save(model.state_dict(), path)")
     obj = {k.removeprefix("module."): v for k, v in obj.items()}
+    bad = [k for k, v in obj.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        # Said now: trained from, it would only show as a diverged loss an epoch later, blamed on the learning rate.
+        raise WeightsError(f"weights file {path} holds NaN or infinite values in {plural(len(bad), 'tensor')} (e.g. {bad[0]}); "
+                           "it is not a usable state_dict: save it again from a model that trained without diverging")
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:12]
     return obj, f"file:{os.path.basename(path)}@{digest}"
