@@ -1,6 +1,7 @@
 import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,6 +94,25 @@ def test_cifar_labels_outside_the_class_list_are_refused(tmp_path, batch, labels
     with pytest.raises(DataError, match=message) as info:
         load_cifar("cifar10", tmp_path)
     assert "\n" not in str(info.value)
+
+
+def test_a_cifar_batch_repickled_with_protocol_5_is_read_like_the_original(tmp_path):
+    folder = write_cifar10(tmp_path / "cifar-10-batches-py")
+    original = load_cifar("cifar10", tmp_path)
+    for name in ["data_batch_1", "test_batch", "batches.meta"]:
+        (folder / name).write_bytes(pickle.dumps(pickle.loads((folder / name).read_bytes()), protocol=5))
+    again = load_cifar("cifar10", tmp_path)  # new bytes, a new digest: decoded again, not read from the cache
+    assert again.key != original.key
+    assert torch.equal(again.train_images, original.train_images) and torch.equal(again.test_labels, original.test_labels)
+
+
+def test_a_float32_cifar_batch_is_described_by_its_dtype(tmp_path):
+    folder = write_cifar10(tmp_path / "cifar-10-batches-py")
+    data = pickle.loads((folder / "data_batch_1").read_bytes())
+    data[b"data"] = data[b"data"].astype(np.float32) / 255
+    (folder / "data_batch_1").write_bytes(pickle.dumps(data, protocol=2))
+    with pytest.raises(DataError, match=r"expected uint8 'data' of shape N x 3072 \(bytes 0-255\), got float32 of shape 20 x 3072"):
+        load_cifar("cifar10", tmp_path)
 
 
 class _Exploit:

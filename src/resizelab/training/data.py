@@ -85,6 +85,9 @@ _SAFE_PICKLE_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    # Pickle protocol 5 rebuilds an array from its bytes with this (frombuffer + reshape): data, no code.
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
 }
 
 
@@ -210,7 +213,10 @@ def _decode_cifar_batches(folder: Path, files: list[str], label_key: bytes) -> t
         batch = safe_unpickle(path)
         data, lab = batch.get(b"data", batch.get("data")), batch.get(label_key, batch.get(label_key.decode()))
         if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-            raise DataError(f"{path}: expected uint8 'data' of shape N x 3072, got {getattr(data, 'shape', type(data).__name__)}")
+            got = (f"{data.dtype} of shape {' x '.join(map(str, data.shape))}" if isinstance(data, np.ndarray)
+                   else type(data).__name__)
+            raise DataError(f"{path}: expected uint8 'data' of shape N x 3072 (bytes 0-255), got {got}; "
+                            "replace it with the original CIFAR file")
         if lab is None or len(lab) != data.shape[0]:
             raise DataError(f"{path}: labels missing or not one per image")
         lab = np.asarray(lab)
