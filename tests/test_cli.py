@@ -226,6 +226,8 @@ TINY_RUN = ["--data", "synthetic", "--weights", "none", "--epochs", "1", "--limi
     (["sweep", *TINY_RUN, "--size", "2,3"], "size must be between 4 and 1024; got 2"),
     (["run", *TINY_RUN, "--db", ":memory:"], "--db :memory: would keep nothing"),
     (["sweep", *TINY_RUN, "--name", "../elsewhere"], "a sweep name must be non-empty text without '/'"),
+    (["run", *TINY_RUN, "--limit-train", "1"], "limit_train 1 is too few images for a training batch: BatchNorm normalises "
+                                                "over the batch and needs at least 2"),
     (["study", "--preset", "findings", *TINY_RUN, "--name", "n" * 256], "at most 255 bytes on common file systems; got 256 bytes"),
     (["sweep", *TINY_RUN, "--ray-address", "127.0.0.1:6379"], "a Ray address applies to the ray executor, not 'auto'"),
 ])

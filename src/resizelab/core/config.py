@@ -23,6 +23,8 @@ from .choices import (ARCHS, AUGMENTS, BACKEND_INTERPOLATIONS, BACKENDS, DATASET
                       RESNETS, SCHEDULES, STEMS, effective_antialias)
 from .errors import ConfigError
 MIN_SIZE_PX, MAX_SIZE_PX = 4, 1024
+# BatchNorm normalises a training batch over its images: one image has no spread (and at 1x1 maps fails).
+MIN_TRAIN_IMAGES = 2
 NATIVE = "native"  # a test size: the test images as they are, whatever the train size
 # synthetic:N[:M]: N training images (M test, default N / 5). 50,000 is CIFAR-10's size; a million 32 px
 # images are 3 GB of uint8, about as much as one process should hold for a synthetic task.
@@ -337,6 +339,9 @@ class RunConfig:
                 other = [b for b, ms in BACKEND_INTERPOLATIONS.items() if method in ms]
                 raise ConfigError(f"{name} {method!r} is not available with backend {self.backend!r} "
                                   f"(it supports {can}); use backend {other[0]!r} for {method}")
+        if self.limit_train is not None and self.limit_train < MIN_TRAIN_IMAGES:
+            raise ConfigError(f"limit_train {self.limit_train} is too few images for a training batch: BatchNorm normalises "
+                              f"over the batch and needs at least {MIN_TRAIN_IMAGES}; give limit_train {MIN_TRAIN_IMAGES} or more")
         if self.stem == "cifar" and self.arch not in RESNETS:
             raise ConfigError(f"stem 'cifar' applies to ResNets ({', '.join(RESNETS)}); got arch {self.arch!r}")
         if self.graphs == "capture" and self.compile:

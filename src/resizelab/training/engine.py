@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..training import provenance
-from ..core.config import RunConfig
+from ..core.config import MIN_TRAIN_IMAGES, RunConfig
 from .data import Dataset, load_dataset, subset
 from ..core.errors import ConfigError, RunFailed
 from .models import build_model, count_macs
@@ -118,6 +118,9 @@ class Run:
                             f"{cfg.data_digest}); run it again to plan it with the data as it is now")
         # A fixed subset seed: every run of a study sees the same images, whatever its own seed.
         self.dataset = subset(dataset, cfg.limit_train, cfg.limit_test, seed=0)
+        if len(self.dataset.train_labels) < MIN_TRAIN_IMAGES:
+            raise ConfigError(f"{len(self.dataset.train_labels)} training image is too few for a batch: BatchNorm normalises "
+                              f"over the batch and needs at least {MIN_TRAIN_IMAGES} images; give more training data")
         check_memory(cfg, self.dataset, device)
         logger.info("building %s (weights %s, %s stem) on %s", cfg.arch, cfg.weights, cfg.stem, device)
         model, self.model_info = build_model(cfg.arch, self.dataset.num_classes, cfg.weights, cfg.stem)
