@@ -136,3 +136,19 @@ def test_probe_config_refuses_what_it_cannot_probe():
         ProbeConfig(data="synthetic", interpolations=())
     with pytest.raises(ConfigError, match="limit must be at least 1"):
         ProbeConfig(data="synthetic", weights="none", limit=0)
+
+
+def test_probe_json_writes_null_not_bare_nan(tmp_path, capsys):
+    from PIL import Image
+
+    root = write_imagefolder(tmp_path / "imgs", n_train=1, n_val=3)
+    for path in (root / "val").rglob("*.png"):  # every test image alike: no spread, so CKA is 0/0
+        Image.new("RGB", (32, 32), (90, 90, 90)).save(path)
+
+    def no_nan(token):
+        raise AssertionError(f"bare {token} in JSON")
+    assert main(["probe", "--data", f"imagefolder:{root}", "--weights", "none", "--size", "16", "--interpolation", "bilinear",
+                 "--out", str(tmp_path / "out"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out, parse_constant=no_nan)
+    assert None in data["methods"][0]["cka"].values()
+    json.loads((tmp_path / "out" / "probe.json").read_text(), parse_constant=no_nan)

@@ -46,6 +46,7 @@ from ..training.models import RESNETS
 from ..training.resize import effective_antialias
 from ..core.errors import ConfigError
 from ..core.log import plural
+from ..core.results import finite
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
 DEFAULT_SIZE = 16
@@ -132,10 +133,12 @@ class ProbeResult:
     files: list[str] = field(default_factory=list)
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {"config": dataclasses.asdict(self.config), "weights_tag": self.weights_tag,
-                "native_size_px": list(self.native_size_px), "images": self.images,
-                "grids": {k: list(v) for k, v in self.grids.items()}, "native": dataclasses.asdict(self.native),
-                "methods": [dataclasses.asdict(m) for m in self.methods], "seconds": self.seconds, "files": self.files}
+        """Plain JSON: a measure that is not a number (NaN: the CKA of a stage whose activations do not vary
+        over the images, a ratio over a zero skip path) is written as null, since JSON has no NaN."""
+        return finite({"config": dataclasses.asdict(self.config), "weights_tag": self.weights_tag,
+                       "native_size_px": list(self.native_size_px), "images": self.images,
+                       "grids": {k: list(v) for k, v in self.grids.items()}, "native": dataclasses.asdict(self.native),
+                       "methods": [dataclasses.asdict(m) for m in self.methods], "seconds": self.seconds, "files": self.files})
 
 
 # --- measures --------------------------------------------------------------------------------
@@ -410,4 +413,4 @@ def write_outputs(result: ProbeResult, out: Path) -> None:
                     writer.writerow((m.input, "" if m.antialias is None else m.antialias, m.size_px, measure, item, value))
     result.files = [str(out / "probe.json"), str(out / "probe.csv")]
     with open(out / "probe.json", "w") as f:
-        json.dump(result.to_json_dict(), f, indent=1)
+        json.dump(result.to_json_dict(), f, indent=1, allow_nan=False)
