@@ -109,3 +109,21 @@ def test_class_names_are_drawn_as_written(tmp_path, one_thread):
     run_sweep(plan, SweepOptions(db=db, progress=False), quiet=True)
     out = write_report(ReportConfig(db=db, sweep="classes", out=str(tmp_path / "rep")))
     assert (out / "per_class_vs_size.png").is_file() and (out / "confusion_per_size.png").is_file()
+
+
+def test_runs_csv_orders_sizes_as_numbers_not_text(tmp_path):
+    import csv
+
+    db = str(tmp_path / "r.db")
+    base = {"data": "synthetic:40:20", "weights": "none", "epochs": 1, "lr": 0.01, "precision": "fp32", "test_sizes": (100,)}
+    plan = expand(base, {"size": [100, 16, 8]}, seeds=[0], name="sizes")
+    assert len(run_sweep(plan, SweepOptions(db=db, progress=False), quiet=True).ran) == 3
+    out = write_report(ReportConfig(db=db, sweep="sizes", out=str(tmp_path / "rep"), findings=False))
+    with open(out / "runs.csv") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        at = [c for c in reader.fieldnames if c.startswith("test_accuracy_at_")]
+    assert [r["config.size"] for r in rows] == ["8", "16", "100"]
+    assert at == ["test_accuracy_at_8px", "test_accuracy_at_16px", "test_accuracy_at_100px"]
+    # 20 test images over 10 classes leave one class untested (per_class_accuracy None): drawn as a gap, not a crash.
+    assert (out / "per_class_vs_size.png").stat().st_size > 0

@@ -210,6 +210,13 @@ def _classes(groups: list[Group]) -> list[str]:
     return list(groups[0].runs[0]["result"].get("per_class_accuracy") or {})
 
 
+def _class_mean(group, name: str) -> float:
+    """Mean per-class accuracy over a configuration's runs; NaN (a gap in the line) for a class none of them
+    tested (no test image of it: an empty class folder, or a --limit-test subset without it)."""
+    values = [v for r in group.runs if (v := r["result"].get("per_class_accuracy", {}).get(name)) is not None]
+    return statistics.fmean(values) if values else math.nan
+
+
 def figure_per_class_vs_size(groups: list[Group], path: Path) -> bool:
     """One panel per class: its test accuracy against the input size, one line per series (mean over seeds)."""
     series = _class_series(groups)
@@ -226,11 +233,14 @@ def figure_per_class_vs_size(groups: list[Group], path: Path) -> bool:
         ax = axes[k // cols][k % cols]
         for i, ((label, aa), members) in enumerate(series.items()):
             xs = [g.train_size for g in members]
-            ys = [statistics.fmean(r["result"]["per_class_accuracy"][name] for r in g.runs) for g in members]
+            ys = [_class_mean(g, name) for g in members]
             values += ys
             ax.plot(xs, ys, marker="o", ms=3, color=f"C{i % 10}", linestyle="-" if aa else "--",
                     label=f"{label}, antialias {'on' if aa else 'off'}")
         ax.set_title(name, fontsize=9, parse_math=False)  # class names are folder names: "$" is not mathtext
+        if all(math.isnan(_class_mean(g, name)) for g in groups):
+            ax.text(0.5, 0.5, "no test images\nof this class", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=8, color="0.4")
         log_axis(ax, "x", sizes, base=2)
     finite = [v for v in values if not math.isnan(v)]
     if finite:  # scaled to the data (shared by every panel), not to 0-100: a weak model's classes sit low

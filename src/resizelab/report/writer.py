@@ -78,7 +78,7 @@ def summary_table(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
     columns = varying([g.config for g in groups], always=("size", "interpolation", "antialias"))
     header = columns + ["n", "test acc % (95% CI)", "train s", "img/s", "M MACs", "params M"]
     body = []
-    for g in sorted(groups, key=lambda g: tuple(sort_key(g.config.get(c)) for c in columns)):
+    for g in _ordered(groups):
         cells = [value_text(c, g.config.get(c)) for c in columns]
         cells += [str(len(g.runs)), str(g.summary("test_accuracy")), str(g.summary("train_seconds")),
                   f"{g.summary('images_per_second').mean:.0f}", f"{g.runs[0]['macs_per_image'] / 1e6:.1f}",
@@ -175,10 +175,22 @@ def findings_rows(findings) -> list[dict[str, str]]:
     return rows(findings)
 
 
+def _ordered(groups: list[Group]) -> list[Group]:
+    """The configurations in the summary table's order: by each varying option, sizes as numbers (8, 16, 100)."""
+    columns = varying([g.config for g in groups], always=("size", "interpolation", "antialias"))
+    return sorted(groups, key=lambda g: tuple(sort_key(g.config.get(c)) for c in columns))
+
+
+def _column_key(name: str) -> tuple:
+    # test_accuracy_at_100px after test_accuracy_at_32px: the numbers in a column's name compare as numbers.
+    return (name.startswith("config."), name.startswith("provenance."),
+            [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)])
+
+
 def _write_csv(groups: list[Group], out: Path) -> None:
     rows = []
-    for g in groups:
-        for run in g.runs:
+    for g in _ordered(groups):
+        for run in sorted(g.runs, key=lambda r: sort_key(r["config"].get("seed"))):
             # Sizes are written as `native` rather than an empty cell, so a pandas groupby keeps those rows.
             flat = {f"config.{k}": (value_text(k, v) if k in ("size", "test_size") else json.dumps(v) if isinstance(v, (list, dict)) else v)
                     for k, v in run["config"].items()}
@@ -195,7 +207,7 @@ def _write_csv(groups: list[Group], out: Path) -> None:
             for k in ("torch", "torchvision", "device_name", "git_revision", "antialias_effective", "backend"):
                 flat[f"provenance.{k}"] = prov.get(k)
             rows.append(flat)
-    fieldnames = sorted({k for r in rows for k in r}, key=lambda k: (k.startswith("config."), k.startswith("provenance."), k))
+    fieldnames = sorted({k for r in rows for k in r}, key=_column_key)
     with open(out / "runs.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fieldnames)
         writer.writeheader()
