@@ -181,3 +181,16 @@ def test_a_hand_corrupted_result_row_is_named_by_report_and_load_runs(tiny_store
     assert main(["report", "--db", str(copy), "--out", str(tmp_path / "rep")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err
+
+
+def test_reading_a_store_leaves_no_wal_or_shm_files_beside_it(tiny_store, tmp_path):
+    from resizelab.report.writer import ReportConfig, write_report
+
+    db, _, _ = tiny_store
+    copy = tmp_path / "runs.db"
+    shutil.copy(db, copy)
+    load_runs(copy)
+    with Store(copy, readonly=True) as store:
+        assert store.runs()
+    write_report(ReportConfig(db=str(copy), out=str(tmp_path / "rep"), findings=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep", "runs.db"]

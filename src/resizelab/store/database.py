@@ -207,6 +207,24 @@ def check_rows(rows: list[dict], db: str | os.PathLike, columns: tuple[str, ...]
     return rows
 
 
+def connect_for_reading(path: str | os.PathLike, timeout: float = 5.0) -> sqlite3.Connection:
+    """A connection that reads a store and never writes it (PRAGMA query_only), and leaves nothing beside it.
+
+    A `mode=ro` connection to a WAL database creates its -wal and -shm files but, being read-only, cannot
+    remove them when it closes: they stayed beside the store after every report. Where the store and its
+    folder are writable, the connection is opened read-write with query_only set, so closing as the last
+    connection removes them as any SQLite connection does; where they are not, `mode=ro` (nothing can be
+    created there anyway)."""
+    target = Path(path).absolute()
+    writable = os.access(target, os.W_OK) and os.access(target.parent, os.W_OK | os.X_OK)
+    # as_uri() percent-encodes the path, so a '?' or '#' in a folder name cannot turn into URI syntax;
+    # mode=rw never creates a missing file.
+    uri = f"{target.as_uri()}?mode={'rw' if writable else 'ro'}"
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
 def require_store(db: str | os.PathLike, hint: str = "run a study or sweep first, or pass --db PATH") -> None:
     """A store to read must be there: one line that says what is at the path instead."""
     if os.path.isdir(db):
@@ -235,9 +253,7 @@ class Store:
     def _open(self, readonly: bool) -> None:
         timeout = self.timeout
         if readonly:
-            # as_uri() percent-encodes the path, so a '?' or '#' in a folder name cannot turn into URI syntax.
-            uri = f"{Path(self.path).absolute().as_uri()}?mode=ro"
-            self.conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+            self.conn = connect_for_reading(self.path, timeout)
         else:
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), never implicit.
             self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)

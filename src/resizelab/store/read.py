@@ -13,11 +13,10 @@ import re
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 from ..core.errors import ConfigError
-from .database import check_rows, check_schema_version, require_store
+from .database import check_rows, check_schema_version, connect_for_reading, require_store
 from .weights import WEIGHTS_FOLDER
 
 STATUSES = ("pending", "running", "done", "failed")
@@ -27,9 +26,7 @@ STATUSES = ("pending", "running", "done", "failed")
 def connect_read_only(db: str | os.PathLike) -> Iterator[sqlite3.Connection]:
     """A read-only connection to a resizelab store, holding one read transaction (one snapshot)."""
     require_store(db, "run a study or sweep first, or pass the path of its database")
-    path = Path(db).absolute()
-    # as_uri() percent-encodes the path, so a '?' or '#' in a folder name cannot turn into URI syntax.
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    conn = connect_for_reading(db)
     conn.row_factory = sqlite3.Row
     try:
         try:
