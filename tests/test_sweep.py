@@ -241,3 +241,36 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     # at interpreter exit (CPython's exit_sigint path); what the user sees is the same.
     assert proc.returncode in (130, -signal.SIGINT) and "run the same command again to resume" in err
     assert not any(s == "running" for _, s, _, _ in _statuses(db))  # the claim was given back
+
+
+def test_a_sweep_waits_for_a_run_another_process_holds_instead_of_exiting_0_with_it_running(tmp_path, capsys, monkeypatch):
+    import threading
+
+    import resizelab.cli as cli
+    from resizelab.core.config import RunConfig
+    from resizelab.store.database import Store, new_owner_id
+
+    monkeypatch.setattr(cli, "HELD_POLL_SECONDS", 0.2)
+    db = tmp_path / "r.db"
+    flags = ["--data", "synthetic:40:20", "--weights", "none", "--epochs", "1", "--size", "8", "--precision", "fp32"]
+    cfg = RunConfig(data="synthetic:40:20", weights="none", epochs=1, size=8, precision="fp32")
+    h = run_hash(cfg)
+    other = new_owner_id()  # a live owner: this process, as another sweep would be
+    with Store(db) as store:
+        store.register([cfg])
+        assert store.claim(h, other)
+
+    def give_back():  # the other sweep is stopped (Ctrl-C) a moment later and gives its run back
+        time.sleep(1.0)
+        with Store(db) as store:
+            store.release(h, other)
+    thread = threading.Thread(target=give_back)
+    thread.start()
+    try:
+        assert cli.main(["sweep", *flags, "--db", str(db)]) == 0
+    finally:
+        thread.join()
+    out, err = capsys.readouterr()
+    assert "waiting for 1 run held by another process" in err
+    assert "running" not in out and "done" in out
+    assert [s for _, s, _, _ in _statuses(db)] == ["done"]

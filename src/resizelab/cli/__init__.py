@@ -304,9 +304,21 @@ def _execute(plan, args: argparse.Namespace, tracker=None) -> tuple[int, Any]:
     options = SweepOptions(db=args.db, executor=args.executor, pack=args.pack, retry_failed=args.retry_failed,
                            lease_seconds=args.lease_seconds, progress=not args.quiet, ray_address=args.ray_address)
     callbacks = ([lambda r: _print_json(r.to_json_dict())] if args.json else []) + ([tracker.on_result] if tracker else [])
+    on_result = (lambda r: [callback(r) for callback in callbacks]) if callbacks else None
     try:
-        outcome = run_sweep(plan, options, quiet=args.quiet,
-                            on_result=(lambda r: [callback(r) for callback in callbacks]) if callbacks else None)
+        outcome = run_sweep(plan, options, quiet=args.quiet, on_result=on_result)
+        # A run another process is training is part of this sweep: wait for it, so that the table printed
+        # below (and the exit status) never shows a run as still running. A run given back, or left by a
+        # process that died, is claimed and trained here on the next pass.
+        while outcome.held_elsewhere and not outcome.interrupted:
+            held = list(outcome.held_elsewhere)
+            logger.warning("waiting for %s held by another process (%s); Ctrl-C stops waiting, and the same command "
+                           "resumes", plural(len(held), "run"), ", ".join(held[:3]) + (", ..." if len(held) > 3 else ""))
+            _wait_until_not_running(args.db, held)
+            earlier = outcome
+            outcome = run_sweep(plan, options, quiet=True, on_result=on_result)
+            outcome.ran[:0] = earlier.ran
+            outcome.failed[:0] = earlier.failed
     except Terminated:  # between runs, outside any claim: nothing to give back
         print("terminated (SIGTERM) between runs; run the same command again to resume", file=sys.stderr)
         return 143, None
@@ -331,10 +343,21 @@ def _execute(plan, args: argparse.Namespace, tracker=None) -> tuple[int, Any]:
     failed = len(outcome.failed) + outcome.invalid
     if failed:
         logger.warning("%s failed (reasons in the store: resizelab report)", plural(failed, "run"))
-    if outcome.held_elsewhere:
-        held = len(outcome.held_elsewhere)
-        logger.warning("%s %s being trained by another process", plural(held, "run"), "is" if held == 1 else "are")
     return (1 if failed else 0), outcome
+
+
+HELD_POLL_SECONDS = 2.0
+
+
+def _wait_until_not_running(db: str, hashes: list[str]) -> None:
+    """Return once none of `hashes` is running in the store (finished, failed, or given back by its process)."""
+    from ..store.database import Store
+
+    while True:
+        with Store(db, readonly=True) as store:
+            if not any((row := store.get(h)) is not None and row["status"] == "running" for h in hashes):
+                return
+        time.sleep(HELD_POLL_SECONDS)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
