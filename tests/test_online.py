@@ -35,14 +35,23 @@ def make_study_command() -> list[str]:
     return shlex.split(match.group(1))
 
 
-def plant_resnet18_checkpoint() -> dict:
-    """A ResNet-18 state_dict at torch.hub's cached file name (torch.hub checks the hash only when it downloads)."""
-    path = Path(hub_checkpoint_path(imagenet_weights_url("resnet18")))
-    assert path.name == RESNET18_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+def plant_checkpoint(monkeypatch, write) -> Path:
+    """A checkpoint written by `write(path)` into torch.hub's cache, under a name whose hash prefix matches its
+    bytes (as torchvision's own file's does), and torchvision's address pointed at that name; returns its path."""
+    checkpoints = Path(hub_checkpoint_path(imagenet_weights_url("resnet18"))).parent
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    blob = checkpoints / "planted.tmp"
+    write(blob)
+    path = blob.rename(checkpoints / f"resnet18-{hashlib.sha256(blob.read_bytes()).hexdigest()[:8]}.pth")
+    monkeypatch.setattr(models, "imagenet_weights_url", lambda arch: f"https://download.pytorch.org/models/{path.name}")
+    return path
+
+
+def plant_resnet18_checkpoint(monkeypatch) -> dict:
+    """A ResNet-18 state_dict in torch.hub's cache (see plant_checkpoint)."""
     torch.manual_seed(123)
     state = torchvision.models.resnet18().state_dict()
-    torch.save(state, path)
+    plant_checkpoint(monkeypatch, lambda path: torch.save(state, path))
     return state
 
 
@@ -58,8 +67,8 @@ class RunsCode:
 
 # --- ImageNet weights --------------------------------------------------------------------------
 
-def test_cached_checkpoint_is_what_a_pretrained_run_loads(tmp_path, capsys):
-    state = plant_resnet18_checkpoint()
+def test_cached_checkpoint_is_what_a_pretrained_run_loads(tmp_path, capsys, monkeypatch):
+    state = plant_resnet18_checkpoint(monkeypatch)
     model, info = build_model("resnet18", 10, "imagenet")
     backbone = [k for k in state if not k.startswith("fc.")]
     assert info.weights_tag == "ResNet18_Weights.IMAGENET1K_V1" and info.loaded_keys == len(backbone)
@@ -75,14 +84,13 @@ def test_cached_checkpoint_is_what_a_pretrained_run_loads(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("container", ["pickle", "torch.save"])
-def test_a_planted_code_running_checkpoint_runs_nothing(tmp_path, capsys, container):
+def test_a_planted_code_running_checkpoint_runs_nothing(tmp_path, capsys, monkeypatch, container):
     marker = tmp_path / "pwned"
-    path = Path(hub_checkpoint_path(imagenet_weights_url("resnet18")))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Named with its own hash prefix, so that it passes the name check and meets torch.load(weights_only=True).
     if container == "pickle":
-        path.write_bytes(pickle.dumps({"conv1.weight": RunsCode(marker)}))
+        path = plant_checkpoint(monkeypatch, lambda p: p.write_bytes(pickle.dumps({"conv1.weight": RunsCode(marker)})))
     else:
-        torch.save({"conv1.weight": RunsCode(marker)}, path)
+        path = plant_checkpoint(monkeypatch, lambda p: torch.save({"conv1.weight": RunsCode(marker)}, p))
     with pytest.raises(WeightsError) as info:
         build_model("resnet18", 10, "imagenet")
     assert not marker.exists()
@@ -91,6 +99,19 @@ def test_a_planted_code_running_checkpoint_runs_nothing(tmp_path, capsys, contai
     assert main(["run", "--data", f"imagefolder:{root}", "--epochs", "1", "--db", str(tmp_path / "r.db")]) == 2
     [err] = error_lines(capsys.readouterr().err)  # one error line (after the progress lines)
     assert not marker.exists() and "not a readable state_dict" in err
+
+
+def test_a_file_at_torchvisions_name_that_does_not_match_its_hash_is_refused(capsys, tmp_path):
+    path = Path(hub_checkpoint_path(imagenet_weights_url("resnet18")))
+    assert path.name == RESNET18_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    with pytest.raises(WeightsError, match=f"{RESNET18_FILE} is not torchvision's file: its SHA-256 starts"):
+        build_model("resnet18", 10, "imagenet")
+    root = write_imagefolder(tmp_path / "imgs", n_train=4, n_val=2)
+    assert main(["run", "--data", f"imagefolder:{root}", "--epochs", "1", "--db", str(tmp_path / "r.db")]) == 2
+    [err] = error_lines(capsys.readouterr().err)
+    assert "its name says f37072fd; delete it" in err and not (tmp_path / "r.db").exists()
 
 
 def test_weights_download_is_verified_and_stored(serve_files, monkeypatch):
@@ -107,6 +128,19 @@ def test_weights_download_is_verified_and_stored(serve_files, monkeypatch):
     cached = Path(hub_checkpoint_path(served.name))
     assert cached.read_bytes() == served.read_bytes()
     assert info.weights_tag == "ResNet18_Weights.IMAGENET1K_V1" and torch.equal(model.conv1.weight, state["conv1.weight"])
+
+
+def test_train_from_python_fetches_the_imagenet_weights_that_name_its_run(serve_files, monkeypatch):
+    import resizelab
+
+    folder, base = serve_files
+    served = folder / "blob.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), served)
+    digest = hashlib.sha256(served.read_bytes()).hexdigest()
+    served = served.rename(folder / f"resnet18-{digest[:8]}.pth")
+    monkeypatch.setattr(models, "imagenet_weights_url", lambda arch: f"{base}/{served.name}")
+    result = resizelab.train(resizelab.RunConfig(data="synthetic:40:20", size=8, epochs=1, precision="fp32"), progress=False)
+    assert result.config.weights_digest == digest and result.weights_tag == "ResNet18_Weights.IMAGENET1K_V1"
 
 
 def test_weights_download_with_a_wrong_hash_is_refused_and_leaves_nothing(serve_files, monkeypatch):
@@ -172,7 +206,7 @@ def test_a_cifar_archive_put_in_the_data_dir_is_used_offline(monkeypatch, tmp_pa
 
 def test_make_study_with_cached_weights_and_cifar_files(tmp_path, monkeypatch, capsys, isolated_cache):
     """`make study`'s own command, with the data location and subset limits as the only additions."""
-    state = plant_resnet18_checkpoint()
+    state = plant_resnet18_checkpoint(monkeypatch)
     write_cifar10(Path(os.environ["RESIZELAB_DATA_DIR"]) / "cifar-10-batches-py", n_per_batch=40)
     monkeypatch.chdir(tmp_path)
     command = make_study_command()

@@ -15,7 +15,7 @@ from ..training import provenance
 from ..core.config import MIN_TRAIN_IMAGES, RunConfig
 from .data import Dataset, load_dataset, subset
 from ..core.errors import ConfigError, RunFailed
-from .models import build_model, count_macs
+from .models import build_model, count_macs, ensure_imagenet_weights
 from .planning import plan
 from .optim import make_optimizer, make_schedule
 from .pipeline import MAX_RESIZED_TRAIN_BYTES, NORM_MEAN, NORM_STD, TrainData, input_shape, normalize
@@ -97,6 +97,9 @@ class Run:
     def __init__(self, config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,
                  record_losses: bool = False):
         # Planned: precision concrete and files named by content, so the result's hash is the one claimed.
+        if config.weights == "imagenet" and config.weights_digest is None:
+            # Their digest names the run, so they are fetched (on first use, as torchvision does) before planning.
+            ensure_imagenet_weights(config.arch)
         self.config = plan(config)
         self.requested = config
         self._dataset, self._cache = dataset, cache
