@@ -203,7 +203,7 @@ def test_test_size_native_means_no_resize_at_test_not_the_train_size():
     base = dict(data="synthetic:40:20", size=8, precision="fp32", weights="none", epochs=1, limit_train=20, limit_test=10)
     same, native = RunConfig(**base), RunConfig(**base, test_size="native")
     assert plan(same).test_size == 8 and plan(native).test_size is None
-    assert run_hash(native) != run_hash(same) == run_hash(RunConfig(**base, test_size=8))
+    assert run_hash(native) != run_hash(same) == run_hash(RunConfig(**base, test_size=8)) == run_hash(RunConfig(**base, test_size="same"))
     # A native-size run tested natively is the plain native run: one name.
     assert run_hash(RunConfig(**{**base, "size": None}, test_size="native")) == run_hash(RunConfig(**{**base, "size": None}))
     result = train(native, progress=False)

@@ -323,6 +323,8 @@ class RunConfig:
         for name in ("channels_last", "single_window_matmul"):
             if getattr(self, name) == "auto":  # as a sweep file spells it
                 object.__setattr__(self, name, None)
+        if self.test_size == "same":  # as a sweep file or Python may spell the default
+            object.__setattr__(self, "test_size", None)
         for name, opt in options():
             opt.kind.check(name, getattr(self, name))
         for name in DERIVED_FIELDS:
