@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from resizelab.core.errors import MissingDependency
+from resizelab.core.errors import ConfigError, MissingDependency
 from resizelab.report.tracking import TAG_CONFIG_HASH, TAG_SWEEP, default_tracking_uri, export_store_to_mlflow, log_result_to_mlflow
 from tiny_store import build_tiny_store
 
@@ -226,7 +226,9 @@ def test_a_tracking_store_that_cannot_be_used_is_one_line_at_once(tiny_store, tm
     assert not (tmp_path / "missing").exists() and not (tmp_path / "mlruns").exists()
 
 
-def test_a_tracking_server_that_answers_passes_the_check():
+def test_the_server_check_tells_an_address_that_answers_from_one_that_does_not():
+    """The check passes an http URI while something listens there and refuses the same URI, in one line naming it,
+    once nothing does (a check that always passed, or always refused, fails here)."""
     import socket
 
     from resizelab.report.tracking import check_tracking_uri
@@ -234,4 +236,8 @@ def test_a_tracking_server_that_answers_passes_the_check():
     with socket.socket() as server:  # something listening on 127.0.0.1, as an MLflow server would be
         server.bind(("127.0.0.1", 0))
         server.listen()
-        check_tracking_uri(f"http://127.0.0.1:{server.getsockname()[1]}", "resizelab")  # no error: MLflow takes it from here
+        uri = f"http://127.0.0.1:{server.getsockname()[1]}"
+        check_tracking_uri(uri, "resizelab")  # no error: MLflow takes it from here
+    with pytest.raises(ConfigError, match=f"no MLflow server answers at {uri} ") as refused:
+        check_tracking_uri(uri, "resizelab")
+    assert "\n" not in str(refused.value)
