@@ -7,6 +7,8 @@ import pytest
 
 from executor_scenario import check_the_same_ends, run_scenario
 
+pytestmark = pytest.mark.slow  # worker processes, a takeover and a Ctrl-C: the fault tests of the full run
+
 
 @pytest.mark.parametrize("executor, options", [("local", {}), ("packed", {"pack": 2})])
 def test_failed_lost_and_interrupted_runs_end_alike(tmp_path, caplog, executor, options):

@@ -7,11 +7,13 @@ from resizelab.core.errors import ConfigError
 from resizelab.sweeps.plan import expand
 from resizelab.sweeps.runner import SweepOptions, run_sweep
 
+
 # Deterministic fp32: the mode in which a run must come out the same whoever trains it.
 TINY = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 64, "limit_test": 32,
         "precision": "fp32", "deterministic": True}
 
 
+@pytest.mark.slow  # spawned worker processes
 def test_packed_runs_give_what_each_run_gives_alone(tmp_path):
     # Three runs on two workers: one worker trains two runs in turn, so a reused worker is compared too.
     plan = expand(dict(TINY), {"size": [8, 16]}, seeds=[0, 1], name="packing")

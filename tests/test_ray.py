@@ -21,6 +21,8 @@ ray = pytest.importorskip("ray")
 from resizelab.sweeps.plan import expand
 from resizelab.sweeps.runner import SweepOptions, run_sweep  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a real Ray instance: the fault tests of the full run
+
 SRC = str(Path(__file__).parents[1] / "src")
 FAST = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 96, "limit_test": 32, "precision": "fp32"}
 
