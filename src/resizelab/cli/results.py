@@ -7,7 +7,8 @@ import os
 
 from ..core.log import plural
 from ..report.tracking import DEFAULT_EXPERIMENT
-from .flags import add_db, comma_flag, db_path
+from ..core.config import RunConfig
+from .flags import add_db, add_options, comma_flag, db_path, given_options
 
 
 def add_parser(sub) -> None:
@@ -20,7 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, metavar="NAME", help=f"MLflow experiment (default {DEFAULT_EXPERIMENT})")
 
     p = sub.add_parser("env", help="versions, device, cache paths, and whether data and weights are present")
-    p.add_argument("--data-dir", default=None, metavar="DIR", help="where to look for CIFAR (default $RESIZELAB_DATA_DIR or the cache)")
+    add_options(p, RunConfig, only=("data_dir",))  # where a run looks for CIFAR, so where env looks too
 
     p = sub.add_parser("report", help="write tables and figures (md, html, png, csv) from the store")
     add_db(p)
@@ -71,6 +72,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     from ..core.optional import optional_status
     from ..training.runtime import resolve_device, resolve_precision
 
+    data_dir = given_options(args, RunConfig).get("data_dir")
     device = resolve_device("auto")
     auto = resolve_precision("auto", device)
     info = provenance.collect(device)
@@ -82,10 +84,10 @@ def cmd_env(args: argparse.Namespace) -> int:
         f"device         {info['device_name']}",
         f"precision auto {auto}",
         f"cache dir      {cache_root()}  ($RESIZELAB_CACHE_DIR)",
-        f"data dir       {args.data_dir or default_data_dir()}  ($RESIZELAB_DATA_DIR, --data-dir)",
+        f"data dir       {data_dir or default_data_dir()}  ($RESIZELAB_DATA_DIR, --data-dir)",
         f"weights dir    {torch.hub.get_dir()}/checkpoints  ($TORCH_HOME)",
     ]
-    for name, status in data_status(args.data_dir).items():
+    for name, status in data_status(data_dir).items():
         lines.append(f"data {name:9s} {status}")
     for arch in IMAGENET_WEIGHTS:
         lines.append(f"weights {arch:12s} {imagenet_weights_status(arch)}")
