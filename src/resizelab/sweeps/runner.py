@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..core.choices import EXECUTORS
-from ..core.config import RunConfig
+from ..core.config import Kind, RunConfig, boolean, choice, declared_options, option, parse_float, parse_int, text
 from ..core.errors import ConfigError
 from ..core.optional import require
 from ..core.log import plural
@@ -21,38 +21,53 @@ from ..store.database import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Store, new_owner
 from ..training.inputs import ensure_inputs
 from ..training.planning import plan as plan_config
 from .claim import Executor, SweepOutcome, claim_loop, say
-from .packed import check_pack, resolve_executor
+from .packed import DEFAULT_PACK, check_pack, resolve_executor
 from .plan import SweepPlan, describe
 from .ray import check_ray_address
 
 
+def _check_pack(name: str, value: Any) -> None:
+    if value is not None:
+        check_pack(value)
+
+
+def _check_lease(name: str, value: Any) -> None:
+    # A lease shorter than a few heartbeats would lapse under a busy machine and let another sweep take
+    # over a run that is still training (the heartbeat renews every third of it).
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 3 <= value <= 86_400:
+        raise ConfigError(f"lease seconds must be between 3 and 86400; got {value!r}")
+
+
+def _check_ray_address(name: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(f"the Ray address must be host:port, ray://host:port or auto; got {value!r}")
+
+
 @dataclass
 class SweepOptions:
-    db: str = DEFAULT_DB
-    executor: str = "auto"  # auto | local | packed | ray
-    pack: int | None = None  # runs trained at once by the packed executor (default packed.DEFAULT_PACK)
-    retry_failed: bool = False
-    lease_seconds: float = DEFAULT_LEASE_SECONDS
-    progress: bool = True
-    ray_address: str | None = None
+    """How a sweep executes: where it is stored, who trains its runs. Each option is declared here once; the
+    sweep commands' flags and `resizelab.sweep()`'s keyword defaults are generated from it."""
+
+    db: str = option(DEFAULT_DB, text("PATH"), "SQLite results store")
+    executor: str = option("auto", choice(EXECUTORS), "local (one run at a time in this process), packed (--pack runs "
+                           "at once on one device, one worker process each), ray (a Ray cluster); auto: local until the "
+                           "GPU check says otherwise (sweeps.packed.CUDA_AUTO_PACK)")
+    pack: int | None = option(None, Kind(parse_int, _check_pack, "N"),
+                              f"runs trained at once by --executor packed (default {DEFAULT_PACK})")
+    retry_failed: bool = option(False, boolean(), "run again the configs that failed before", switch=True)
+    lease_seconds: float = option(DEFAULT_LEASE_SECONDS, Kind(parse_float, _check_lease, "S"), "how long a claimed run "
+                                  f"stays reserved without a heartbeat (default {DEFAULT_LEASE_SECONDS:g})")
+    progress: bool = True  # not a flag: the commands' --quiet turns it off
+    ray_address: str | None = option(None, Kind(str, _check_ray_address, "ADDRESS"),
+                                     "Ray cluster address (default: start or join a local one)")
 
     def __post_init__(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}; got {self.executor!r}")
-        if self.pack is not None:
-            check_pack(self.pack)
-            if self.executor != "packed":
-                raise ConfigError(f"pack applies to the packed executor, not {self.executor!r}; choose executor 'packed'")
-        if self.ray_address is not None:
-            if self.executor != "ray":
-                raise ConfigError(f"a Ray address applies to the ray executor, not {self.executor!r}; choose executor 'ray'")
-            if not isinstance(self.ray_address, str) or not self.ray_address.strip():
-                raise ConfigError(f"the Ray address must be host:port, ray://host:port or auto; got {self.ray_address!r}")
-        # A lease shorter than a few heartbeats would lapse under a busy machine and let another sweep take
-        # over a run that is still training (the heartbeat renews every third of it).
-        if isinstance(self.lease_seconds, bool) or not isinstance(self.lease_seconds, (int, float)) \
-                or not math.isfinite(self.lease_seconds) or not 3 <= self.lease_seconds <= 86_400:
-            raise ConfigError(f"lease seconds must be between 3 and 86400; got {self.lease_seconds!r}")
+        for name, opt in declared_options(SweepOptions):
+            opt.kind.check(name, getattr(self, name))
+        if self.pack is not None and self.executor != "packed":
+            raise ConfigError(f"pack applies to the packed executor, not {self.executor!r}; choose executor 'packed'")
+        if self.ray_address is not None and self.executor != "ray":
+            raise ConfigError(f"a Ray address applies to the ray executor, not {self.executor!r}; choose executor 'ray'")
 
 
 def plan_and_register(plan: SweepPlan, store: Store, checked: set | None = None) -> list[RunConfig]:
