@@ -19,7 +19,7 @@ from ..core.optional import require
 from ..core.log import plural
 from ..store.database import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Store, new_owner_id
 from ..training.inputs import ensure_inputs
-from ..training.planning import plan as plan_config
+from ..training.planning import many, plan as plan_config
 from .claim import Executor, SweepOutcome, claim_loop, say
 from .packed import check_pack, resolve_executor
 from .plan import SweepPlan, describe
@@ -59,7 +59,8 @@ def plan_and_register(plan: SweepPlan, store: Store, checked: set | None = None)
     """Plan every config (its hash needs the inputs, so they are fetched first), register them, record the
     invalid combinations; the planned configs, one per hash, in plan order."""
     ensure_inputs(plan.configs, checked)
-    planned = list({c.config_hash(): c for c in map(plan_config, plan.configs)}.values())
+    with many(len(plan.configs)):
+        planned = list({c.config_hash(): c for c in map(plan_config, plan.configs)}.values())
     store.register(planned, sweep=plan.name)
     for values, why in plan.invalid:
         store.record_invalid(values, why, sweep=plan.name)
