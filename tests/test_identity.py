@@ -238,3 +238,37 @@ def test_the_next_process_reads_the_digest_from_the_cache_folder(tmp_path, monke
     monkeypatch.setattr(data, "_key_memo", {})
     assert data.imagefolder_digest(root) == digest and len(keyings) == 1
     assert remembered.read_text() == digest
+
+
+def test_threads_is_an_execution_setting_recorded_per_attempt(tmp_path, capsys):
+    from resizelab.api import load_runs
+    from resizelab.cli import main
+
+    db = tmp_path / "r.db"
+    common = ["run", "--data", "synthetic", "--size", "8", "--epochs", "1", "--limit-train", "48", "--limit-test", "24",
+              "--weights", "none", "--precision", "fp32", "--db", str(db), "--quiet"]
+    threads = torch.get_num_threads()
+    assert main(common + ["--threads", "1", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["config"]["threads"] == 1 and printed["execution"]["threads"] == 1
+    assert torch.get_num_threads() == threads  # the run's count was its own
+    assert main(common + ["--force"]) == 0  # the default: the count this process computes with
+    with Store(db) as store:
+        (row,) = store.runs()  # one run: the thread count is not part of its name
+        attempts = store.attempts(row["config_hash"])
+    assert [json.loads(a["execution_json"])["threads"] for a in attempts] == [1, threads]
+    assert load_runs(db)["threads_ran"].tolist() == [threads] and str(load_runs(db)["threads_ran"].dtype) == "Int64"
+    capsys.readouterr()
+    assert main(["report", "--db", str(db), "--out", str(tmp_path / "report"), "--split-on", "threads"]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| size | interpolation"))
+    assert "threads" in header and len([line for line in md.splitlines() if line.startswith("| 8 |")]) == 2
+    for bad, why in (("0", "threads must be"), ("two", "threads"), ("1,2", "threads")):
+        capsys.readouterr()
+        assert main(common + ["--threads", bad]) == 2
+        err = capsys.readouterr().err
+        assert len([line for line in err.splitlines() if line.startswith("resizelab: error:")]) == 1 and why in err
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "--threads N" in capsys.readouterr().out
+
