@@ -8,9 +8,10 @@ process, packed worker processes, a Ray cluster), every run goes through the one
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..core.choices import EXECUTORS
 from ..core.config import RunConfig
@@ -21,7 +22,7 @@ from ..store.database import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Store, new_owner
 from ..training.inputs import ensure_inputs
 from ..training.planning import many, plan as plan_config
 from .claim import Executor, SweepOutcome, claim_loop, say
-from .packed import check_pack, resolve_executor
+from .packed import check_pack, machine_cores, on_cpu, resolve_executor
 from .plan import SweepPlan, describe
 from .ray import check_ray_address
 
@@ -67,9 +68,10 @@ def plan_and_register(plan: SweepPlan, store: Store, checked: set | None = None)
     return planned
 
 
-def make_executor(options: SweepOptions, todo: list[RunConfig], quiet: bool) -> Executor:
-    """The executor `options` asks for (auto: see packed.resolve_executor), ready to take runs."""
-    name, pack = resolve_executor(options.executor, options.pack, todo)
+def make_executor(options: SweepOptions, todo: list[RunConfig], quiet: bool, cores: int | None = None) -> Executor:
+    """The executor `options` asks for (auto: see packed.resolve_executor), ready to take runs; `cores`: the
+    share of this machine it may compute with (default: all the cores this process may use)."""
+    name, pack = resolve_executor(options.executor, options.pack, todo, cores)
     if name == "ray":
         from .ray import RayExecutor
 
@@ -77,12 +79,33 @@ def make_executor(options: SweepOptions, todo: list[RunConfig], quiet: bool) -> 
     if name == "packed":
         from .packed import PackedExecutor
 
-        executor = PackedExecutor(todo, pack)
+        executor = PackedExecutor(todo, pack, cores)
         say(executor.describe(), quiet)
         return executor
     from .local import LocalExecutor
 
     return LocalExecutor(progress=options.progress and not quiet)
+
+
+@contextlib.contextmanager
+def machine_share(options: SweepOptions, todo: list[RunConfig], quiet: bool) -> Iterator[int | None]:
+    """The cores this sweep computes with, held in the machine's thread ledger while it trains here on a CPU
+    (None for a Ray cluster or GPU runs: nothing to share out); a local sweep's torch threads follow the share."""
+    if options.executor == "ray" or not any(on_cpu(c) for c in todo):
+        yield None
+        return
+    import torch
+
+    from .ledger import thread_share
+
+    cores = machine_cores()
+    with thread_share(cores, cores, say=lambda message: say(message, quiet)) as granted:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(min(threads, granted))
+        try:
+            yield granted
+        finally:
+            torch.set_num_threads(threads)
 
 
 def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
@@ -120,9 +143,10 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
         ensure_inputs(todo, checked)  # another process may have given runs back since the check above
         try:
             if todo:
-                executor = make_executor(options, todo, quiet)
-                claim_loop(todo, store, owner, executor, outcome, lease_seconds=options.lease_seconds,
-                           retry_failed=options.retry_failed, quiet=quiet, on_result=on_result)
+                with machine_share(options, todo, quiet) as cores:
+                    executor = make_executor(options, todo, quiet, cores)
+                    claim_loop(todo, store, owner, executor, outcome, lease_seconds=options.lease_seconds,
+                               retry_failed=options.retry_failed, quiet=quiet, on_result=on_result)
         finally:
             rows = {r["config_hash"]: r for r in store.runs(sweep=plan.name)}
             outcome.rows = [rows[c.config_hash()] for c in planned if c.config_hash() in rows]
