@@ -48,7 +48,7 @@ def test_pack_is_validated(tmp_path, capsys):
 
 def test_packed_workers_share_the_cores_out():
     from resizelab.core.config import RunConfig
-    from resizelab.sweeps.packed import DEFAULT_PACK, resolve_executor, threads_per_worker
+    from resizelab.sweeps.packed import CPU_AUTO_PACK_MAX_PX, CPU_AUTO_PACK_MIN_RUNS, DEFAULT_PACK, resolve_executor, threads_per_worker
 
     cpu = [RunConfig(data="synthetic", device="cpu")] * 8
     # pack x threads <= cores, at least one thread each.
@@ -58,3 +58,10 @@ def test_packed_workers_share_the_cores_out():
     assert resolve_executor("packed", 3, cpu, cores=6) == ("packed", 3)
     assert resolve_executor("local", None, cpu, cores=6) == ("local", 1)
     assert DEFAULT_PACK >= 1
+    # auto on a CPU: packed one run per core when every run is small (the measured rule), else local.
+    small = [RunConfig(data="synthetic", device="cpu", size=s) for s in (8, 16, CPU_AUTO_PACK_MAX_PX)] * CPU_AUTO_PACK_MIN_RUNS
+    assert resolve_executor("auto", None, small, cores=2) == ("packed", 2)
+    assert resolve_executor("auto", None, small, cores=1) == ("local", 1)
+    assert resolve_executor("auto", None, small[:CPU_AUTO_PACK_MIN_RUNS - 1], cores=2) == ("local", 1)  # too few to pay
+    assert resolve_executor("auto", None, small + [RunConfig(data="synthetic", device="cpu", size=64)], cores=2) == ("local", 1)
+    assert resolve_executor("auto", None, [RunConfig(data="synthetic", device="cpu")], cores=2) == ("local", 1)  # native

@@ -83,8 +83,9 @@ def _add_sweep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-failed", action="store_true", help="run again the configs that failed before")
     parser.add_argument("--executor", default="auto", choices=("auto", "local", "packed", "ray"),
                         help="local (one run at a time in this process), packed (--pack runs at once on one device, one worker "
-                        "process each), ray (a Ray cluster); auto: local until the GPU check says otherwise (sweeps.packed.CUDA_AUTO_PACK)")
-    parser.add_argument("--pack", type=int, default=None, metavar="N", help="runs trained at once by --executor packed (default 4)")
+                        "process each), ray (a Ray cluster); auto: packed on a CPU for many small runs (sweeps.packed.cpu_auto_packs), "
+                        "on CUDA local until the GPU check says otherwise (sweeps.packed.CUDA_AUTO_PACK)")
+    parser.add_argument("--pack", type=int, default=None, metavar="N", help="runs trained at once by --executor packed (default: one per core on a CPU, 4 on CUDA)")
     parser.add_argument("--ray-address", default=None, metavar="ADDRESS", help="Ray cluster address (default: start or join a local one)")
     parser.add_argument("--lease-seconds", type=float, default=DEFAULT_LEASE_SECONDS, metavar="S",
                         help=f"how long a claimed run stays reserved without a heartbeat (default {DEFAULT_LEASE_SECONDS:g})")

@@ -31,7 +31,8 @@ def ledger_path() -> Path:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[dict[int, int]]:
-    """The ledger's entries of live processes, held under the lock; what the block leaves in it is written back."""
+    """The ledger's entries of live processes ({pid: threads}), held under the lock; what the block leaves in it
+    is written back. On disk each entry also holds its process's start time, so a reused pid is not mistaken for it."""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,26 +40,36 @@ def _locked(path: Path) -> Iterator[dict[int, int]]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             try:
-                entries = {int(pid): int(n) for pid, n in json.loads(path.read_text() or "{}").items()}
+                stored = {int(pid): (int(n), started) for pid, (n, started) in json.loads(path.read_text() or "{}").items()}
             except (OSError, ValueError, TypeError, AttributeError):  # none yet, or damaged: start afresh
-                entries = {}
-            entries = {pid: n for pid, n in entries.items() if _alive(pid)}
+                stored = {}
+            entries = {pid: n for pid, (n, started) in stored.items() if started is not None and _started(pid) == started}
             yield entries
             tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-            tmp.write_text(json.dumps({str(pid): n for pid, n in sorted(entries.items())}))
+            tmp.write_text(json.dumps({str(pid): [n, _started(pid)] for pid, n in sorted(entries.items())}))
             os.replace(tmp, path)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _alive(pid: int) -> bool:
+def _started(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, from /proc), or None when it is gone or a zombie (killed,
+    not yet reaped: it computes nothing). Without /proc: "alive" for a process that signals reach, else None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        return None if fields[0] in ("Z", "X") else fields[19]
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return None
     except PermissionError:  # another user's live process
-        return True
-    return True
+        pass
+    return "alive"
 
 
 @contextlib.contextmanager
