@@ -61,7 +61,7 @@ def _column_kinds() -> dict[str, str]:
     # size and test_size become text ("native" or "16"); their numbers are size_px and test_size_px.
     kinds.update(size="text", test_size="text")
     for name in ("size_px", "test_size_px", "macs_per_image", "params", "peak_memory_bytes", "input_height_px", "input_width_px",
-                 "attempts", "epoch", "images"):
+                 "attempts", "epoch", "images", "threads_ran"):
         kinds[name] = "Int64"
     for name in ("test_accuracy", "train_seconds", "images_per_second", "prepare_seconds", "time_to_first_step_seconds",
                  "eval_seconds", "accuracy", "train_loss", "train_accuracy", "epoch_seconds"):
@@ -97,6 +97,8 @@ def _run_record(row: dict, sweep: str | None, sweeps: dict[str, list[str]], conf
         record[name] = row[name]
     for name in RESULT_COLUMNS:
         record[name] = result.get(name)
+    # What ran beside what was asked (threads: None asks for the cores the run may use; threads_ran says how many).
+    record["threads_ran"] = (result.get("execution") or {}).get("threads")
     shape = result.get("input_shape") or [None, None]
     record["input_height_px"], record["input_width_px"] = shape[0], shape[1]
     record["error"] = row["error"]
@@ -148,7 +150,7 @@ def load_runs(db: str | os.PathLike, sweep: str | None = None, status: str | Non
     boolean, test_sizes as a tuple); test_accuracy (percent), train_seconds, images_per_second,
     macs_per_image, params, peak_memory_bytes, effective_precision, weights_tag, peak_memory_kind,
     prepare_seconds, time_to_first_step_seconds, eval_seconds, input_height_px, input_width_px
-    (what the model was fed), error, attempts, finished_at (UTC).
+    (what the model was fed), threads_ran (the torch threads it trained with), error, attempts, finished_at (UTC).
 
     Sizes come twice. `size_px` is the number (Int64, <NA> for native): sort, plot and compute with it.
     `size` is text, "native" or the number ("16"): group by it. pandas' groupby drops NA keys by default,

@@ -338,6 +338,12 @@ class RunConfig:
                                                "faster on a CPU; auto: on (on CUDA: training.runtime.CUDA_SINGLE_WINDOW_MATMUL); "
                                                "what ran is recorded", identity=False)
     eval_batch_size: int = option(1024, whole(1, 65_536), "evaluation batch size", identity=False)
+    # Execution, not identity, like the memory layout: the thread count changes oneDNN's summation order in the
+    # last digits, not what the run is. No grid axis: runs that differ only here are one run (one hash).
+    threads: int | None = option(None, whole(1, 1024, optional=True), "torch threads the run computes with (intra-op; "
+                                 "inter-op too in a fresh process); default: the cores this run may use (this "
+                                 "process's, or its share in a packed sweep or beside other sweeps); what ran is recorded",
+                                 identity=False, grid=False)
     # Execution, not identity: saving the trained weights changes nothing the run measures, so a run
     # saved and one not saved are the same experiment (one hash, resumed and skipped alike).
     save_weights: bool = option(False, boolean(), "save the trained state_dict beside the results db "

@@ -8,9 +8,10 @@ process, packed worker processes, a Ray cluster), every run goes through the one
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..core.choices import EXECUTORS
 from ..core.config import Kind, RunConfig, boolean, choice, declared_options, option, parse_float, parse_int, text
@@ -19,9 +20,9 @@ from ..core.optional import require
 from ..core.log import plural
 from ..store.database import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Store, new_owner_id
 from ..training.inputs import ensure_inputs
-from ..training.planning import plan as plan_config
+from ..training.planning import many, plan as plan_config
 from .claim import Executor, SweepOutcome, claim_loop, say
-from .packed import DEFAULT_PACK, check_pack, resolve_executor
+from .packed import DEFAULT_PACK, check_pack, machine_cores, on_cpu, resolve_executor
 from .plan import SweepPlan, describe
 from .ray import check_ray_address
 
@@ -50,10 +51,12 @@ class SweepOptions:
 
     db: str = option(DEFAULT_DB, text("PATH"), "SQLite results store")
     executor: str = option("auto", choice(EXECUTORS), "local (one run at a time in this process), packed (--pack runs "
-                           "at once on one device, one worker process each), ray (a Ray cluster); auto: local until the "
-                           "GPU check says otherwise (sweeps.packed.CUDA_AUTO_PACK)")
+                           "at once on one device, one worker process each), ray (a Ray cluster); auto: packed on a CPU "
+                           "for many small runs (sweeps.packed.cpu_auto_packs), on CUDA local until the GPU check says "
+                           "otherwise (sweeps.packed.CUDA_AUTO_PACK)")
     pack: int | None = option(None, Kind(parse_int, _check_pack, "N"),
-                              f"runs trained at once by --executor packed (default {DEFAULT_PACK})")
+                              f"runs trained at once by --executor packed (default: one per core on a CPU, {DEFAULT_PACK} "
+                              "on CUDA)")
     retry_failed: bool = option(False, boolean(), "run again the configs that failed before", switch=True)
     lease_seconds: float = option(DEFAULT_LEASE_SECONDS, Kind(parse_float, _check_lease, "S"), "how long a claimed run "
                                   f"stays reserved without a heartbeat (default {DEFAULT_LEASE_SECONDS:g})")
@@ -74,16 +77,18 @@ def plan_and_register(plan: SweepPlan, store: Store, checked: set | None = None)
     """Plan every config (its hash needs the inputs, so they are fetched first), register them, record the
     invalid combinations; the planned configs, one per hash, in plan order."""
     ensure_inputs(plan.configs, checked)
-    planned = list({c.config_hash(): c for c in map(plan_config, plan.configs)}.values())
+    with many(len(plan.configs)):
+        planned = list({c.config_hash(): c for c in map(plan_config, plan.configs)}.values())
     store.register(planned, sweep=plan.name)
     for values, why in plan.invalid:
         store.record_invalid(values, why, sweep=plan.name)
     return planned
 
 
-def make_executor(options: SweepOptions, todo: list[RunConfig], quiet: bool) -> Executor:
-    """The executor `options` asks for (auto: see packed.resolve_executor), ready to take runs."""
-    name, pack = resolve_executor(options.executor, options.pack, todo)
+def make_executor(options: SweepOptions, todo: list[RunConfig], quiet: bool, cores: int | None = None) -> Executor:
+    """The executor `options` asks for (auto: see packed.resolve_executor), ready to take runs; `cores`: the
+    share of this machine it may compute with (default: all the cores this process may use)."""
+    name, pack = resolve_executor(options.executor, options.pack, todo, cores)
     if name == "ray":
         from .ray import RayExecutor
 
@@ -91,12 +96,33 @@ def make_executor(options: SweepOptions, todo: list[RunConfig], quiet: bool) -> 
     if name == "packed":
         from .packed import PackedExecutor
 
-        executor = PackedExecutor(todo, pack)
+        executor = PackedExecutor(todo, pack, cores)
         say(executor.describe(), quiet)
         return executor
     from .local import LocalExecutor
 
     return LocalExecutor(progress=options.progress and not quiet)
+
+
+@contextlib.contextmanager
+def machine_share(options: SweepOptions, todo: list[RunConfig], quiet: bool) -> Iterator[int | None]:
+    """The cores this sweep computes with, held in the machine's thread ledger while it trains here on a CPU
+    (None for a Ray cluster or GPU runs: nothing to share out); a local sweep's torch threads follow the share."""
+    if options.executor == "ray" or not any(on_cpu(c) for c in todo):
+        yield None
+        return
+    import torch
+
+    from .ledger import thread_share
+
+    cores = machine_cores()
+    with thread_share(cores, cores, say=lambda message: say(message, quiet)) as granted:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(min(threads, granted))
+        try:
+            yield granted
+        finally:
+            torch.set_num_threads(threads)
 
 
 def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
@@ -134,9 +160,10 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
         ensure_inputs(todo, checked)  # another process may have given runs back since the check above
         try:
             if todo:
-                executor = make_executor(options, todo, quiet)
-                claim_loop(todo, store, owner, executor, outcome, lease_seconds=options.lease_seconds,
-                           retry_failed=options.retry_failed, quiet=quiet, on_result=on_result)
+                with machine_share(options, todo, quiet) as cores:
+                    executor = make_executor(options, todo, quiet, cores)
+                    claim_loop(todo, store, owner, executor, outcome, lease_seconds=options.lease_seconds,
+                               retry_failed=options.retry_failed, quiet=quiet, on_result=on_result)
         finally:
             rows = {r["config_hash"]: r for r in store.runs(sweep=plan.name)}
             outcome.rows = [rows[c.config_hash()] for c in planned if c.config_hash() in rows]
