@@ -243,3 +243,20 @@ def test_a_cache_folder_that_is_a_file_is_one_warning_and_the_data_still_loads(t
     assert len(dataset.train_labels) == 40
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"{tmp_path / 'cache'} is a file, not a folder: point RESIZELAB_CACHE_DIR" in err
+
+
+def test_the_imagefolder_listing_is_torchvisions(tmp_path):
+    """Listed without importing torchvision (seconds of a planning process), yet as its ImageFolder lists."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS as TORCHVISION_EXTENSIONS
+
+    from resizelab.training.data import IMG_EXTENSIONS, _image_paths
+
+    assert IMG_EXTENSIONS == TORCHVISION_EXTENSIONS
+    root = write_imagefolder(tmp_path / "images", n_train=3, n_val=1, classes=("b", "a", "c"))
+    (root / "train" / "a" / "notes.txt").write_text("not an image")
+    (root / "train" / "a" / "x.JPEG").write_bytes((root / "train" / "a" / "0.png").read_bytes())
+    reference = ImageFolder(str(root / "train"))
+    assert _image_paths(root / "train") == (reference.classes, reference.samples)
+    with pytest.raises(DataError, match="Couldn't find any class folder"):
+        _image_paths(root / "train" / "a")

@@ -5,7 +5,7 @@ import pytest
 from resizelab.core.errors import ConfigError
 
 from resizelab.report.writer import ReportConfig, write_report
-from resizelab.core.stats import mean_ci, pareto_front, t_critical_95
+from resizelab.core.stats import mean_ci, pareto_front, t_critical_95, t_interval
 from resizelab.sweeps.plan import expand
 from resizelab.sweeps.runner import SweepOptions, run_sweep
 
@@ -127,3 +127,16 @@ def test_runs_csv_orders_sizes_as_numbers_not_text(tmp_path):
     assert at == ["test_accuracy_at_8px", "test_accuracy_at_16px", "test_accuracy_at_100px"]
     # 20 test images over 10 classes leave one class untested (per_class_accuracy None): drawn as a gap, not a crash.
     assert (out / "per_class_vs_size.png").stat().st_size > 0
+
+
+def test_the_one_t_interval_is_scipys_one_sample_interval_at_any_level():
+    from scipy import stats
+
+    values = [71.2, 69.8, 73.5, 70.1, 72.0]
+    for level in (0.95, 0.99, 1 - 0.05 / 6):
+        mean, low, high = t_interval(values, level)
+        ci = stats.ttest_1samp(values, 0.0).confidence_interval(level)
+        assert (mean, low, high) == pytest.approx((sum(values) / 5, ci.low, ci.high), rel=1e-12)
+    # The tables' ± is the same interval's half-width at 95%.
+    assert mean_ci(values).half_width == pytest.approx((t_interval(values)[2] - t_interval(values)[1]) / 2, rel=1e-12)
+    assert all(math.isnan(b) for b in t_interval([3.0])[1:])

@@ -156,6 +156,7 @@ def _wait_until_done(db, pid: int, count: int, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_points_loses_no_finished_run_and_duplicates_none(tmp_path, zygote):
     import random
 
@@ -212,6 +213,7 @@ def test_kill_9_at_random_points_loses_no_finished_run_and_duplicates_none(tmp_p
         assert runs[h] == before
 
 
+@pytest.mark.slow
 def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path, zygote):
     db = tmp_path / "r.db"
     args = [*TINY_SWEEP, "--size", "8", "--seeds", "8"]
@@ -223,6 +225,7 @@ def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path, zygote):
     assert done_attempts == {h: 1 for h in runs} and failed == 0 and evals == 8
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     db = tmp_path / "r.db"
     cmd, env = _cli("sweep", "--data", "synthetic", "--weights", "none", "--epochs", "3", "--limit-train", "600", "--limit-test", "50",
@@ -249,8 +252,9 @@ def test_a_sweep_waits_for_a_run_another_process_holds_instead_of_exiting_0_with
     import resizelab.cli as cli
     from resizelab.core.config import RunConfig
     from resizelab.store.database import Store, new_owner_id
+    from resizelab.sweeps import runner
 
-    monkeypatch.setattr(cli, "HELD_POLL_SECONDS", 0.2)
+    monkeypatch.setattr(runner, "HELD_POLL_SECONDS", 0.2)
     db = tmp_path / "r.db"
     flags = ["--data", "synthetic:40:20", "--weights", "none", "--epochs", "1", "--size", "8", "--precision", "fp32"]
     cfg = RunConfig(data="synthetic:40:20", weights="none", epochs=1, size=8, precision="fp32")
@@ -274,3 +278,41 @@ def test_a_sweep_waits_for_a_run_another_process_holds_instead_of_exiting_0_with
     assert "waiting for 1 run held by another process" in err
     assert "running" not in out and "done" in out
     assert [s for _, s, _, _ in _statuses(db)] == ["done"]
+
+
+def test_the_python_sweep_waits_alike_takes_over_a_lapsed_lease_and_a_ctrl_c_ends_the_wait(tmp_path, monkeypatch, caplog):
+    import _thread
+    import logging
+    import threading
+
+    import resizelab
+    from resizelab.core.config import RunConfig
+    from resizelab.store.database import Store, new_owner_id
+    from resizelab.sweeps import runner
+
+    monkeypatch.setattr(runner, "HELD_POLL_SECONDS", 0.2)
+    db = str(tmp_path / "r.db")
+    base = {"data": "synthetic:40:20", "weights": "none", "epochs": 1, "precision": "fp32"}
+    small, large = RunConfig(**base, size=8), RunConfig(**base, size=16)
+    other = new_owner_id()  # a live owner: this process, as another sweep would be
+    with Store(db) as store:
+        store.register([small, large])
+        assert store.claim(run_hash(small), other, lease_seconds=1)  # never renewed: its lease lapses
+    with caplog.at_level(logging.INFO, logger="resizelab"):
+        outcome = resizelab.sweep(base, grid={"size": [8]}, db=db)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("waiting for 1 run held by another process") for line in said), said
+    assert [r.config_hash for r in outcome.ran] == [run_hash(small)] and outcome.held_elsewhere == []
+    # A lease that does not lapse is waited for until Ctrl-C, which leaves the run to its owner.
+    with Store(db) as store:
+        assert store.claim(run_hash(large), other, lease_seconds=3600)
+    caplog.clear()
+    timer = threading.Timer(1.5, _thread.interrupt_main)
+    timer.start()
+    with caplog.at_level(logging.INFO, logger="resizelab"), pytest.raises(KeyboardInterrupt):
+        resizelab.sweep(base, grid={"size": [8, 16]}, db=db)
+    timer.join()
+    assert any(r.getMessage().startswith("waiting for 1 run held by another process") for r in caplog.records)
+    with Store(db) as store:
+        assert (store.get(run_hash(large))["status"], store.get(run_hash(large))["owner"]) == ("running", other)
+        assert store.get(run_hash(small))["status"] == "done"

@@ -184,6 +184,11 @@ def _owner_is_dead(owner: str | None) -> bool:
     return False
 
 
+def _held_live(row, now: float) -> bool:
+    """A running row's claim still stands: its lease has not lapsed and its owner is not known to be dead."""
+    return (row["lease_expires"] or 0) >= now and not _owner_is_dead(row["owner"])
+
+
 JSON_COLUMNS = ("config_json", "result_json", "provenance_json", "execution_json")
 
 
@@ -334,9 +339,10 @@ class Store:
         config that ran, which `complete` wrote."""
         now = time.time()
         # Planned before the write lock is taken: planning may read every file of a dataset.
-        from ..training.planning import plan
+        from ..training.planning import many, plan
 
-        configs = [plan(cfg) for cfg in configs]
+        with many(len(configs)):
+            configs = [plan(cfg) for cfg in configs]
         with self.transaction() as c:
             for position, planned in enumerate(configs):
                 h = planned.config_hash()
@@ -357,8 +363,7 @@ class Store:
                 raise KeyError(f"run {config_hash} is not registered")
             status = row["status"]
             if status == "running" and row["owner"] != owner:
-                lapsed = (row["lease_expires"] or 0) < now or _owner_is_dead(row["owner"])
-                if not lapsed:
+                if _held_live(row, now):
                     return False
             elif status == "done" and not force:
                 return False
@@ -374,6 +379,12 @@ class Store:
             cur = c.execute("UPDATE runs SET lease_expires = ? WHERE config_hash = ? AND owner = ? AND status = 'running'",
                             (time.time() + lease_seconds, config_hash, owner))
             return cur.rowcount == 1
+
+    def held_by_another(self, config_hash: str, owner: str) -> bool:
+        """True while a live process other than `owner` holds the run: its lease not lapsed and its owner not
+        known dead (what `claim` would refuse it for). False once it is given back, finished, or claimable."""
+        row = self.conn.execute("SELECT status, owner, lease_expires FROM runs WHERE config_hash = ?", (config_hash,)).fetchone()
+        return row is not None and row["status"] == "running" and row["owner"] != owner and _held_live(row, time.time())
 
     def holder(self, config_hash: str) -> str | None:
         row = self.conn.execute("SELECT owner FROM runs WHERE config_hash = ? AND status = 'running'", (config_hash,)).fetchone()
