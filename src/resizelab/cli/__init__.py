@@ -21,6 +21,7 @@ from ..core.config import RunConfig, comma_items, option_default, options, parse
 from ..core.errors import ConfigError, ResizelabError
 from ..core.log import configure_logging, logger, plural
 from ..store.database import DEFAULT_DB, DEFAULT_LEASE_SECONDS
+from . import serve as serve_command
 
 
 def _flag(name: str) -> str:
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                       SPECTRUM_OPTIONS)
     _add_table_parser(sub, "probe", "what each resize does inside a ResNet: CKA per stage, residual/skip ratios, conv1 bands",
                       PROBE_OPTIONS)
+    serve_command.add_parser(sub)
     for command in sub.choices.values():
         _add_verbosity(command)
     return parser
@@ -618,7 +620,8 @@ def _print_measurement(args: argparse.Namespace, result, format_table) -> int:
 
 
 COMMANDS = {"run": cmd_run, "study": cmd_study, "sweep": cmd_sweep, "presets": cmd_presets, "env": cmd_env,
-            "report": cmd_report, "export": cmd_export, "bench": cmd_bench, "spectrum": cmd_spectrum, "probe": cmd_probe}
+            "report": cmd_report, "export": cmd_export, "bench": cmd_bench, "spectrum": cmd_spectrum, "probe": cmd_probe,
+            "serve": serve_command.cmd_serve}
 
 
 def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ import os
 import re
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -100,6 +100,7 @@ class StoredRun:
     config_hash: str
     config: dict  # the resolved run config, as stored
     weights_path: str  # absolute
+    result: dict = field(default_factory=dict)  # the stored result JSON (accuracy, effective precision, execution)
 
 
 def find_run(db: str | os.PathLike, run: str) -> StoredRun:
@@ -126,4 +127,4 @@ def find_run(db: str | os.PathLike, run: str) -> StoredRun:
     if not os.path.isfile(path):
         raise ConfigError(f"run {h}'s weights file {path} is missing; it is kept beside the db in {WEIGHTS_FOLDER}/, "
                           "move the db together with that folder")
-    return StoredRun(h, json.loads(row["config_json"]), path)
+    return StoredRun(h, json.loads(row["config_json"]), path, json.loads(row["result_json"]))

@@ -233,26 +233,13 @@ class Run:
 
     # --- evaluation -----------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def accuracy(self, images_nhwc: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, float], list[list[int]]]:
         """Top-1 accuracy (percent), per-class accuracy and the confusion matrix (rows: true class, columns:
         predicted) of uint8 NHWC images, model in eval mode."""
-        classes = self.dataset.classes
-        k = len(classes)
         # Graphed models are graphed for training batches; evaluation batches are large enough to run eagerly.
         model = self.model if self.graphs != "off" else self.step_model
-        model.eval()
-        pairs = torch.zeros(k * k, dtype=torch.long, device=self.device)
-        for start in range(0, len(labels), self.config.eval_batch_size):
-            x = normalize(images_nhwc[start:start + self.config.eval_batch_size], self.channels_last)
-            y = labels[start:start + self.config.eval_batch_size]
-            with autocast(self.device, self.precision):
-                pred = model(x).argmax(1)
-            pairs += torch.bincount(y * k + pred, minlength=k * k)
-        confusion = pairs.view(k, k).cpu()
-        correct, totals = confusion.diagonal(), confusion.sum(1)
-        per_class = {c: (100.0 * correct[i].item() / totals[i].item()) if totals[i] else float("nan") for i, c in enumerate(classes)}
-        return 100.0 * correct.sum().item() / max(1, len(labels)), per_class, confusion.tolist()
+        return classify(model, images_nhwc, labels, self.dataset.classes, self.device, self.precision, self.channels_last,
+                        self.config.eval_batch_size)
 
     def test_images(self, size: int | None) -> torch.Tensor:
         """The test split resized to `size` with the run's test method, uint8 NHWC on the device (cached)."""
@@ -307,6 +294,27 @@ class Run:
                         "data_path": cfg.imagefolder_path, "data_dir": cfg.data_dir, "weights_path": self.execution()["weights_path"]},
             execution=self.execution(),
         )
+
+
+@torch.inference_mode()
+def classify(model: nn.Module, images_nhwc: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], device: torch.device,
+             precision: str, channels_last: bool, batch_size: int) -> tuple[float, dict[str, float], list[list[int]]]:
+    """Top-1 accuracy (percent), per-class accuracy and confusion matrix of uint8 NHWC images, model in eval mode.
+    One function for a run's own evaluation and for `resizelab serve`, so that serving a stored model with the
+    recipe it was trained with gives back the run's accuracy exactly."""
+    k = len(classes)
+    model.eval()
+    pairs = torch.zeros(k * k, dtype=torch.long, device=device)
+    for start in range(0, len(labels), batch_size):
+        x = normalize(images_nhwc[start:start + batch_size].to(device), channels_last)
+        y = labels[start:start + batch_size].to(device)
+        with autocast(device, precision):
+            pred = model(x).argmax(1)
+        pairs += torch.bincount(y * k + pred, minlength=k * k)
+    confusion = pairs.view(k, k).cpu()
+    correct, totals = confusion.diagonal(), confusion.sum(1)
+    per_class = {c: (100.0 * correct[i].item() / totals[i].item()) if totals[i] else float("nan") for i, c in enumerate(classes)}
+    return 100.0 * correct.sum().item() / max(1, len(labels)), per_class, confusion.tolist()
 
 
 def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,

@@ -19,7 +19,7 @@ import torch
 from ..core.choices import SERVE_RECIPES
 from ..core.config import check_choice
 from ..core.optional import require
-from .resize import output_size
+from .resize import ResizeCache, ResizeKey, output_size
 
 
 @dataclass(frozen=True)
@@ -141,3 +141,17 @@ def training_recipe(interpolation: str, antialias: bool, backend: str) -> str | 
         ("opencv", "area"): "cv2-area",
         ("opencv", "bicubic"): "cv2-cubic",
     }.get((backend, interpolation))
+
+
+def served_images(cache: ResizeCache, data_key: str, images: torch.Tensor, name: str, size: int) -> torch.Tensor:
+    """The test split resized by recipe `name` to `size`, uint8 NHWC, computed once per (data, recipe, library
+    version, size) and then read from the resize cache (memory, then disk) like the training splits."""
+    library = library_version(name)
+    # The version is part of the key: another Pillow or OpenCV may round differently, and must not be served old bytes.
+    method = f"{name}@{library.split()[-1]}"
+    key = ResizeKey(data_key, "test", size, method, False, "serve")
+    out = cache.lookup(key, torch.device("cpu"))
+    if out is None:
+        out = apply_recipe(name, images, size).permute(0, 2, 3, 1).contiguous()
+        cache.store(key, out)
+    return out
