@@ -55,6 +55,14 @@ def stored(tmp_path_factory):
             store.claim(run_hash(bare), owner)
             complete_run(store, train(bare, progress=False), owner)
             runs["bare"] = run_hash(bare)
+            served = RunConfig(data="synthetic:60:80", weights="none", size=16, epochs=1, lr=0.05, precision="fp32", seed=2,
+                               batch_size=20, backend="pil", test_sizes=(24,), serve=("cv2-nearest", "pil-bilinear"), save_weights=True)
+            store.register([served], sweep="served")
+            owner = new_owner_id()
+            store.claim(run_hash(served), owner)
+            result = train(served, progress=False)
+            complete_run(store, result, owner)
+            runs["served"] = result
     return db, runs
 
 
@@ -136,3 +144,66 @@ def _three_class_folder(tmp_path):
     from conftest import write_imagefolder
 
     return "imagefolder:" + str(write_imagefolder(tmp_path / "three", n_train=2, n_val=2))
+
+
+def test_a_run_with_serve_stores_each_recipe_and_size_with_the_train_recipe_as_baseline(stored, tmp_path):
+    db, runs = stored
+    result = runs["served"]
+    assert [(e.recipe, e.size_px, e.baseline) for e in result.serving] == [
+        ("cv2-nearest", 16, False), ("pil-bilinear", 16, True), ("cv2-nearest", 24, False), ("pil-bilinear", 24, True)]
+    # The baseline is the run's own evaluation at each size, image for image.
+    by_size = {ev.size_px: ev for ev in result.evals}
+    for e in result.serving:
+        if e.baseline:
+            assert e.accuracy == by_size[e.size_px].accuracy and e.per_class_accuracy == by_size[e.size_px].per_class_accuracy
+    # ...and `resizelab serve` on the same weights gives the same numbers: one evaluation, two entry points.
+    again = serve(ServeConfig(run=result.config_hash, db=str(db), serve=("cv2-nearest", "pil-bilinear"), test_sizes=(16, 24)))
+    assert [e.accuracy for e in again.evals] == [e.accuracy for e in result.serving]
+
+    from resizelab import load_serving
+
+    frame = load_serving(db, sweep="served")
+    assert len(frame) == 4 and set(frame["train_recipe"]) == {"pil-bilinear"}
+    row = frame[(frame.serve_recipe == "cv2-nearest") & (frame.serve_size_px == 24)].iloc[0]
+    base = frame[(frame.serve_recipe == "pil-bilinear") & (frame.serve_size_px == 24)].iloc[0]
+    assert row.change_points == pytest.approx(row.accuracy - base.accuracy) and base.change_points == 0
+    assert row.library.startswith("opencv ") and row["size"] == "16"
+
+    from resizelab.report.writer import ReportConfig, write_report
+
+    out = write_report(ReportConfig(db=str(db), sweep="served", out=str(tmp_path / "report"), findings=False))
+    import csv
+
+    with open(out / "serving.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["serve_recipe"], r["serve_size_px"]) for r in rows] == [("cv2-nearest", "16"), ("pil-bilinear", "16"),
+                                                                       ("cv2-nearest", "24"), ("pil-bilinear", "24")]
+    with open(out / "runs.csv") as f:
+        (run_row,) = list(csv.DictReader(f))
+    assert float(run_row["serve_accuracy_cv2-nearest_at_24px"]) == row.accuracy
+
+
+def test_serve_run_option_is_checked_and_not_part_of_the_name(tmp_path, capsys):
+    assert run_hash(RunConfig(data="synthetic", serve="all")) == run_hash(RunConfig(data="synthetic"))
+    assert RunConfig(data="synthetic", serve="all").serve == SERVE_RECIPES
+    db = tmp_path / "r.db"
+    assert main(["run", "--data", "synthetic:60", "--weights", "none", "--serve", "pil-bilinear,cv2-lineer", "--db", str(db)]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "did you mean 'cv2-linear'" in lines[0], lines
+    assert not db.exists()
+
+
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
+def test_serving_accuracies_are_mlflow_metrics(stored, tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    from resizelab.report.tracking import log_result_to_mlflow
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    _, runs = stored
+    result = runs["served"]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = log_result_to_mlflow(result, uri, "serve-exp")
+    metrics = mlflow.tracking.MlflowClient(uri).get_run(run_id).data.metrics
+    for e in result.serving:
+        assert metrics[f"serve_accuracy_{e.recipe}_{e.size_px}px"] == pytest.approx(e.accuracy)

@@ -124,31 +124,11 @@ class ServeResult:
                        "seconds": self.seconds, "precision": self.precision, "notes": self.notes})
 
 
-def serve_model(model, dataset, recipes: tuple[str, ...], sizes: tuple[int, ...], baseline: str | None, device, precision: str,
-                channels_last: bool, batch_size: int, cache=None) -> list[ServeEval]:
-    """Accuracy of `model` on `dataset`'s test split under each recipe at each size (native sizes resized
-    from the stored originals, shorter edge as Resize(S)); one ServeEval per (recipe, size)."""
-    from ..training.engine import classify
-    from ..training.recipes import library_version, served_images
-    from ..training.resize import ResizeCache
-
-    cache = cache if cache is not None else ResizeCache()
-    labels = dataset.test_labels.to(device)
-    out = []
-    for size in sizes:
-        for name in recipes:
-            t0 = time.perf_counter()
-            images = served_images(cache, dataset.key, dataset.test_images, name, size)
-            acc, per_class, _ = classify(model, images, labels, dataset.classes, device, precision, channels_last, batch_size)
-            out.append(ServeEval(name, size, acc, per_class, len(labels), library_version(name), time.perf_counter() - t0,
-                                 baseline=name == baseline))
-    return out
-
-
 def serve(cfg: ServeConfig) -> ServeResult:
     """Evaluate the configured model under every recipe of cfg.serve at every test size; reads, never stores."""
     from ..core.errors import RunFailed
     from ..training.data import load_dataset, subset
+    from ..training.engine import serve_model
     from ..training.models import build_model, load_trained_weights
     from ..training.runtime import ready_model, resolve_device
 

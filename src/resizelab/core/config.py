@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterator
 
 from .choices import (ARCHS, AUGMENTS, BACKEND_INTERPOLATIONS, BACKENDS, DATASETS, GRAPHS, INTERPOLATIONS, OPTIMIZERS, PRECISIONS,
-                      RESNETS, SCHEDULES, STEMS, effective_antialias)
+                      RESNETS, SCHEDULES, SERVE_RECIPES, STEMS, effective_antialias)
 from .errors import ConfigError
 MIN_SIZE_PX, MAX_SIZE_PX = 4, 1024
 # synthetic:N[:M]: N training images (M test, default N / 5). 50,000 is CIFAR-10's size; a million 32 px
@@ -175,6 +175,20 @@ def sizes_list() -> Kind:
     return Kind(parse_sizes, check, "PX[,PX...]")
 
 
+def recipes_list() -> Kind:
+    """Serving recipe names (core.choices.SERVE_RECIPES), comma-separated; 'all' is every one."""
+    def parse(text: str) -> tuple[str, ...]:
+        items = comma_items(text)
+        return SERVE_RECIPES if items == ["all"] else tuple(items)
+
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list of serving recipes, e.g. ['pil-bilinear', 'cv2-linear']; got {value!r}")
+        for v in value:
+            choice(SERVE_RECIPES).check(f"{name} recipe", v)
+    return Kind(parse, check, "RECIPE[,RECIPE...]|all")
+
+
 def text(metavar: str, check: Callable[[str, Any], None] | None = None, *, optional: bool = False) -> Kind:
     def check_text(name: str, value: Any) -> None:
         if value is None and optional:
@@ -281,6 +295,10 @@ class RunConfig:
                                                "faster on a CPU; auto: on (on CUDA: training.runtime.CUDA_SINGLE_WINDOW_MATMUL); "
                                                "what ran is recorded", identity=False)
     eval_batch_size: int = option(1024, whole(1, 65_536), "evaluation batch size", identity=False)
+    # Not identity: evaluating the trained model under more resizes adds measurements, it changes nothing trained.
+    serve: tuple[str, ...] = option((), recipes_list(), "after training, also evaluate under these serving recipes (resizelab "
+                                    "serve's catalogue, or all) at the test size and every --test-sizes entry; stored with the "
+                                    "run, the recipe it was trained with as the baseline", identity=False, grid=False)
     # Execution, not identity: saving the trained weights changes nothing the run measures, so a run
     # saved and one not saved are the same experiment (one hash, resumed and skipped alike).
     save_weights: bool = option(False, boolean(), "save the trained state_dict beside the results db "
@@ -295,6 +313,10 @@ class RunConfig:
     def __post_init__(self) -> None:
         if isinstance(self.test_sizes, list):
             object.__setattr__(self, "test_sizes", tuple(self.test_sizes))
+        if self.serve == "all" or self.serve == ["all"] or self.serve == ("all",):  # as a sweep file or Python spells it
+            object.__setattr__(self, "serve", SERVE_RECIPES)
+        elif isinstance(self.serve, list):
+            object.__setattr__(self, "serve", tuple(self.serve))
         for name in ("channels_last", "single_window_matmul"):
             if getattr(self, name) == "auto":  # as a sweep file spells it
                 object.__setattr__(self, name, None)

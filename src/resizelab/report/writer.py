@@ -175,6 +175,25 @@ def findings_rows(findings) -> list[dict[str, str]]:
     return rows(findings)
 
 
+def _write_serving_csv(groups: list[Group], out: Path) -> None:
+    """serving.csv: one row per run x serving recipe x size, for runs trained with --serve (none: no file)."""
+    from ..store.read import StoredRuns, serving_rows
+
+    runs = [{"config_hash": run["config_hash"], "result_json": json.dumps(run["result"])} for g in groups for run in g.runs]
+    rows = serving_rows(StoredRuns(runs, {}, {}, {}))
+    (out / "serving.csv").unlink(missing_ok=True)
+    if not rows:
+        return
+    labels = {run["config_hash"]: run.get("label") for g in groups for run in g.runs}
+    fieldnames = ["config_hash", "label", "train_recipe", "serve_recipe", "serve_size_px", "accuracy", "baseline", "change_points",
+                  "library", "images", "per_class_accuracy"]
+    with open(out / "serving.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "label": labels.get(r["config_hash"]), "per_class_accuracy": json.dumps(r["per_class_accuracy"])})
+
+
 def _write_csv(groups: list[Group], out: Path) -> None:
     rows = []
     for g in groups:
@@ -191,6 +210,8 @@ def _write_csv(groups: list[Group], out: Path) -> None:
             })
             for ev in result.get("evals", []):
                 flat[f"test_accuracy_at_{ev['size_px']}px"] = ev["accuracy"]
+            for ev in result.get("serving", []):  # --serve: one column per recipe and size (serving.csv has them as rows)
+                flat[f"serve_accuracy_{ev['recipe']}_at_{ev['size_px']}px"] = ev["accuracy"]
             prov = json.loads(run["provenance_json"] or "{}")
             for k in ("torch", "torchvision", "device_name", "git_revision", "antialias_effective", "backend"):
                 flat[f"provenance.{k}"] = prov.get(k)
@@ -200,6 +221,7 @@ def _write_csv(groups: list[Group], out: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=fieldnames)
         writer.writeheader()
         writer.writerows(rows)
+    _write_serving_csv(groups, out)
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq

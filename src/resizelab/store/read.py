@@ -128,3 +128,22 @@ def find_run(db: str | os.PathLike, run: str) -> StoredRun:
         raise ConfigError(f"run {h}'s weights file {path} is missing; it is kept beside the db in {WEIGHTS_FOLDER}/, "
                           "move the db together with that folder")
     return StoredRun(h, json.loads(row["config_json"]), path, json.loads(row["result_json"]))
+
+
+def serving_rows(stored: StoredRuns) -> list[dict]:
+    """One row per run x serving recipe x size (runs stored with --serve), from the stored results: config_hash,
+    train_recipe (the recipe that is exactly the run's own test resize, None when none is), serve_recipe,
+    serve_size_px, accuracy (percent), baseline (this row is the train recipe), change_points (accuracy minus the
+    train recipe's at that size; None without one), library (and version), images, per_class_accuracy."""
+    out = []
+    for row in stored.runs:
+        serving = (json.loads(row["result_json"]) if row["result_json"] else {}).get("serving") or []
+        train = next((e["recipe"] for e in serving if e.get("baseline")), None)
+        base = {e["size_px"]: e["accuracy"] for e in serving if e.get("baseline")}
+        for e in serving:
+            ref = base.get(e["size_px"])
+            out.append({"config_hash": row["config_hash"], "train_recipe": train, "serve_recipe": e["recipe"],
+                        "serve_size_px": e["size_px"], "accuracy": e["accuracy"], "baseline": bool(e.get("baseline")),
+                        "change_points": None if ref is None or e["accuracy"] is None else e["accuracy"] - ref,
+                        "library": e["library"], "images": e["images"], "per_class_accuracy": e["per_class_accuracy"]})
+    return out
