@@ -55,7 +55,7 @@ def direct(name: str, images: torch.Tensor, size: int) -> torch.Tensor:
         y = F.interpolate(images.float(), size=(oh, ow), mode="bilinear", align_corners=name.endswith("corners"))
         return y.round().clamp(0, 255).to(torch.uint8)
     flag = {"cv2-linear": cv2.INTER_LINEAR, "cv2-area": cv2.INTER_AREA, "cv2-cubic": cv2.INTER_CUBIC,
-            "cv2-nearest": cv2.INTER_NEAREST}[name]
+            "cv2-nearest": cv2.INTER_NEAREST, "cv2-nearest-exact": cv2.INTER_NEAREST_EXACT}[name]
     outs = [cv2.resize(a, (ow, oh), interpolation=flag) for a in hwc(images)]
     return torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2)
 
@@ -86,6 +86,7 @@ def test_recipes_differ_where_their_libraries_differ():
     assert (out["cv2-linear"] - out["tensor-bilinear"]).abs().mean() < 1  # neither widens its kernel when shrinking
     exact = torch.stack([torch.from_numpy(np.array(Image.fromarray(a).resize((16, 16), Image.NEAREST))) for a in hwc(images)])
     assert not torch.equal(out["cv2-nearest"].permute(0, 2, 3, 1).to(torch.uint8), exact)
+    assert torch.equal(out["cv2-nearest-exact"].permute(0, 2, 3, 1).to(torch.uint8), exact)
 
 
 def test_align_corners_puts_the_corner_pixels_on_the_corners():
@@ -128,4 +129,5 @@ def test_training_recipe_is_the_resize_a_run_did():
     assert training_recipe("bilinear", False, "tensor") == "tensor-bilinear"
     assert training_recipe("bilinear", True, "tensor") == "tensor-bilinear-aa"
     assert training_recipe("area", True, "opencv") == "cv2-area"
-    assert training_recipe("nearest", False, "opencv") is None  # resizelab's opencv nearest is INTER_NEAREST_EXACT
+    assert training_recipe("nearest", False, "opencv") == "cv2-nearest-exact"  # not cv2-nearest: pixel centres, as PIL
+    assert training_recipe("nearest", False, "tensor") is None

@@ -178,6 +178,9 @@ def test_a_run_with_serve_stores_each_recipe_and_size_with_the_train_recipe_as_b
         rows = list(csv.DictReader(f))
     assert [(r["serve_recipe"], r["serve_size_px"]) for r in rows] == [("cv2-nearest", "16"), ("pil-bilinear", "16"),
                                                                        ("cv2-nearest", "24"), ("pil-bilinear", "24")]
+    report = (out / "report.md").read_text()
+    assert "## Train with one resize, serve with another" in report
+    assert "| pil-bilinear | cv2-nearest | 24 |" in report and "not resolved at this n" in report  # one seed: no interval
     with open(out / "runs.csv") as f:
         (run_row,) = list(csv.DictReader(f))
     assert float(run_row["serve_accuracy_cv2-nearest_at_24px"]) == row.accuracy
@@ -207,3 +210,49 @@ def test_serving_accuracies_are_mlflow_metrics(stored, tmp_path, monkeypatch):
     metrics = mlflow.tracking.MlflowClient(uri).get_run(run_id).data.metrics
     for e in result.serving:
         assert metrics[f"serve_accuracy_{e.recipe}_{e.size_px}px"] == pytest.approx(e.accuracy)
+
+
+def _group(train: str, size: int, served: dict[str, list[float]], base: list[float]):
+    """A configuration's seeds as the store gives them to the report: each run's result with its serving entries."""
+    from resizelab.store.runs import Group
+
+    runs = []
+    for seed, base_acc in enumerate(base):
+        serving = [{"recipe": train, "size_px": size, "accuracy": base_acc, "baseline": True}]
+        serving += [{"recipe": r, "size_px": size, "accuracy": accs[seed], "baseline": False} for r, accs in served.items()]
+        runs.append({"config": {"seed": seed}, "result": {"serving": serving}})
+    return Group({"size": size}, runs, {})
+
+
+def test_the_matrix_decides_each_cell_with_the_findings_rule(tmp_path):
+    from resizelab.analysis.findings import CLAIMS_BY_KEY
+    from resizelab.analysis.serve import mismatch_claim, serving_matrix
+    from resizelab.report.figures import figure_serving_matrix
+
+    assert mismatch_claim().threshold == CLAIMS_BY_KEY["method"].threshold == 1.0  # one threshold, the Findings'
+    groups = [_group("pil-bilinear", 16, {"cv2-linear": [60.0, 61.0, 59.5], "cv2-area": [70.1, 69.9, 70.0],
+                                          "cv2-nearest": [68.0, 71.0, 70.5]}, base=[70.0, 70.0, 70.0]),
+              _group("cv2-area", 16, {"pil-bilinear": [55.0]}, base=[54.0])]
+    cells = {(c.train_recipe, c.serve_recipe): c for c in serving_matrix(groups)}
+    drop = cells[("pil-bilinear", "cv2-linear")]
+    assert drop.change.value == pytest.approx(-9.8333, abs=1e-3) and drop.change.n == 3 and drop.change.high < -1
+    assert drop.verdict == "supported"
+    assert drop.text.startswith("serving with cv2-linear a model trained with pil-bilinear at 16 px costs 9.8 points [")
+    assert drop.text.endswith("3 seeds: a mismatch that matters")
+    assert cells[("pil-bilinear", "cv2-area")].verdict == "contradicted"  # within +-1 point: does not matter
+    assert cells[("pil-bilinear", "cv2-nearest")].verdict == "not resolved at this n"  # an interval across the threshold
+    assert cells[("cv2-area", "pil-bilinear")].verdict == "not resolved at this n"  # one seed: no interval
+    assert "gains 1.0 points (no interval), 1 seed" in cells[("cv2-area", "pil-bilinear")].text
+    assert figure_serving_matrix(groups, tmp_path / "m.png") and (tmp_path / "m.png").stat().st_size > 10_000
+
+
+def test_the_serve_preset_trains_each_recipe_at_two_sizes_and_serves_every_recipe():
+    from resizelab.sweeps.presets import get_preset
+    from resizelab.training.recipes import training_recipe
+
+    plan = get_preset("serve").plan()
+    configs = plan.configs
+    assert not plan.invalid
+    trained = {(c.size, training_recipe(c.interpolation, c.effective_antialias, c.backend)) for c in configs}
+    assert trained == {(s, r) for s in (16, 64) for r in ("pil-bilinear", "tensor-bilinear", "cv2-linear", "cv2-area", "cv2-nearest-exact")}
+    assert all(c.serve == SERVE_RECIPES for c in configs) and len(configs) == 30

@@ -185,3 +185,67 @@ def format_serve(result: ServeResult) -> str:
         lines.append(f"the run's own test accuracy: {result.run_test_accuracy:.2f} %")
     lines.extend(result.notes)
     return "\n".join(lines)
+
+
+# --- the train x serve matrix of a study (report section, `study --preset serve`) ----------------
+
+def mismatch_claim():
+    """The claim each off-diagonal cell is decided on, with the Findings' threshold for "the method matters"
+    (claim 7, 1 accuracy point) and its rule (`findings.decide_any_difference`), not a copy of either."""
+    from .findings import CLAIMS_BY_KEY, Claim
+
+    threshold = CLAIMS_BY_KEY["method"].threshold
+    return Claim(12, "mismatch", "Serving with another resize than the one a model was trained with changes its accuracy",
+                 f"accuracy under the serving recipe minus under the training recipe, same model, same size, per seed; "
+                 f"a mismatch that matters if the 95% interval lies beyond +-{threshold:g} point, not one if it lies within",
+                 "accuracy", "points", threshold)
+
+
+VERDICT_TEXT = {"supported": "a mismatch that matters", "contradicted": "does not matter (within +-{t:g} point)",
+                "not resolved at this n": "not resolved at this n", "not measured": "not measured"}
+
+
+@dataclass
+class MatrixCell:
+    train_recipe: str
+    serve_recipe: str
+    size_px: int
+    change: Any  # findings.Estimate of (serve - train) accuracy in points: mean over seeds, 95% t interval, n
+    verdict: str  # the findings verdict (supported: a mismatch that matters)
+
+    @property
+    def text(self) -> str:
+        e = self.change
+        cost = -e.value
+        word = "costs" if cost >= 0 else "gains"
+        low, high = (-e.high, -e.low) if cost >= 0 else (e.low, e.high)
+        interval = f"[{low:.1f}, {high:.1f}]" if e.low == e.low else "(no interval)"
+        verdict = VERDICT_TEXT[self.verdict].format(t=mismatch_claim().threshold)
+        return (f"serving with {self.serve_recipe} a model trained with {self.train_recipe} at {self.size_px} px {word} "
+                f"{abs(cost):.1f} points {interval}, {e.n} seed{'s' if e.n != 1 else ''}: {verdict}")
+
+
+def serving_matrix(groups) -> list[MatrixCell]:
+    """Every (train recipe, serve recipe, size) of runs stored with --serve whose training resize is a recipe: the
+    accuracy change against serving with the training recipe, per seed (each seed's model against itself), its
+    mean and 95% interval, and the Findings' verdict. Runs of the same training recipe and size are pooled, so a
+    study should hold everything but the resize fixed (the serve preset does)."""
+    from .findings import LEVEL, decide_any_difference, one_sample
+
+    changes: dict[tuple[int, str, str], dict[int, float]] = {}
+    for g in groups:
+        for run in g.runs:
+            serving = run["result"].get("serving") or []
+            base = {e["size_px"]: e for e in serving if e.get("baseline")}
+            for e in serving:
+                ref = base.get(e["size_px"])
+                if ref is None or e.get("baseline") or e["accuracy"] is None or ref["accuracy"] is None:
+                    continue
+                key = (e["size_px"], ref["recipe"], e["recipe"])
+                changes.setdefault(key, {})[run["config"].get("seed", 0)] = e["accuracy"] - ref["accuracy"]
+    claim = mismatch_claim()
+    cells = []
+    for (size, train, served), by_seed in sorted(changes.items()):
+        estimate = one_sample(by_seed, LEVEL, f"{served} on a {train} model at {size} px")
+        cells.append(MatrixCell(train, served, size, estimate, decide_any_difference(claim, [estimate]).verdict))
+    return cells

@@ -32,7 +32,8 @@ EXECUTORS = ("auto", "local", "packed", "ray")
 # The resize calls people put in front of a trained model, each as its library is really called
 # (training.recipes implements them; `resizelab serve` and `--serve` evaluate a model under them).
 SERVE_RECIPES = ("pil-bilinear", "pil-bicubic", "pil-default", "tensor-bilinear-aa", "tensor-bilinear",
-                 "torch-interpolate", "torch-interpolate-corners", "cv2-linear", "cv2-area", "cv2-cubic", "cv2-nearest")
+                 "torch-interpolate", "torch-interpolate-corners", "cv2-linear", "cv2-area", "cv2-cubic", "cv2-nearest",
+                 "cv2-nearest-exact")
 
 
 def effective_antialias(interpolation: str, backend: str, requested: bool) -> bool:

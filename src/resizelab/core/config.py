@@ -182,8 +182,10 @@ def recipes_list() -> Kind:
         return SERVE_RECIPES if items == ["all"] else tuple(items)
 
     def check(name: str, value: Any) -> None:
+        if value == "all":  # a sweep file's `serve = "all"`; the config turns it into every recipe
+            return
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name} must be a list of serving recipes, e.g. ['pil-bilinear', 'cv2-linear']; got {value!r}")
+            raise ConfigError(f"{name} must be 'all' or a list of serving recipes, e.g. ['pil-bilinear', 'cv2-linear']; got {value!r}")
         for v in value:
             choice(SERVE_RECIPES).check(f"{name} recipe", v)
     return Kind(parse, check, "RECIPE[,RECIPE...]|all")

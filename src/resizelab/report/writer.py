@@ -162,11 +162,23 @@ def write_report(config: ReportConfig) -> Path:
         "failed": [(r["label"], r["error"] or "") for r in failed],
         "findings": findings_rows(findings) if findings else [],
         "findings_setting": findings.setting if findings else "",
+        "serving": serving_rows(groups),
     }
     env = _environment()
     (out / "report.md").write_text(env.get_template("report.md.j2").render(context))
     (out / "report.html").write_text(env.get_template("report.html.j2").render(context))
     return out
+
+
+def serving_rows(groups: list[Group]) -> list[dict[str, str]]:
+    """The train x serve section: one row per off-diagonal cell (runs stored with --serve), its sentence and verdict."""
+    from ..analysis.serve import VERDICT_TEXT, mismatch_claim, serving_matrix
+
+    threshold = mismatch_claim().threshold
+    return [{"train": c.train_recipe, "serve": c.serve_recipe, "size": str(c.size_px),
+             "change": f"{c.change.value:+.2f}" + (f" [{c.change.low:+.2f}, {c.change.high:+.2f}]" if c.change.low == c.change.low else ""),
+             "n": str(c.change.n), "verdict": VERDICT_TEXT[c.verdict].format(t=threshold), "text": c.text}
+            for c in serving_matrix(groups)]
 
 
 def findings_rows(findings) -> list[dict[str, str]]:

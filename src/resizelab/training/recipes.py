@@ -96,6 +96,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("cv2-area", "opencv", "cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)", _cv2("INTER_AREA")),
     Recipe("cv2-cubic", "opencv", "cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)", _cv2("INTER_CUBIC")),
     Recipe("cv2-nearest", "opencv", "cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST)", _cv2("INTER_NEAREST")),
+    # What resizelab's own --backend opencv nearest runs (pixel centres, as PIL): the baseline of a model trained so.
+    Recipe("cv2-nearest-exact", "opencv", "cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)",
+           _cv2("INTER_NEAREST_EXACT")),
 )}
 assert tuple(RECIPES) == SERVE_RECIPES
 
@@ -132,7 +135,7 @@ def apply_recipe(name: str, images: torch.Tensor, size: int) -> torch.Tensor:
 
 def training_recipe(interpolation: str, antialias: bool, backend: str) -> str | None:
     """The recipe that is exactly what a run's resize did (its baseline), or None when no recipe is (tensor area,
-    OpenCV's nearest, which resizelab runs as INTER_NEAREST_EXACT, lanczos)."""
+    PIL and tensor nearest, lanczos)."""
     return {
         ("pil", "bilinear"): "pil-bilinear",
         ("pil", "bicubic"): "pil-bicubic",
@@ -140,6 +143,7 @@ def training_recipe(interpolation: str, antialias: bool, backend: str) -> str | 
         ("opencv", "bilinear"): "cv2-linear",
         ("opencv", "area"): "cv2-area",
         ("opencv", "bicubic"): "cv2-cubic",
+        ("opencv", "nearest"): "cv2-nearest-exact",
     }.get((backend, interpolation))
 
 
