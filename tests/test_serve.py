@@ -256,3 +256,28 @@ def test_the_serve_preset_trains_each_recipe_at_two_sizes_and_serves_every_recip
     trained = {(c.size, training_recipe(c.interpolation, c.effective_antialias, c.backend)) for c in configs}
     assert trained == {(s, r) for s in (16, 64) for r in ("pil-bilinear", "tensor-bilinear", "cv2-linear", "cv2-area", "cv2-nearest-exact")}
     assert all(c.serve == SERVE_RECIPES for c in configs) and len(configs) == 30
+
+
+def test_synthetic_at_a_native_resolution_is_the_same_task_drawn_larger():
+    from resizelab.core.config import synthetic_spec
+    from resizelab.core.errors import ConfigError
+    from resizelab.training.data import load_dataset
+
+    assert synthetic_spec("synthetic:100:20@128") == (100, 20, 128)
+    assert synthetic_spec("synthetic@64") == (5000, 1000, 64) and synthetic_spec("synthetic") == (5000, 1000, 32)
+    for bad, message in (("synthetic@x", "whole number of px"), ("synthetic:60@4", "between 8 and 1024"),
+                         ("synthetic:1000000@1024", "GiB of uint8")):
+        with pytest.raises(ConfigError, match=message):
+            RunConfig(data=bad)
+    small, same, large = (load_dataset(s) for s in ("synthetic:60:20", "synthetic:60:20@32", "synthetic:60:20@128"))
+    assert torch.equal(small.train_images, same.train_images)  # @32 is the default task, byte for byte
+    assert tuple(large.train_images.shape[-2:]) == (128, 128) and large.key != small.key
+    assert torch.equal(small.train_labels, large.train_labels) and torch.equal(small.test_labels, large.test_labels)
+    from resizelab.training.recipes import apply_recipe
+
+    # A 4x downscale: the antialiased recipe averages grating and noise away, plain nearest keeps them (aliased).
+    def detail(x):
+        return (x[..., 1:] - x[..., :-1]).abs().mean().item()  # mean step between neighbouring pixels
+
+    aa, nearest = (apply_recipe(r, large.test_images, 32).float() for r in ("pil-bilinear", "cv2-nearest"))
+    assert detail(nearest) > 1.5 * detail(aa)

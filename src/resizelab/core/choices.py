@@ -6,7 +6,7 @@ so does the option declaration (core.config), which therefore validates a value 
 
 from __future__ import annotations
 
-DATASETS = ("cifar10", "cifar100", "synthetic", "synthetic:N[:M]", "imagefolder:PATH")
+DATASETS = ("cifar10", "cifar100", "synthetic", "synthetic:N[:M][@PX]", "imagefolder:PATH")
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 BACKENDS = ("pil", "tensor", "opencv")
