@@ -21,7 +21,7 @@ FLAGS = {
     "--arch": ("arch", str, "ARCH", "the architecture of --weights (default resnet18)"),
     "--stem": ("stem", str, "{imagenet,cifar}", "the stem of --weights (default imagenet)"),
     "--train-recipe": ("train_recipe", str, "RECIPE", "with --weights: the recipe it was trained with, the baseline of the changes"),
-    "--data": ("data", str, "{cifar10,cifar100,synthetic[:N[:M]],imagefolder:PATH}",
+    "--data": ("data", str, "{cifar10,cifar100,synthetic[:N[:M]][@PX],imagefolder:PATH}",
                "test data, any resolution (resized from its native size, shorter edge); default: the run's, or cifar10"),
     "--data-dir": ("data_dir", str, "DIR", "where CIFAR is found or downloaded"),
     "--test-size": ("test_sizes", parse_sizes, "PX[,PX...]", "sizes in px, shorter edge (default: the run's test size)"),
