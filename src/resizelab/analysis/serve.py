@@ -162,7 +162,7 @@ def serve(cfg: ServeConfig) -> ServeResult:
     notes = []
     if stored is not None and cfg.train_recipe is None:
         notes.append(f"run {cfg.run} was tested with a resize no serving recipe is "
-                     f"({stored.config.get('test_interpolation')}/{stored.config.get('backend')}); changes are against the best-known recipe")
+                     f"({stored.config.get('test_interpolation')}/{stored.config.get('backend')}), so no change against it is given")
     run_acc = stored.result.get("test_accuracy") if stored is not None else None
     return ServeResult(cfg, tag, cfg.arch, tuple(int(v) for v in dataset.test_images.shape[-2:]), len(dataset.test_labels), evals,
                        run_acc, time.perf_counter() - t0, precision, notes)
