@@ -10,7 +10,7 @@ TEST_EXTRAS := dev,pandas,mlflow,opencv,ray,parquet
 # The classic study; tests/test_online.py runs exactly these arguments.
 STUDY_ARGS := study --preset seed
 
-.PHONY: setup study test bench clean
+.PHONY: setup study test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+# The inner loop: the same checks, without the slow fault and integration tests (within 2 minutes on 2 cores).
+test-fast: $(TEST_STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/resizelab bench

@@ -187,6 +187,7 @@ def test_a_sweep_whose_every_run_failed_exits_non_zero(tmp_path, capsys, one_thr
     assert code == 1 and "2 runs failed" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sigterm_gives_the_run_back_and_says_how_to_resume(tmp_path):
     import signal
     import sqlite3

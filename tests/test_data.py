@@ -211,3 +211,20 @@ def test_a_cache_that_cannot_be_written_leaves_no_temporary_file_and_the_run_goe
     assert not list(cache.rglob("*.tmp*"))
     with Store(db) as store:
         assert [r["status"] for r in store.runs()] == ["done"]
+
+
+def test_the_imagefolder_listing_is_torchvisions(tmp_path):
+    """Listed without importing torchvision (seconds of a planning process), yet as its ImageFolder lists."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS as TORCHVISION_EXTENSIONS
+
+    from resizelab.training.data import IMG_EXTENSIONS, _image_paths
+
+    assert IMG_EXTENSIONS == TORCHVISION_EXTENSIONS
+    root = write_imagefolder(tmp_path / "images", n_train=3, n_val=1, classes=("b", "a", "c"))
+    (root / "train" / "a" / "notes.txt").write_text("not an image")
+    (root / "train" / "a" / "x.JPEG").write_bytes((root / "train" / "a" / "0.png").read_bytes())
+    reference = ImageFolder(str(root / "train"))
+    assert _image_paths(root / "train") == (reference.classes, reference.samples)
+    with pytest.raises(DataError, match="Couldn't find any class folder"):
+        _image_paths(root / "train" / "a")

@@ -1,4 +1,3 @@
-import math
 
 import numpy as np
 import pytest
@@ -122,10 +121,23 @@ def test_probe_claims_supported_contradicted_and_unresolved():
     assert {f.claim.key: f.verdict for f in probe_findings(noise)} == {"cascade": NOT_RESOLVED, "residual": NOT_RESOLVED}
 
 
-def test_every_claim_has_a_definition_and_a_threshold():
+def test_each_claim_is_decided_at_its_own_threshold():
+    """A case whose interval lies just above a claim's threshold supports it, just below contradicts it, and one
+    straddling it leaves it open: the verdict rests on the number each claim states, not on a shared constant."""
+    from resizelab.analysis.findings import Estimate, decide, decide_any_difference
+
     assert [c.number for c in CLAIMS] == list(range(1, 12))
     for c in CLAIMS:
-        assert c.measure and c.source in ("accuracy", "signal", "probe") and math.isfinite(c.threshold)
+        rule = decide_any_difference if c.key == "method" else decide
+        case = lambda low, high: Estimate("case", (low + high) / 2, low, high, 3, "t over seeds")  # noqa: E731
+        above, below, straddle = (c.threshold + 0.001, c.threshold + 0.01), (c.threshold - 0.01, c.threshold - 0.001), \
+            (c.threshold - 0.01, c.threshold + 0.01)
+        if c.key == "method":  # any pair beyond +-threshold supports; all within +-threshold contradict
+            below = (-c.threshold + 0.001, c.threshold - 0.001)
+        assert rule(c, [case(*above)]).verdict == SUPPORTED, c.key
+        assert rule(c, [case(*below)]).verdict == CONTRADICTED, c.key
+        assert rule(c, [case(*straddle)]).verdict == NOT_RESOLVED, c.key
+        assert f"{c.threshold:g}" in c.measure or c.key in ("residual", "method"), (c.key, c.measure)
 
 
 def test_signal_measures_are_the_spectrum_commands_numbers(tmp_path):
@@ -143,6 +155,9 @@ def test_signal_measures_are_the_spectrum_commands_numbers(tmp_path):
     images = dataset.test_images[balanced_subset(dataset.test_labels, 500)]
     measures, _ = measure_signal(images, dataset.native_size, [16, 64], ["bilinear", "bicubic"], "tensor")
     everything = np.arange(len(images))
+    # Every (size, method) of the grid is compared, an upsample among them: the loop below has something to check.
+    assert sorted((r.size_px, r.interpolation, r.direction) for r in spectrum.rows) == [
+        (16, "bicubic", "down"), (16, "bilinear", "down"), (64, "bicubic", "up"), (64, "bilinear", "up")]
     for row in spectrum.rows:
         m = measures[(row.size_px, row.interpolation)]
         assert 1 - detail_lost(m)(everything) == pytest.approx(row.kept_hi, rel=1e-9)

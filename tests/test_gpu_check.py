@@ -12,8 +12,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gpu_check  # noqa: E402
+import pytest  # noqa: E402
 
 
+
+@pytest.mark.slow  # the GPU check's whole CPU smoke run
 def test_gpu_sh_runs_every_step_on_the_cpu(tmp_path):
     out = tmp_path / "out"
     # The conftest's RESIZELAB_CACHE_DIR is inherited: the check's caches stay in this test's folder.

@@ -147,3 +147,128 @@ def test_an_older_or_newer_store_is_refused_with_one_line(tmp_path):
         Store(newer)
     with pytest.raises(ConfigError, match="not a resizelab results store"):
         __import__("resizelab.api", fromlist=["x"]).load_runs(old)
+
+
+# --- planning many runs: each input read once --------------------------------------------------
+
+def test_a_plan_of_many_runs_digests_each_data_spec_once(tmp_path, monkeypatch):
+    """Naming a grid of runs costs one digest per dataset, not one per run: in the dry-run listing, in the
+    sweep's registration, and again in a later plan of the same files in this process (remembered by listing)."""
+    from resizelab.training import data, planning
+    from resizelab.sweeps.plan import describe, expand
+    from resizelab.sweeps.runner import plan_and_register
+
+    first = write_imagefolder(tmp_path / "a", n_train=3, n_val=2)
+    second = write_imagefolder(tmp_path / "b", n_train=2, n_val=2)
+    write_cifar10(tmp_path / "c" / "cifar-10-batches-py", n_per_batch=2)
+    digests, keyings = [], []
+    real_digest, real_key = planning.data_digest, data._content_key
+    monkeypatch.setattr(planning, "data_digest", lambda *a: digests.append(a) or real_digest(*a))
+    monkeypatch.setattr(data, "_content_key", lambda kind, *a: keyings.append(kind) or real_key(kind, *a))
+    specs = [f"imagefolder:{first}", f"imagefolder:{second}", "cifar10"]
+    sweep = expand(dict(weights="none", precision="fp32", data_dir=str(tmp_path / "c")),
+                   {"data": specs, "size": [8, 16], "lr": [0.1, 0.01]}, seeds=[0, 1], name="many")
+    assert len(sweep.configs) == 24
+    listed = describe(sweep, str(tmp_path / "r.db"))
+    assert len({h for h, _, _ in listed}) == 24 and "-" * 16 not in {h for h, _, _ in listed}
+    assert len(digests) == 3 and sorted(keyings) == ["cifar10", "imagefolder", "imagefolder"]
+    with Store(str(tmp_path / "r.db")) as store:
+        planned = plan_and_register(sweep, store)
+    assert [c.config_hash() for c in planned] == [h for h, _, _ in listed]
+    # Planned again (a second plan of many, and the store's register): digests asked for per spec, the content
+    # read by none of them, since no file changed.
+    assert len(digests) == 6 and len(keyings) == 3
+
+
+def test_a_changed_file_changes_the_remembered_digest(tmp_path):
+    from resizelab.training.data import cifar_digest, imagefolder_digest
+
+    root = write_imagefolder(tmp_path / "a", n_train=3, n_val=2)
+    before = imagefolder_digest(root)
+    image = root / "train" / "dog" / "1.png"
+    stat = image.stat()
+    blob = bytearray(image.read_bytes())
+    blob[-20] ^= 0xFF  # same size, other bytes ...
+    image.write_bytes(bytes(blob))
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ... and the old modification time: the change time tells
+    edited = imagefolder_digest(root)
+    assert edited != before
+    image.unlink()  # a file gone
+    assert imagefolder_digest(root) not in (before, edited)
+    folder = write_cifar10(tmp_path / "c" / "cifar-10-batches-py", n_per_batch=2)
+    before = cifar_digest("cifar10", tmp_path / "c")
+    (folder / "test_batch").write_bytes((folder / "data_batch_1").read_bytes())
+    assert cifar_digest("cifar10", tmp_path / "c") != before
+
+
+def test_a_plan_of_many_runs_that_takes_a_while_says_what_it_is_doing(tmp_path, monkeypatch, caplog):
+    import logging
+    import time
+
+    from resizelab.training import planning
+    from resizelab.sweeps.plan import describe, expand
+
+    root = write_imagefolder(tmp_path / "a", n_train=2, n_val=2)
+    real = planning.data_digest
+    monkeypatch.setattr(planning, "SLOW_PLANNING_SECONDS", 0.05)
+    monkeypatch.setattr(planning, "data_digest", lambda *a: time.sleep(0.5) or real(*a))
+    sweep = expand(dict(weights="none", precision="fp32", data=f"imagefolder:{root}"), {"size": [8, 16, 24]}, name="slow")
+    with caplog.at_level(logging.INFO, logger="resizelab"):
+        describe(sweep, str(tmp_path / "r.db"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [f"planning 3 runs: reading the files of imagefolder:{root} to name its runs (0 planned so far) ..."]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="resizelab"):
+        describe(expand(dict(weights="none", precision="fp32", data="synthetic"), {"size": [8, 16]}, name="quick"), str(tmp_path / "r.db"))
+    assert caplog.records == []
+
+
+def test_the_next_process_reads_the_digest_from_the_cache_folder(tmp_path, monkeypatch, isolated_cache):
+    from resizelab.training import data
+
+    root = write_imagefolder(tmp_path / "a", n_train=2, n_val=2)
+    digest = data.imagefolder_digest(root)
+    monkeypatch.setattr(data, "_key_memo", {})  # a new process: nothing remembered in memory
+    keyings = []
+    real = data._content_key
+    monkeypatch.setattr(data, "_content_key", lambda *a: keyings.append(a) or real(*a))
+    assert data.imagefolder_digest(root) == digest and keyings == []
+    (remembered,) = (isolated_cache / "digests").iterdir()
+    remembered.write_text("not a digest")  # damaged: computed again, and rewritten
+    monkeypatch.setattr(data, "_key_memo", {})
+    assert data.imagefolder_digest(root) == digest and len(keyings) == 1
+    assert remembered.read_text() == digest
+
+
+def test_threads_is_an_execution_setting_recorded_per_attempt(tmp_path, capsys):
+    from resizelab.api import load_runs
+    from resizelab.cli import main
+
+    db = tmp_path / "r.db"
+    common = ["run", "--data", "synthetic", "--size", "8", "--epochs", "1", "--limit-train", "48", "--limit-test", "24",
+              "--weights", "none", "--precision", "fp32", "--db", str(db), "--quiet"]
+    threads = torch.get_num_threads()
+    assert main(common + ["--threads", "1", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["config"]["threads"] == 1 and printed["execution"]["threads"] == 1
+    assert torch.get_num_threads() == threads  # the run's count was its own
+    assert main(common + ["--force"]) == 0  # the default: the count this process computes with
+    with Store(db) as store:
+        (row,) = store.runs()  # one run: the thread count is not part of its name
+        attempts = store.attempts(row["config_hash"])
+    assert [json.loads(a["execution_json"])["threads"] for a in attempts] == [1, threads]
+    assert load_runs(db)["threads_ran"].tolist() == [threads] and str(load_runs(db)["threads_ran"].dtype) == "Int64"
+    capsys.readouterr()
+    assert main(["report", "--db", str(db), "--out", str(tmp_path / "report"), "--split-on", "threads"]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| size | interpolation"))
+    assert "threads" in header and len([line for line in md.splitlines() if line.startswith("| 8 |")]) == 2
+    for bad, why in (("0", "threads must be"), ("two", "threads"), ("1,2", "threads")):
+        capsys.readouterr()
+        assert main(common + ["--threads", bad]) == 2
+        err = capsys.readouterr().err
+        assert len([line for line in err.splitlines() if line.startswith("resizelab: error:")]) == 1 and why in err
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "--threads N" in capsys.readouterr().out
+

@@ -7,11 +7,14 @@ from resizelab.core.errors import ConfigError
 from resizelab.sweeps.plan import expand
 from resizelab.sweeps.runner import SweepOptions, run_sweep
 
-# Deterministic fp32: the mode in which a run must come out the same whoever trains it.
+
+# Deterministic fp32 at one thread: the mode in which a run must come out the same whoever trains it (the thread
+# count changes oneDNN's summation order, so it is held equal between the executors compared).
 TINY = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 64, "limit_test": 32,
-        "precision": "fp32", "deterministic": True}
+        "precision": "fp32", "deterministic": True, "threads": 1}
 
 
+@pytest.mark.slow  # spawned worker processes
 def test_packed_runs_give_what_each_run_gives_alone(tmp_path):
     # Three runs on two workers: one worker trains two runs in turn, so a reused worker is compared too.
     plan = expand(dict(TINY), {"size": [8, 16]}, seeds=[0, 1], name="packing")
@@ -22,7 +25,8 @@ def test_packed_runs_give_what_each_run_gives_alone(tmp_path):
     by_hash = {r.config_hash: r for r in packed.ran}
     for a in alone.ran:
         p = by_hash[a.config_hash]
-        # Bit for bit: each worker keeps this process's thread count, so oneDNN sums in the same order.
+        # Bit for bit: the same thread count in the worker as here, so oneDNN sums in the same order.
+        assert p.execution["threads"] == a.execution["threads"] == 1
         assert [e.train_loss for e in p.epochs] == [e.train_loss for e in a.epochs]
         assert (p.test_accuracy, p.per_class_accuracy) == (a.test_accuracy, a.per_class_accuracy)
         assert p.provenance["pack"] == 2 and "pack" not in a.provenance
@@ -42,3 +46,24 @@ def test_pack_is_validated(tmp_path, capsys):
     assert main(["sweep", "--data", "synthetic", "--size", "8", "--executor", "packed", "--pack", "100", "--db", str(db)]) == 2
     assert "pack (runs trained at once) must be a whole number from 1 to 64; got 100" in capsys.readouterr().err
     assert not db.exists()
+
+
+def test_packed_workers_share_the_cores_out():
+    from resizelab.core.config import RunConfig
+    from resizelab.sweeps.packed import CPU_AUTO_PACK_MAX_PX, CPU_AUTO_PACK_MIN_RUNS, DEFAULT_PACK, resolve_executor, threads_per_worker
+
+    cpu = [RunConfig(data="synthetic", device="cpu")] * 8
+    # pack x threads <= cores, at least one thread each.
+    assert [threads_per_worker(cpu, pack, cores=16) for pack in (1, 2, 4, 5, 16, 32)] == [16, 8, 4, 3, 1, 1]
+    # --executor packed without --pack: one run per core on a CPU, DEFAULT_PACK elsewhere; a --pack given stands.
+    assert resolve_executor("packed", None, cpu, cores=6) == ("packed", 6)
+    assert resolve_executor("packed", 3, cpu, cores=6) == ("packed", 3)
+    assert resolve_executor("local", None, cpu, cores=6) == ("local", 1)
+    assert DEFAULT_PACK >= 1
+    # auto on a CPU: packed one run per core when every run is small (the measured rule), else local.
+    small = [RunConfig(data="synthetic", device="cpu", size=s) for s in (8, 16, CPU_AUTO_PACK_MAX_PX)] * CPU_AUTO_PACK_MIN_RUNS
+    assert resolve_executor("auto", None, small, cores=2) == ("packed", 2)
+    assert resolve_executor("auto", None, small, cores=1) == ("local", 1)
+    assert resolve_executor("auto", None, small[:CPU_AUTO_PACK_MIN_RUNS - 1], cores=2) == ("local", 1)  # too few to pay
+    assert resolve_executor("auto", None, small + [RunConfig(data="synthetic", device="cpu", size=64)], cores=2) == ("local", 1)
+    assert resolve_executor("auto", None, [RunConfig(data="synthetic", device="cpu")], cores=2) == ("local", 1)  # native

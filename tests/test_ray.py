@@ -21,6 +21,8 @@ ray = pytest.importorskip("ray")
 from resizelab.sweeps.plan import expand
 from resizelab.sweeps.runner import SweepOptions, run_sweep  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a real Ray instance: the fault tests of the full run
+
 SRC = str(Path(__file__).parents[1] / "src")
 FAST = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 96, "limit_test": 32, "precision": "fp32"}
 
@@ -146,3 +148,9 @@ def test_a_ray_address_nothing_answers_at_is_one_error_at_once(tmp_path):
         run_sweep(plan, SweepOptions(db=str(tmp_path / "r.db"), executor="ray", ray_address=f"127.0.0.1:{port}"), quiet=True)
     # ray.init would have retried it for minutes; and the store is not created for a sweep that cannot run.
     assert time.perf_counter() - start < 10 and not (tmp_path / "r.db").exists()
+
+
+def test_failed_lost_and_interrupted_runs_end_as_with_every_executor(tmp_path, ray_cluster, caplog):
+    from executor_scenario import check_the_same_ends, run_scenario
+
+    check_the_same_ends(*run_scenario(str(tmp_path / "r.db"), "ray", caplog))

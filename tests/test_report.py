@@ -5,7 +5,7 @@ import pytest
 from resizelab.core.errors import ConfigError
 
 from resizelab.report.writer import ReportConfig, write_report
-from resizelab.core.stats import mean_ci, pareto_front, t_critical_95
+from resizelab.core.stats import mean_ci, pareto_front, t_critical_95, t_interval
 from resizelab.sweeps.plan import expand
 from resizelab.sweeps.runner import SweepOptions, run_sweep
 
@@ -109,3 +109,16 @@ def test_class_names_are_drawn_as_written(tmp_path, one_thread):
     run_sweep(plan, SweepOptions(db=db, progress=False), quiet=True)
     out = write_report(ReportConfig(db=db, sweep="classes", out=str(tmp_path / "rep")))
     assert (out / "per_class_vs_size.png").is_file() and (out / "confusion_per_size.png").is_file()
+
+
+def test_the_one_t_interval_is_scipys_one_sample_interval_at_any_level():
+    from scipy import stats
+
+    values = [71.2, 69.8, 73.5, 70.1, 72.0]
+    for level in (0.95, 0.99, 1 - 0.05 / 6):
+        mean, low, high = t_interval(values, level)
+        ci = stats.ttest_1samp(values, 0.0).confidence_interval(level)
+        assert (mean, low, high) == pytest.approx((sum(values) / 5, ci.low, ci.high), rel=1e-12)
+    # The tables' ± is the same interval's half-width at 95%.
+    assert mean_ci(values).half_width == pytest.approx((t_interval(values)[2] - t_interval(values)[1]) / 2, rel=1e-12)
+    assert all(math.isnan(b) for b in t_interval([3.0])[1:])

@@ -13,8 +13,9 @@ from browser import Chromium, find_chromium
 from resizelab.report.writer import ReportConfig, write_report
 from tiny_store import build_tiny_store
 
-pytestmark = pytest.mark.skipif(find_chromium() is None,
-                                reason="chromium is not installed: apt-get install chromium (.ci/run installs it when absent)")
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(find_chromium() is None,
+                                                   reason="chromium is not installed: apt-get install chromium (.ci/run installs it when absent)")]
 
 
 def test_report_renders_with_every_image_no_network_and_no_errors(tmp_path_factory, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 
 import pytest
@@ -281,3 +282,37 @@ def test_synthetic_at_a_native_resolution_is_the_same_task_drawn_larger():
 
     aa, nearest = (apply_recipe(r, large.test_images, 32).float() for r in ("pil-bilinear", "cv2-nearest"))
     assert detail(nearest) > 1.5 * detail(aa)
+
+
+def test_study_preset_serve_prints_the_train_x_serve_table_after_the_results_table(tmp_path, capsys, monkeypatch):
+    """The preset's five training recipes at 16 px, one seed each, tiny: stdout is the results table and then the
+    report section's train x serve rows, cell for cell; the log lines stay on stderr."""
+    monkeypatch.setenv("RESIZELAB_CACHE_DIR", str(tmp_path / "cache"))
+    out_dir = tmp_path / "report"
+    assert main(["study", "--preset", "serve", "--data", "synthetic:60:80", "--weights", "none", "--size", "16", "--seeds", "1",
+                 "--epochs", "1", "--lr", "0.05", "--batch-size", "20", "--precision", "fp32", "--device", "cpu",
+                 "--executor", "local", "--db", str(tmp_path / "r.db"), "--report-dir", str(out_dir)]) == 0
+    captured = capsys.readouterr()
+    results, _, matrix = captured.out.strip().partition("\n\n")
+    assert results.splitlines()[0].split()[:2] == ["size", "interpolation"] and len(results.splitlines()) == 2 + 5
+    caption, header, rule, *cells = matrix.splitlines()
+    assert caption.startswith("train x serve: ") and header.split()[:3] == ["trained", "with", "served"]
+    # Every off-diagonal cell: five training recipes, each served with the eleven other recipes, at 16 px.
+    assert len(cells) == 5 * (len(SERVE_RECIPES) - 1)
+    report = (out_dir / "report.md").read_text()
+    section = report.split("## Train with one resize, serve with another", 1)[1].split("\n## ", 1)[0]
+    section = [line for line in section.splitlines() if line.startswith("| ")][1:]  # the rows under the header
+    as_report = ["| " + " | ".join(cell.strip() for cell in re.split(r"\s{2,}", line)) + " |" for line in cells]
+    assert as_report == section
+    assert all(line.endswith("not resolved at this n") for line in cells)  # one seed: no interval
+    assert "train x serve" not in captured.err and "report: " in captured.err
+
+
+def test_no_serving_results_no_train_x_serve_table(stored):
+    from resizelab.report.writer import serving_table
+
+    db, runs = stored
+    with Store(db) as store:
+        rows = store.runs()
+    assert serving_table([r for r in rows if r["config_hash"] != runs["served"].config_hash]) == ""
+    assert serving_table(rows).splitlines()[3].split()[:3] == ["pil-bilinear", "cv2-nearest", "16"]

@@ -156,6 +156,7 @@ def _wait_until_done(db, pid: int, count: int, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_points_loses_no_finished_run_and_duplicates_none(tmp_path, zygote):
     import random
 
@@ -212,6 +213,7 @@ def test_kill_9_at_random_points_loses_no_finished_run_and_duplicates_none(tmp_p
         assert runs[h] == before
 
 
+@pytest.mark.slow
 def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path, zygote):
     db = tmp_path / "r.db"
     args = [*TINY_SWEEP, "--size", "8", "--seeds", "8"]
@@ -223,6 +225,7 @@ def test_two_concurrent_sweeps_train_each_run_exactly_once(tmp_path, zygote):
     assert done_attempts == {h: 1 for h in runs} and failed == 0 and evals == 8
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     db = tmp_path / "r.db"
     cmd, env = _cli("sweep", "--data", "synthetic", "--weights", "none", "--epochs", "3", "--limit-train", "600", "--limit-test", "50",

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from resizelab.core.errors import MissingDependency
+from resizelab.core.errors import ConfigError, MissingDependency
+from resizelab.core.results import EXECUTION_KEYS
 from resizelab.report.tracking import TAG_CONFIG_HASH, TAG_SWEEP, default_tracking_uri, export_store_to_mlflow, log_result_to_mlflow
 from tiny_store import build_tiny_store
 
@@ -61,7 +62,8 @@ def test_log_result_writes_params_metrics_tags_and_artifacts(tiny_store, trackin
     assert run.info.run_id == run_id and run.info.status == "FINISHED"
     assert run.info.run_name == result.config.label()
     params = run.data.params
-    assert set(params) == set(result.config.to_dict())
+    assert set(params) == set(result.config.to_dict()) | {f"execution.{k}" for k in EXECUTION_KEYS}
+    assert params["threads"] == "null" and params["execution.threads"] == str(result.execution["threads"]) != "null"
     assert (params["size"], params["data"], params["test_sizes"], params["epochs"]) == ("16", "synthetic", "[32]", "2")
     assert params["limit_train"] == "64" and params["channels_last"] == "null"
     tags = run.data.tags
@@ -165,7 +167,7 @@ def test_sweep_with_mlflow_logs_each_run_and_the_report(tmp_path, monkeypatch, c
         run = by_hash[config_hash]
         assert run.info.status == "FINISHED" and run.data.tags[TAG_SWEEP] == "ml"
         assert run.data.params["size"] == str(config["size"]) and run.data.params["epochs"] == "2"
-        assert set(run.data.params) == set(config)
+        assert set(run.data.params) == set(config) | {f"execution.{k}" for k in EXECUTION_KEYS}
         history = sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
         assert [m.step for m in history] == [1, 2]
         assert 0 <= run.data.metrics["test_accuracy"] <= 100
@@ -226,7 +228,9 @@ def test_a_tracking_store_that_cannot_be_used_is_one_line_at_once(tiny_store, tm
     assert not (tmp_path / "missing").exists() and not (tmp_path / "mlruns").exists()
 
 
-def test_a_tracking_server_that_answers_passes_the_check():
+def test_the_server_check_tells_an_address_that_answers_from_one_that_does_not():
+    """The check passes an http URI while something listens there and refuses the same URI, in one line naming it,
+    once nothing does (a check that always passed, or always refused, fails here)."""
     import socket
 
     from resizelab.report.tracking import check_tracking_uri
@@ -234,4 +238,8 @@ def test_a_tracking_server_that_answers_passes_the_check():
     with socket.socket() as server:  # something listening on 127.0.0.1, as an MLflow server would be
         server.bind(("127.0.0.1", 0))
         server.listen()
-        check_tracking_uri(f"http://127.0.0.1:{server.getsockname()[1]}", "resizelab")  # no error: MLflow takes it from here
+        uri = f"http://127.0.0.1:{server.getsockname()[1]}"
+        check_tracking_uri(uri, "resizelab")  # no error: MLflow takes it from here
+    with pytest.raises(ConfigError, match=f"no MLflow server answers at {uri} ") as refused:
+        check_tracking_uri(uri, "resizelab")
+    assert "\n" not in str(refused.value)

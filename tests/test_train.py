@@ -150,10 +150,11 @@ def test_train_seconds_mean_the_same_whether_the_resize_cache_is_cold_or_warm(on
         assert cold.resize_seconds > 0 and warm.resize_seconds == 0
         assert cold.train_seconds == sum(e.seconds for e in cold.epochs)
         pairs.append((cold.train_seconds / cold.resize_seconds, abs(cold.train_seconds - warm.train_seconds) / cold.resize_seconds))
-        if pairs[-1][0] < 0.5 and pairs[-1][1] < 0.5:
+        if pairs[-1][0] < 0.8 and pairs[-1][1] < 0.5:
             break
-    # The first epoch's resize is its own number, not training: cold and warm train seconds agree, both far below it.
-    assert min(p[0] for p in pairs) < 0.5 and min(p[1] for p in pairs) < 0.5, pairs
+    # The first epoch's resize is its own number, not training: cold and warm train seconds agree, both below it
+    # (had the resize been counted, cold / resize would be above 1; a loaded machine was seen at 0.6).
+    assert min(p[0] for p in pairs) < 0.8 and min(p[1] for p in pairs) < 0.5, pairs
     # PIL resizes the split up front: measured as resize_seconds too, and 0 when its result is cached.
     pil = dataclasses_replace(cfg, backend="pil")
     cold_pil, warm_pil = (train(pil, dataset=dataset, cache=cache, progress=False) for _ in range(2))

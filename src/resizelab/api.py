@@ -15,15 +15,14 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from .core.config import CONFIG_FIELDS, RunConfig
+from .core.config import CONFIG_FIELDS, GridSpec, RunConfig, declared_default
 from .core.errors import ConfigError
 from .core.log import console_logging
 from .core.optional import require
 from .core.paths import check_out_dir
-from .store.database import DEFAULT_DB, DEFAULT_LEASE_SECONDS
 from .store.read import StoredRuns, read_runs, serving_rows
 from .sweeps.claim import SweepOutcome
-from .sweeps.plan import check_axis, default_name, expand, seed_list
+from .sweeps.plan import SweepPlan, check_axis, default_name, expand_spec, load_sweep_file, seed_list
 from .sweeps.presets import get_preset
 from .sweeps.runner import SweepOptions, run_sweep
 
@@ -62,7 +61,7 @@ def _column_kinds() -> dict[str, str]:
     # size and test_size become text ("native" or "16"); their numbers are size_px and test_size_px.
     kinds.update(size="text", test_size="text")
     for name in ("size_px", "test_size_px", "macs_per_image", "params", "peak_memory_bytes", "input_height_px", "input_width_px",
-                 "attempts", "epoch", "images"):
+                 "attempts", "epoch", "images", "threads_ran"):
         kinds[name] = "Int64"
     for name in ("test_accuracy", "train_seconds", "images_per_second", "prepare_seconds", "time_to_first_step_seconds",
                  "eval_seconds", "accuracy", "train_loss", "train_accuracy", "epoch_seconds"):
@@ -98,6 +97,8 @@ def _run_record(row: dict, sweep: str | None, sweeps: dict[str, list[str]], conf
         record[name] = row[name]
     for name in RESULT_COLUMNS:
         record[name] = result.get(name)
+    # What ran beside what was asked (threads: None asks for the cores the run may use; threads_ran says how many).
+    record["threads_ran"] = (result.get("execution") or {}).get("threads")
     shape = result.get("input_shape") or [None, None]
     record["input_height_px"], record["input_width_px"] = shape[0], shape[1]
     record["error"] = row["error"]
@@ -149,7 +150,7 @@ def load_runs(db: str | os.PathLike, sweep: str | None = None, status: str | Non
     boolean, test_sizes as a tuple); test_accuracy (percent), train_seconds, images_per_second,
     macs_per_image, params, peak_memory_bytes, effective_precision, weights_tag, peak_memory_kind,
     prepare_seconds, time_to_first_step_seconds, eval_seconds, input_height_px, input_width_px
-    (what the model was fed), error, attempts, finished_at (UTC).
+    (what the model was fed), threads_ran (the torch threads it trained with), error, attempts, finished_at (UTC).
 
     Sizes come twice. `size_px` is the number (Int64, <NA> for native): sort, plot and compute with it.
     `size` is text, "native" or the number ("16"): group by it. pandas' groupby drops NA keys by default,
@@ -230,11 +231,16 @@ def load_epochs(db: str | os.PathLike, sweep: str | None = None, status: str | N
 
 # --- sweeps ----------------------------------------------------------------------------------
 
+def _sweep_default(name: str) -> Any:
+    return declared_default(SweepOptions, name)
+
+
 def sweep(base: Mapping[str, Any] | RunConfig | None = None, grid: Mapping[str, Sequence] | None = None, *,
           seeds: int | Sequence[int] | None = None, variants: Sequence[Mapping[str, Any]] | None = None,
-          preset: str | None = None, name: str | None = None, db: str | os.PathLike = DEFAULT_DB,
-          executor: str = "auto", pack: int | None = None, retry_failed: bool = False,
-          lease_seconds: float = DEFAULT_LEASE_SECONDS, ray_address: str | None = None,
+          preset: str | None = None, name: str | None = None, db: str | os.PathLike = _sweep_default("db"),
+          executor: str = _sweep_default("executor"), pack: int | None = _sweep_default("pack"),
+          retry_failed: bool = _sweep_default("retry_failed"), lease_seconds: float = _sweep_default("lease_seconds"),
+          ray_address: str | None = _sweep_default("ray_address"),
           report: bool | str | os.PathLike = False, progress: bool = False,
           on_result: Callable[[Any], None] | None = None) -> SweepOutcome:
     """Run a sweep from Python: what `resizelab sweep` (or, with `preset`, `resizelab study`) runs, on the same
@@ -273,30 +279,65 @@ def sweep(base: Mapping[str, Any] | RunConfig | None = None, grid: Mapping[str, 
         raise ConfigError(f"seeds must be a count or a list of seeds; got {seeds!r}")
     if db is None or not isinstance(db, (str, os.PathLike)):
         raise ConfigError(f"db must be the path of the results store; got {db!r}")
-    out = _report_folder(report)
+    _report_folder(report)  # a value that is no folder is refused before anything is planned
     if preset is not None:
         if variants:
             raise ConfigError(f"variants cannot be laid over preset {preset!r}; give base and grid overrides, or no preset")
-        overrides = {**base, **grid, **({"seed": seed_values} if seed_values else {})}
-        plan = get_preset(preset).plan(overrides, name=name)
+        plan = plan_sweep({**base, **grid, **({"seed": seed_values} if seed_values else {})}, preset=preset, name=name)
     else:
-        name = name if name is not None else default_name("sweep", {"base": base, "grid": grid, "seeds": seed_values,
-                                                                     "variants": variants})
-        plan = expand(base, grid, seed_values, variants or None, name=name)
+        plan = plan_sweep(spec=GridSpec(base, grid, variants, seed_values), name=name)
     options = SweepOptions(db=os.fspath(db), executor=executor, pack=pack, retry_failed=retry_failed,
                            lease_seconds=lease_seconds, progress=progress, ray_address=ray_address)
-    if out is not None:
-        out = os.path.join("reports", plan.name) if out is True else out
-        check_out_dir(Path(out), "report", create=False)
+    out = report_folder(report, plan, "report")
     with console_logging(progress):
         outcome = run_sweep(plan, options, quiet=not progress, on_result=on_result)
     if isinstance(outcome.interrupted, BaseException):
         raise outcome.interrupted
-    if out is not None and any(r["status"] == "done" for r in outcome.rows):
-        from .report.writer import ReportConfig, write_report
-
-        outcome.report = write_report(ReportConfig(db=options.db, sweep=plan.name, out=out))
+    outcome.report = write_sweep_report(outcome, out)
     return outcome
+
+
+def plan_sweep(overrides: Mapping[str, Any] | None = None, *, preset: str | None = None, file: str | os.PathLike | None = None,
+               spec: GridSpec | None = None, name: str | None = None, max_runs: int | None = None) -> SweepPlan:
+    """The plan of a sweep, as `resizelab study`, `resizelab sweep` and `sweep()` ask for one: a preset's runs, a
+    sweep file's or `spec`'s, with `overrides` laid over them (GridSpec.override: a list makes an axis, a scalar
+    fixes the option, `seed` sets the seeds). Without `name`, the sweep is named by the preset, by the file, or
+    after what it runs (`sweep-<digest>`), so that two different unnamed sweeps never share a report.
+    `max_runs` refuses a larger sweep (the command line's confirmation)."""
+    overrides = dict(overrides or {})
+    if preset is not None:
+        if file is not None or spec is not None:
+            raise ConfigError(f"preset {preset!r} is the sweep's starting point; give it, a sweep file or a grid, not several")
+        return get_preset(preset).plan(overrides, name=name, max_runs=max_runs)
+    named_by = overrides if spec is None else {"base": spec.base, "grid": spec.grid, "seeds": spec.seeds,
+                                                 "variants": spec.variants}
+    if file is not None:
+        if spec is not None:
+            raise ConfigError("give a sweep file or a grid, not both")
+        spec, file_name = load_sweep_file(file)
+        name = file_name if name is None else name
+    spec = (spec or GridSpec()).override(overrides)
+    return expand_spec(spec, name=default_name("sweep", named_by) if name is None else name, max_runs=max_runs)
+
+
+def report_folder(report: Any, plan: SweepPlan, what: str = "report") -> str | None:
+    """Where a sweep's report goes (True: reports/<sweep name>; False or None: no report), checked before
+    anything trains: a folder that cannot be written is a one-line error now, not after the sweep."""
+    out = _report_folder(report)
+    if out is None:
+        return None
+    out = os.path.join("reports", plan.name) if out is True else out
+    check_out_dir(Path(out), what, create=False)
+    return out
+
+
+def write_sweep_report(outcome: SweepOutcome, out: str | os.PathLike | None) -> Path | None:
+    """The report of a finished sweep into `out` (report_folder); None without a folder or a finished run."""
+    if out is None or not any(r["status"] == "done" for r in outcome.rows):
+        return None
+    from .report.writer import ReportConfig, write_report
+
+    return write_report(ReportConfig(db=outcome.db, sweep=outcome.name, out=os.fspath(out)))
 
 
 def _option_dict(values: Any, where: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from ..training import provenance
-from ..core.config import RunConfig
+from ..core.config import RunConfig, boolean, option, sizes_list, whole
 from ..training.data import Dataset, load_dataset
 from ..training.engine import Run
 from ..core.errors import ConfigError
@@ -44,12 +44,15 @@ def default_recipe() -> RunConfig:
 @dataclass(frozen=True)
 class BenchConfig:
     run: RunConfig = dataclasses.field(default_factory=default_recipe)  # the recipe; its size is set per row
-    sizes: tuple[int, ...] = (16, 32, 64, 128, 224)
-    steps: int = 20  # per window at <= 32 px; scaled down by area above (never below 3)
-    windows: int = 7
-    workers: int = 2
-    eval_images: int = 1000
-    ablation: bool = True  # also time resizelab's pipeline with each of its settings changed, and all off
+    sizes: tuple[int, ...] = option((16, 32, 64, 128, 224), sizes_list(), "input sizes")
+    # Scaled down by area above 32 px, never below 3 (steps_for).
+    steps: int = option(20, whole(1), "timed training steps per window at <= 32 px, fewer by area above")
+    windows: int = option(7, whole(1), "rounds of one timed window per pipeline; medians are reported")
+    workers: int = option(2, whole(0), "DataLoader workers of the plain pipeline")
+    eval_images: int = option(1000, whole(1), "test images timed for evaluation throughput")
+    # Also time resizelab's pipeline with each of its settings changed, and all off.
+    ablation: bool = option(True, boolean(), "skip timing resizelab's pipeline with each of its settings changed",
+                            flag="no-ablation", switch=True)
 
     def __post_init__(self):
         if not self.sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 4 or s > 1024 for s in self.sizes):

@@ -73,6 +73,7 @@ import numpy as np
 
 from ..core.log import plural
 from ..core.results import finite
+from ..core.stats import t_interval
 
 if TYPE_CHECKING:
     from ..store.runs import Group
@@ -181,18 +182,6 @@ class FindingsResult:
 def case_level(k: int) -> float:
     """Each of k intervals at this level makes them simultaneous LEVEL intervals (Bonferroni)."""
     return 1 - (1 - LEVEL) / max(1, k)
-
-
-def t_interval(values: list[float], level: float) -> tuple[float, float, float]:
-    """Mean and its two-sided Student t interval (nan bounds for fewer than 2 values)."""
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean()) if len(x) else math.nan
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
 
 
 def difference(a: dict[int, float], b: dict[int, float], level: float, case: str) -> Estimate:

@@ -39,13 +39,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core.config import RunConfig, preflight
+from ..core.config import MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, boolean, choice, option, preflight, run_option, text, text_list, whole
 from ..core.config import check_choice as _choice
 from ..core.config import check_whole as _int_in
 from ..training.models import RESNETS
 from ..training.resize import effective_antialias
 from ..core.errors import ConfigError
 from ..core.log import plural
+from ..store.database import DEFAULT_DB
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4", "pooled")
 DEFAULT_SIZE = 16
@@ -57,20 +58,25 @@ BATCH = 100
 class ProbeConfig:
     """What `resizelab probe` compares. Validated on construction, with the same checks as a run."""
 
-    data: str = "cifar10"
-    data_dir: str | None = None
-    arch: str = "resnet18"
-    weights: str = "imagenet"  # imagenet | none | path to a state_dict file
-    stem: str = "imagenet"
-    size: int | None = None  # None: with `run`, the run's train size when it resized (else DEFAULT_SIZE); else DEFAULT_SIZE
-    interpolations: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
-    antialias: bool = True
-    backend: str = "pil"
-    limit: int = 500  # class-balanced test images
-    seed: int = 0  # model init (weights none) and the image subset
-    out: str = "reports/probe"
-    run: str | None = None  # a stored run (hash or unique prefix) whose saved weights, arch, stem and data are probed
-    db: str = "resizelab.db"  # the store that holds `run`
+    data: str = run_option("data", "cifar10, cifar100, synthetic or imagefolder:PATH; its test split is used")
+    data_dir: str | None = run_option("data_dir")
+    arch: str = option("resnet18", choice(RESNETS), "the probe hooks a ResNet's blocks")
+    weights: str = run_option("weights", "imagenet, none (random init by --seed) or a path to a state_dict file")
+    stem: str = run_option("stem", "imagenet or cifar")
+    # None: with `run`, the run's train size when it resized (else DEFAULT_SIZE); else DEFAULT_SIZE.
+    size: int | None = option(None, whole(MIN_SIZE_PX, MAX_SIZE_PX, optional=True), "the resized input size S in px, "
+                              f"compared with the native images (default {DEFAULT_SIZE}; with --run, the run's train size if it "
+                              "resized)", metavar="PX")
+    interpolations: tuple[str, ...] = option(("nearest", "bilinear", "bicubic"), text_list(), "comma-separated methods",
+                                             flag="interpolation")
+    antialias: bool = option(True, boolean(), "true or false; the effective value is shown")
+    backend: str = run_option("backend", "pil, tensor or opencv", default="pil")
+    limit: int = option(500, whole(1), "class-balanced test images")
+    seed: int = option(0, whole(0, 2**31 - 1), "model init with --weights none, and the image subset")
+    out: str = option("reports/probe", text("DIR"), "folder for probe.json and probe.csv")
+    run: str | None = option(None, text("HASH", optional=True), "a stored run's config hash (or a unique prefix): probe "
+                             "its saved weights (--save-weights), with its arch, stem and data")
+    db: str = option(DEFAULT_DB, text("PATH"), "the results store that holds --run")
 
     def __post_init__(self) -> None:
         value = self.interpolations

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.choices import ARCHS, SERVE_RECIPES, STEMS
-from ..core.config import MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, check_choice, check_whole, preflight
+from ..core.config import (MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, check_choice, check_whole, choice, option, preflight,
+                           recipes_list, run_option, sizes_list, text, whole)
 from ..core.errors import ConfigError
 from ..core.results import ServeEval
+from ..store.database import DEFAULT_DB
 
 
 def parse_recipes(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -34,21 +36,29 @@ def parse_recipes(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """What `resizelab serve` evaluates. Validated on construction; with `run`, resolved against the store."""
+    """What `resizelab serve` evaluates. Validated on construction; with `run`, resolved against the store.
+    Each field is declared with `option(...)`, so `resizelab serve`'s flags are generated from it."""
 
-    serve: tuple[str, ...] = ("all",)  # recipe names, or ("all",)
-    run: str | None = None  # a stored run (hash or unique prefix) whose saved weights are served
-    db: str = "resizelab.db"  # the store that holds `run`
-    weights: str | None = None  # or a state_dict file, with arch, stem and data
-    arch: str = "resnet18"
-    stem: str = "imagenet"
-    data: str | None = None  # default: the run's data; cifar10 with `weights`
-    data_dir: str | None = None
-    test_sizes: tuple[int, ...] = ()  # default: the run's test size; required with `weights`
-    train_recipe: str | None = None  # the baseline with `weights`: the recipe the model was trained with, if one was
-    limit_test: int | None = None  # default: the run's
-    device: str = "auto"
-    eval_batch_size: int = 1024
+    serve: tuple[str, ...] = option(("all",), recipes_list(), f"serving recipes, comma-separated, or all: {', '.join(SERVE_RECIPES)}")
+    run: str | None = option(None, text("HASH", optional=True), "a stored run's config hash (or a unique prefix) trained with "
+                             "--save-weights: serve its weights, with its arch, stem, data, test subset and test size")
+    db: str = option(DEFAULT_DB, text("PATH"), "the results store that holds --run")
+    weights: str | None = option(None, text("FILE", optional=True), "or a state_dict file (torch.save(model.state_dict()), or "
+                                 "a checkpoint holding one under 'state_dict' or 'model'), with --arch, --stem, --data and --test-size")
+    arch: str = option("resnet18", choice(ARCHS), "the architecture of --weights")
+    stem: str = option("imagenet", choice(STEMS), "the stem of --weights")
+    data: str | None = run_option("data", "test data, any resolution (resized from its native size, shorter edge) "
+                                  "(default: the run's, or cifar10)", default=None)
+    data_dir: str | None = run_option("data_dir")
+    # Flag --test-size, as `resizelab run` names the size a model is tested at; several make several rows.
+    test_sizes: tuple[int, ...] = option((), sizes_list(), "sizes in px, shorter edge (default: the run's test size)",
+                                         flag="test_size")
+    train_recipe: str | None = option(None, choice(SERVE_RECIPES, optional=True), "with --weights: the recipe it was trained "
+                                      "with, the baseline of the changes", metavar="RECIPE")
+    limit_test: int | None = option(None, whole(1, optional=True), "a class-balanced subset of N test images "
+                                    "(default: the run's)")
+    device: str = run_option("device", "where to evaluate")
+    eval_batch_size: int = run_option("eval_batch_size")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "serve", parse_recipes(self.serve))

@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.plotting import log_axis, pyplot
-from ..core.config import MAX_SIZE_PX, MIN_SIZE_PX, RunConfig
+from ..core.config import MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, bool_list, option, run_option, sizes_list, text, text_list, whole
 from ..core.config import check_choice as _choice
 from ..core.config import check_whole as _int_in
 from ..training.resize import BACKEND_INTERPOLATIONS, BACKENDS, INTERPOLATIONS, effective_antialias
@@ -75,14 +75,16 @@ GUARD = 0.1  # zone-plate guard band around the new Nyquist, as a fraction of it
 class SpectrumConfig:
     """What `resizelab spectrum` measures. Validated on construction; lists may be given as any sequence."""
 
-    data: str = "cifar10"
-    data_dir: str | None = None
-    sizes: tuple[int, ...] = (16, 64)
-    interpolations: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
-    antialias: tuple[bool, ...] = (True, False)
-    backends: tuple[str, ...] = ("pil", "tensor")
-    limit: int = 500  # class-balanced test images (seed 0); fewer if the split is smaller
-    out: str = "reports/spectrum"
+    data: str = run_option("data", "cifar10, cifar100, synthetic or imagefolder:PATH; its test split is used")
+    data_dir: str | None = run_option("data_dir")
+    sizes: tuple[int, ...] = option((16, 64), sizes_list(), "comma-separated sizes in px, shorter edge", flag="size")
+    interpolations: tuple[str, ...] = option(("nearest", "bilinear", "bicubic"), text_list(), "comma-separated methods",
+                                             flag="interpolation")
+    antialias: tuple[bool, ...] = option((True, False), bool_list(), "true, false or true,false; the effective value is shown")
+    backends: tuple[str, ...] = option(("pil", "tensor"), text_list(), "comma-separated: pil, tensor, opencv", flag="backend")
+    # Class-balanced test images (seed 0); fewer if the split is smaller.
+    limit: int = option(500, whole(1), "class-balanced test images to measure")
+    out: str = option("reports/spectrum", text("DIR"), "folder for spectrum.json, spectrum.csv, psd.csv and the figures")
     figures: bool = True
 
     def __post_init__(self) -> None:

@@ -130,6 +130,7 @@ class Kind:
     parse: Callable[[str], Any]
     check: Callable[[str, Any], None]
     metavar: str
+    none_text: str = "none"  # how a default of None reads in a help text: native (sizes), auto (auto booleans)
 
 
 def _is_int(value: Any) -> bool:
@@ -145,7 +146,7 @@ def whole(low: int, high: int | None = None, *, optional: bool = False, native: 
         if value < low or (high is not None and value > high):
             bound = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise ConfigError(f"{name} must be {bound}; got {value}")
-    return Kind(_parse_size if native else parse_int, check, "PX" if native else "N")
+    return Kind(_parse_size if native else parse_int, check, "PX" if native else "N", "native" if native else "none")
 
 
 def number(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Kind:
@@ -183,7 +184,8 @@ def boolean(*, auto: bool = False) -> Kind:
     def check(name: str, value: Any) -> None:
         if not isinstance(value, bool) and not (auto and value is None):
             raise ConfigError(f"{name} must be {'auto, true or false' if auto else 'true or false'}; got {value!r}")
-    return Kind(parse_auto_bool if auto else parse_bool, check, "{auto,true,false}" if auto else "{true,false}")
+    return Kind(parse_auto_bool if auto else parse_bool, check, "{auto,true,false}" if auto else "{true,false}",
+                "auto" if auto else "none")
 
 
 def sizes_list() -> Kind:
@@ -209,6 +211,21 @@ def recipes_list() -> Kind:
         for v in value:
             choice(SERVE_RECIPES).check(f"{name} recipe", v)
     return Kind(parse, check, "RECIPE[,RECIPE...]|all")
+
+
+def text_list(metavar: str = "NAME[,NAME...]") -> Kind:
+    """Comma-separated names (the configs that take them check each against their own list)."""
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{name} must be a list of names; got {value!r}")
+    return Kind(lambda text: tuple(comma_items(text)), check, metavar)
+
+
+def bool_list() -> Kind:
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, bool) for v in value):
+            raise ConfigError(f"{name} must be a list of true/false values; got {value!r}")
+    return Kind(lambda text: tuple(parse_bool(t) for t in comma_items(text)), check, "{true,false}[,...]")
 
 
 def text(metavar: str, check: Callable[[str, Any], None] | None = None, *, optional: bool = False) -> Kind:
@@ -240,16 +257,56 @@ def _check_device(name: str, value: str) -> None:
 
 @dataclass(frozen=True)
 class Option:
-    """The declaration of one run option (kept in the dataclass field's metadata)."""
+    """The declaration of one option of a config dataclass (kept in the field's metadata): RunConfig's run
+    options, and the options of the sweep, bench, spectrum and probe configs. The CLI's flags, their metavars
+    and their help texts (default included) are generated from it."""
 
     kind: Kind
     help: str
-    identity: bool  # part of what the run measures, so part of its hash; False: where or how it executes
+    identity: bool = True  # part of what the run measures, so part of its hash; False: where or how it executes
     grid: bool = True  # a comma-separated flag value makes a sweep axis
+    flag: str | None = None  # the flag's name when it is not the field's ("size" for spectrum's sizes)
+    metavar: str | None = None  # the flag's metavar when it is not the kind's
+    # A flag without a value that sets the field to the opposite of its default (--retry-failed, --no-ablation).
+    switch: bool = False
+
+    def flag_name(self, field_name: str) -> str:
+        return "--" + (self.flag or field_name).replace("_", "-")
+
+    def help_text(self, default: Any) -> str:
+        """The help, with the default generated from the declaration unless the help already says it."""
+        if self.switch or "(default" in self.help:
+            return self.help
+        return f"{self.help} (default {default_text(default, self.kind)})"
 
 
-def option(default: Any, kind: Kind, help: str, *, identity: bool = True, grid: bool = True) -> Any:  # noqa: A002
-    return field(default=default, metadata={"option": Option(kind, help, identity, grid)})
+def option(default: Any, kind: Kind, help: str, *, identity: bool = True, grid: bool = True,  # noqa: A002
+           flag: str | None = None, metavar: str | None = None, switch: bool = False) -> Any:
+    return field(default=default, metadata={"option": Option(kind, help, identity, grid, flag, metavar, switch)})
+
+
+def default_text(value: Any, kind: Kind | None = None) -> str:
+    """A default as a flag would spell it: none/native/auto for None, true/false, comma-separated lists."""
+    if value is None:
+        return kind.none_text if kind is not None else "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return ",".join(default_text(v) for v in value) or "none"
+    return str(value)
+
+
+def declared_options(cls: type) -> Iterator[tuple[str, Option]]:
+    """(name, declaration) of every option a config dataclass declares with `option(...)`, in field order."""
+    for f in fields(cls):
+        if "option" in f.metadata:
+            yield f.name, f.metadata["option"]
+
+
+def declared_default(cls: type, name: str) -> Any:
+    """The default of a config dataclass's field, as declared."""
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def derived(help: str) -> Any:  # noqa: A002
@@ -318,6 +375,12 @@ class RunConfig:
                                                "faster on a CPU; auto: on (on CUDA: training.runtime.CUDA_SINGLE_WINDOW_MATMUL); "
                                                "what ran is recorded", identity=False)
     eval_batch_size: int = option(1024, whole(1, 65_536), "evaluation batch size", identity=False)
+    # Execution, not identity, like the memory layout: the thread count changes oneDNN's summation order in the
+    # last digits, not what the run is. No grid axis: runs that differ only here are one run (one hash).
+    threads: int | None = option(None, whole(1, 1024, optional=True), "torch threads the run computes with (intra-op; "
+                                 "inter-op too in a fresh process); default: the cores this run may use (this "
+                                 "process's, or its share in a packed sweep or beside other sweeps); what ran is recorded",
+                                 identity=False, grid=False)
     # Not identity: evaluating the trained model under more resizes adds measurements, it changes nothing trained.
     serve: tuple[str, ...] = option((), recipes_list(), "after training, also evaluate under these serving recipes (resizelab "
                                     "serve's catalogue, or all) at the test size and every --test-sizes entry; stored with the "
@@ -439,15 +502,21 @@ class RunConfig:
         return f"{self.arch}/{self.stem} {size} {self.interpolation}/{aa}/{self.backend} w={weights}{precision} seed={self.seed}"
 
 
+def run_option(name: str, help: str | None = None, **changes: Any) -> Any:  # noqa: A002
+    """A field of another config (spectrum, probe) that takes a run option: the run option's kind (parsing,
+    metavar), default and help, unless `default`, `help` or another `option()` argument is given."""
+    declared = next(f for f in fields(RunConfig) if f.name == name)
+    default = changes.pop("default", declared.default)
+    return option(default, declared.metadata["option"].kind, help or declared.metadata["option"].help, **changes)
+
+
 def options() -> Iterator[tuple[str, Option]]:
     """(name, declaration) of every run option, in declaration order (derived fields are not options)."""
-    for f in fields(RunConfig):
-        if "option" in f.metadata:
-            yield f.name, f.metadata["option"]
+    return declared_options(RunConfig)
 
 
 def option_default(name: str) -> Any:
-    return next(f.default for f in fields(RunConfig) if f.name == name)
+    return declared_default(RunConfig, name)
 
 
 CONFIG_FIELDS = tuple(name for name, _ in options())

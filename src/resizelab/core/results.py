@@ -18,7 +18,7 @@ TRAIN_SECONDS_INCLUDES = (
 # Settings that change how a run executes (speed, float rounding) but not what it is: stored with each attempt,
 # left out of the run's name, and columns a report can split on (`resizelab report --split-on`).
 EXECUTION_KEYS = ("device", "channels_last", "single_window_matmul", "compile", "deterministic", "eval_batch_size",
-                  "precision_requested", "resize_path", "data_path", "weights_path")
+                  "precision_requested", "resize_path", "data_path", "weights_path", "threads")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Statistics for reports: means with Student-t confidence intervals over seeds, and Pareto fronts."""
+"""Statistics: means with Student-t confidence intervals over seeds (the one interval every table, figure and
+verdict uses), and Pareto fronts."""
 
 from __future__ import annotations
 
@@ -7,13 +8,29 @@ import statistics
 from dataclasses import dataclass
 
 
-def t_critical_95(df: int) -> float:
-    """Two-sided 95% Student-t critical value (scipy's quantile function, exact for any df)."""
+def t_critical(df: int, level: float = 0.95) -> float:
+    """Two-sided Student-t critical value at `level` (scipy's quantile function, exact for any df)."""
     if df < 1:
         return float("nan")
     from scipy.stats import t
 
-    return float(t.ppf(0.975, df))
+    return float(t.ppf(0.5 + level / 2, df))
+
+
+def t_critical_95(df: int) -> float:
+    return t_critical(df, 0.95)
+
+
+def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and its two-sided Student-t interval at `level` (nan bounds for fewer than 2 values)."""
+    values = [float(v) for v in values]
+    if not values:
+        return float("nan"), float("nan"), float("nan")
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = t_critical(len(values) - 1, level) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
 
 
 @dataclass(frozen=True)
@@ -35,11 +52,8 @@ def mean_ci(values: list[float]) -> Summary:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return Summary(0, float("nan"), float("nan"))
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return Summary(1, mean, float("nan"))
-    sem = statistics.stdev(values) / math.sqrt(len(values))
-    return Summary(len(values), mean, t_critical_95(len(values) - 1) * sem)
+    mean, low, high = t_interval(values, 0.95)
+    return Summary(len(values), mean, (high - low) / 2)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:

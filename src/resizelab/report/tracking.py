@@ -286,7 +286,9 @@ def _log_run(client: MlflowClient, experiment_id: str, data: dict, *, label: str
                             tags={k: str(v) for k, v in tags.items() if v is not None})
     run_id = run.info.run_id
     try:
+        # The config as asked (threads: null is "the cores this run may use"), and as it ran (execution.threads: 2).
         params = [Param(k, _param_text(v)) for k, v in sorted(data["config"].items())]
+        params += [Param(f"execution.{k}", _param_text(v)) for k, v in sorted((data.get("execution") or {}).items())]
         for i in range(0, len(params), _PARAMS_PER_BATCH):
             client.log_batch(run_id, params=params[i:i + _PARAMS_PER_BATCH])
         end_ms = int(end_seconds * 1000) if end_seconds else int(time.time() * 1000)

@@ -21,7 +21,7 @@ from ..core.log import plural
 from ..core.paths import check_out_dir
 from ..core.results import TRAIN_SECONDS_INCLUDES
 from ..store.database import DEFAULT_DB
-from ..store.runs import Group, fixed, load_groups, sort_key, value_text, varying
+from ..store.runs import Group, fixed, group_runs, load_groups, sort_key, value_text, varying
 
 def format_run(result: dict, label: str) -> str:
     """A finished run as a few readable lines, from its JSON form (fresh or read back from the store)."""
@@ -54,6 +54,11 @@ def results_table(rows: list[dict]) -> str:
         else:
             cells += ["-", "-", "-", row["status"] + (f": {row['error']}" if row.get("error") else "")]
         body.append(cells)
+    return _aligned(header, body)
+
+
+def _aligned(header: list[str], body: list[list[str]]) -> str:
+    """A plain-text table: columns padded to their widest cell, a rule under the header."""
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
 
     def line(cells: list[str]) -> str:
@@ -179,6 +184,23 @@ def serving_rows(groups: list[Group]) -> list[dict[str, str]]:
              "change": f"{c.change.value:+.2f}" + (f" [{c.change.low:+.2f}, {c.change.high:+.2f}]" if c.change.low == c.change.low else ""),
              "n": str(c.change.n), "verdict": VERDICT_TEXT[c.verdict].format(t=threshold), "text": c.text}
             for c in serving_matrix(groups)]
+
+
+SERVING_COLUMNS = (("train", "trained with"), ("serve", "served with"), ("size", "size px"),
+                   ("change", "change (points) [95% CI]"), ("n", "n"), ("verdict", "verdict"))
+
+
+def serving_table(rows: list[dict]) -> str:
+    """The train x serve matrix of a sweep's store rows as a text table, the report section's rows (serving_rows)
+    with its columns, one line per (train recipe, serve recipe, size); "" when no run was stored with --serve."""
+    cells = serving_rows(group_runs(rows))
+    if not cells:
+        return ""
+    from ..analysis.serve import mismatch_claim
+
+    caption = ("train x serve: accuracy served with another recipe minus served with the one trained with (points, mean over "
+               f"seeds [95% CI], n seeds); verdict at +-{mismatch_claim().threshold:g} point, as in the report")
+    return caption + "\n" + _aligned([title for _, title in SERVING_COLUMNS], [[c[key] for key, _ in SERVING_COLUMNS] for c in cells])
 
 
 def findings_rows(findings) -> list[dict[str, str]]:

@@ -295,9 +295,10 @@ class Store:
         config that ran, which `complete` wrote."""
         now = time.time()
         # Planned before the write lock is taken: planning may read every file of a dataset.
-        from ..training.planning import plan
+        from ..training.planning import many, plan
 
-        configs = [plan(cfg) for cfg in configs]
+        with many(len(configs)):
+            configs = [plan(cfg) for cfg in configs]
         with self.transaction() as c:
             for position, planned in enumerate(configs):
                 h = planned.config_hash()

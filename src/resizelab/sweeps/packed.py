@@ -22,27 +22,67 @@ from ..core.errors import ConfigError
 from ..store.lease import Lease
 from .claim import train_outcome
 
-# --executor packed without --pack: runs trained at once.
+# --executor packed without --pack: runs trained at once on CUDA. On a CPU the default is one run per core
+# (cpu_pack), each with one thread: small runs scale poorly across threads, so the cores go further as several runs.
 DEFAULT_PACK = 4
 # Runs `--executor auto` trains at once on one CUDA device; 1 is one at a time (the local executor). Kept at
 # today's behaviour until the GPU check has measured packing (benchmarks/gpu.sh; BENCHMARKS.md, "GPU").
 CUDA_AUTO_PACK = 1
 MAX_PACK = 64
+# `--executor auto` on a CPU packs sweeps of at least CPU_AUTO_PACK_MIN_RUNS runs to do that all train at
+# CPU_AUTO_PACK_MAX_PX or less (cpu_auto_packs): what was measured. Fewer runs stay local: each worker first
+# spends seconds importing torch and loading the data, which a handful of short runs would not earn back.
+CPU_AUTO_PACK_MAX_PX = 32
+CPU_AUTO_PACK_MIN_RUNS = 12
 # Resized splits a worker keeps in memory: the usual cache, shared out among the workers of one device.
 WORKER_CACHE_BYTES = 6 << 30
 
 
-def resolve_executor(executor: str, pack: int | None, configs: list[RunConfig]) -> tuple[str, int]:
-    """(executor, runs at once) a sweep uses. auto: packed by CUDA_AUTO_PACK when every run is on CUDA, else local."""
-    if executor != "auto":
-        return executor, (pack or DEFAULT_PACK) if executor == "packed" else 1
-    if CUDA_AUTO_PACK <= 1 or not configs:
+def resolve_executor(executor: str, pack: int | None, configs: list[RunConfig], cores: int | None = None) -> tuple[str, int]:
+    """(executor, runs at once) a sweep uses. packed without a pack: DEFAULT_PACK on CUDA, one run per core on a
+    CPU. auto: packed by CUDA_AUTO_PACK when every run is on CUDA; on a CPU packed one run per core when
+    `cpu_auto_packs` says it is measured faster for these runs; else local."""
+    if executor not in ("auto", "packed"):
+        return executor, 1
+    cpu = any(on_cpu(c) for c in configs)
+    cores = cores or machine_cores()
+    if executor == "packed":
+        return "packed", pack or (cpu_pack(cores) if cpu else DEFAULT_PACK)
+    if not configs:
         return "local", 1
-    from ..training.runtime import resolve_device
-
-    if all(resolve_device(c.device).type == "cuda" for c in configs):
+    if cpu:
+        return ("packed", cpu_pack(cores)) if cpu_auto_packs(configs, cores) else ("local", 1)
+    if CUDA_AUTO_PACK > 1:
         return "packed", CUDA_AUTO_PACK
     return "local", 1
+
+
+def on_cpu(cfg: RunConfig) -> bool:
+    from ..training.runtime import resolve_device
+
+    return resolve_device(cfg.device).type == "cpu"
+
+
+def machine_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or taskset narrows)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this OS
+        return max(1, os.cpu_count() or 1)
+
+
+def cpu_pack(cores: int) -> int:
+    """Runs at once on a CPU by default: one per core (at least one), up to MAX_PACK."""
+    return max(1, min(cores, MAX_PACK))
+
+
+def cpu_auto_packs(configs: list[RunConfig], cores: int) -> bool:
+    """Whether `--executor auto` packs these CPU runs: with two cores or more, at least CPU_AUTO_PACK_MIN_RUNS
+    runs, every one trained at CPU_AUTO_PACK_MAX_PX or less (a native size is not known before the data is
+    read: not packed). Measured (BENCHMARKS.md, "CPU sweeps"): 12 runs at 8-32 px on 2 cores, packed
+    (2 x 1 thread) 8-11x sooner than local (1 x 2 threads) on a loaded machine; larger inputs were not measured, so they stay local."""
+    return (cores >= 2 and len(configs) >= CPU_AUTO_PACK_MIN_RUNS
+            and all(c.size is not None and c.size <= CPU_AUTO_PACK_MAX_PX for c in configs))
 
 
 def check_pack(pack: Any) -> None:
@@ -57,9 +97,12 @@ def worker_main(index: int, tasks, results, threads: int, cache_bytes: int) -> N
     import torch
 
     from ..training.resize import ResizeCache
+    from ..training.runtime import set_interop_threads
     from .local import DatasetMemo
 
+    # First thing, before any op: the inter-op count can only be set in a process that has not computed yet.
     torch.set_num_threads(threads)
+    set_interop_threads(threads)
     cache = ResizeCache(max_bytes=cache_bytes)
     train_fn = DatasetMemo().train_fn()
     while True:
@@ -76,18 +119,13 @@ def worker_main(index: int, tasks, results, threads: int, cache_bytes: int) -> N
         results.put((index, status, payload))
 
 
-def threads_per_worker(configs: list[RunConfig], pack: int) -> int:
-    """Each worker's torch threads. On a CPU every worker keeps this process's count: oneDNN sums in an
-    order that depends on the thread count, so fewer threads would change a run's result in its last
-    digits (measured: the loss after one epoch moved in the fourth digit). On CUDA the host threads only
-    feed the GPU, so the cores are shared out."""
-    import torch
-
-    from ..training.runtime import resolve_device
-
-    if any(resolve_device(c.device).type == "cpu" for c in configs):
-        return torch.get_num_threads()
-    return max(1, (os.cpu_count() or 1) // pack)
+def threads_per_worker(configs: list[RunConfig], pack: int, cores: int | None = None) -> int:
+    """Each worker's torch threads: the cores shared out, so that pack x threads <= cores (at least one thread
+    each). Threads running beyond the cores do not share them, they collapse: four processes of two threads on
+    two cores trained at 15 images/s what one trains at several hundred. The thread count is an execution
+    setting (a run's `threads` overrides this share, and what ran is recorded): it changes oneDNN's summation
+    order, so a deterministic run is bit-equal between packed and local at the same thread count, not across counts."""
+    return max(1, (cores or machine_cores()) // pack)
 
 
 @dataclass
@@ -103,12 +141,14 @@ class PackedExecutor:
 
     name = "worker"
 
-    def __init__(self, todo: list[RunConfig], pack: int):
+    def __init__(self, todo: list[RunConfig], pack: int, cores: int | None = None):
         import multiprocessing
 
         check_pack(pack)
         self.slots = max(1, min(pack, len(todo)))
-        self.threads = threads_per_worker(todo, self.slots)
+        # Shared out by the pack asked for, not by the runs left: a short sweep does not give a worker more threads
+        # than a long one would, so a run's thread count does not depend on how many runs were still to do.
+        self.threads = threads_per_worker(todo, pack, cores)
         # spawn, not fork: a forked child inherits this process's CUDA state, which CUDA does not allow.
         self._ctx = multiprocessing.get_context("spawn")
         self._results = self._ctx.Queue()

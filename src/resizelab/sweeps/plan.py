@@ -17,7 +17,7 @@ from typing import Any
 from ..core.config import CONFIG_FIELDS, GridSpec, RunConfig, options
 from ..core.errors import ConfigError, DataUnavailable, WeightsError, reason
 from ..store.database import Store, StoreEmpty
-from ..training.planning import plan as plan_config
+from ..training.planning import many, plan as plan_config
 
 SWEEP_FILE_KEYS = ("name", "seeds", "base", "grid", "variants")
 # A plan is built in memory and listed by --dry-run: beyond this many runs it is refused outright (a typo in
@@ -188,15 +188,16 @@ def describe(plan: SweepPlan, db: str, problems: list[str] | None = None) -> lis
         except StoreEmpty:  # another process is creating it this moment
             pass
     out = []
-    for c in plan.configs:
-        try:
-            planned = plan_config(c)
-        except (DataUnavailable, WeightsError, ConfigError) as e:
-            if problems is not None and reason(e) not in problems:
-                problems.append(reason(e))
-            out.append(("-" * 16, "new", c.label()))
-            continue
-        h = planned.config_hash()
-        out.append((h, statuses.get(h, "new"), planned.label()))
+    with many(len(plan.configs)):
+        for c in plan.configs:
+            try:
+                planned = plan_config(c)
+            except (DataUnavailable, WeightsError, ConfigError) as e:
+                if problems is not None and reason(e) not in problems:
+                    problems.append(reason(e))
+                out.append(("-" * 16, "new", c.label()))
+                continue
+            h = planned.config_hash()
+            out.append((h, statuses.get(h, "new"), planned.label()))
     return out
 

@@ -26,7 +26,7 @@ from .resize import ResizeCache, ResizeKey, effective_antialias, output_size
 from ..core.results import EXECUTION_KEYS, TRAIN_SECONDS_INCLUDES, EpochResult, EvalResult, RunResult, ServeEval
 from .runtime import (autocast, capture_graphs, peak_memory, ready_model, reset_peak_memory, resolve_channels_last,
                       resolve_device, resolve_graphs, resolve_precision, resolve_single_window_matmul, seed_everything,
-                      synchronize)
+                      synchronize, use_threads)
 
 # An epoch's mean loss this many times the chance-level loss ln(C) counts as diverged.
 DIVERGED_LOSS_FACTOR = 100
@@ -109,6 +109,7 @@ class Run:
         self.t_start = time.perf_counter()
         cfg = self.config
         self.device = device = resolve_device(cfg.device)
+        self.threads = use_threads(cfg.threads)  # before the run's first op
         seed_everything(cfg.seed, cfg.deterministic)
         self.cache = self._cache if self._cache is not None else ResizeCache()
         if self._dataset is None:
@@ -284,7 +285,8 @@ class Run:
                   "compile": cfg.compile, "deterministic": cfg.deterministic, "eval_batch_size": cfg.eval_batch_size,
                   "precision_requested": cfg.precision_requested, "resize_path": self.data.resize_path,
                   "data_path": cfg.imagefolder_path or (cfg.data_dir if cfg.data in ("cifar10", "cifar100") else None),
-                  "weights_path": cfg.weights if cfg.weights not in ("imagenet", "none") else None}
+                  "weights_path": cfg.weights if cfg.weights not in ("imagenet", "none") else None,
+                  "threads": self.threads}
         return {k: values[k] for k in EXECUTION_KEYS}
 
     def result(self, epochs: list[EpochResult], evals: list[EvalResult], eval_seconds: float) -> RunResult:
@@ -360,8 +362,13 @@ def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCac
     """
     reporter = progress if isinstance(progress, TrainProgress) else TrainProgress(enabled=progress)
     # Called from Python with nothing set up to show log records: they go to stderr for this call.
+    threads = torch.get_num_threads()
     with console_logging(reporter.enabled):
-        return _train(config, dataset=dataset, cache=cache, reporter=reporter, check=check)
+        try:
+            return _train(config, dataset=dataset, cache=cache, reporter=reporter, check=check)
+        finally:
+            # A run's --threads is its own: the next run of this process starts from the process's share again.
+            torch.set_num_threads(threads)
 
 
 def _train(config: RunConfig, *, dataset: Dataset | None, cache: ResizeCache | None, reporter: TrainProgress,

@@ -8,16 +8,23 @@ config (they say where to read) but not in the hash; the requested precision is 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
 from pathlib import Path
+from typing import Callable, Iterator
 
 from ..core.config import RunConfig, needs_data_digest
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ResizelabError
+from ..core.log import logger
 
 _lock = threading.Lock()
 _macs_memo: dict[tuple, tuple[int, int]] = {}
+# A planning of many runs holds its digests here (see `many`); None outside one.
+_batch: dict | None = None
+# A planning that takes longer than this says what it is doing (once).
+SLOW_PLANNING_SECONDS = 2.0
 
 
 def plan(config: RunConfig) -> RunConfig:
@@ -30,12 +37,67 @@ def plan(config: RunConfig) -> RunConfig:
     if cfg.precision_requested is None:
         changes["precision_requested"] = cfg.precision
     if cfg.precision == "auto":
-        changes["precision"] = auto_precision(cfg)
+        changes["precision"] = _once(("precision", *_precision_inputs(cfg)), "working out the precision of each run",
+                                     lambda: auto_precision(cfg))
     if cfg.data_digest is None and needs_data_digest(cfg.data):
-        changes["data_digest"] = data_digest(cfg.data, cfg.data_dir)
+        changes["data_digest"] = _once(("data", cfg.data, cfg.data_dir), f"reading the files of {cfg.data} to name its runs",
+                                       lambda: data_digest(cfg.data, cfg.data_dir))
     if cfg.weights_digest is None and cfg.weights not in ("imagenet", "none"):
-        changes["weights_digest"] = weights_digest(cfg.weights)
+        changes["weights_digest"] = _once(("weights", cfg.weights), f"reading the weights file {cfg.weights}",
+                                          lambda: weights_digest(cfg.weights))
+    if _batch is not None:
+        _batch["planned"] += 1
     return dataclasses.replace(cfg, **changes)
+
+
+@contextlib.contextmanager
+def many(runs: int) -> Iterator[None]:
+    """Plan `runs` configs in one go: inside, each data digest, weights digest and auto precision is worked
+    out once per distinct input and reused (outside, each `plan` checks the files again, which is what a
+    long-lived process needs), and a planning still going after SLOW_PLANNING_SECONDS says, in one line,
+    what it is doing. Nested uses share the outer one."""
+    global _batch
+    if _batch is not None:
+        yield
+        return
+    _batch = state = {"memo": {}, "doing": "resolving each run", "planned": 0}
+
+    def say() -> None:
+        logger.info("planning %s runs: %s (%s planned so far) ...", f"{runs:,}", state["doing"], f"{state['planned']:,}")
+
+    timer = threading.Timer(SLOW_PLANNING_SECONDS, say)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        _batch = None
+
+
+def _once(key: tuple, doing: str, compute: Callable[[], str]) -> str:
+    """compute(), or inside `many` the value (or the error) it gave for `key` before."""
+    state = _batch
+    if state is None:
+        return compute()
+    memo = state["memo"]
+    if key not in memo:
+        state["doing"] = doing
+        try:
+            memo[key] = (compute(), None)
+        except ResizelabError as e:  # missing data is missing for every run over it: looked for once
+            memo[key] = (None, e)
+        finally:
+            state["doing"] = "resolving each run"
+    value, error = memo[key]
+    if error is not None:
+        raise error
+    return value
+
+
+def _precision_inputs(cfg: RunConfig) -> tuple:
+    """What `auto_precision` reads of a config: the device, the matmul choice and what sets the step's MACs."""
+    return (cfg.device, cfg.single_window_matmul, cfg.arch, cfg.stem, cfg.data, cfg.data_dir, cfg.batch_size, cfg.size)
 
 
 def run_hash(config: RunConfig) -> str:

@@ -139,6 +139,27 @@ def autocast(device: torch.device, precision: str, cache: bool = True):
     return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache)
 
 
+def use_threads(threads: int | None) -> int:
+    """Compute with `threads` torch threads from here on (None: keep this process's count, which is its share
+    of the machine: set by the packed worker or the machine's thread ledger, else torch's default of the
+    cores); the intra-op count now in force. Inter-op threads follow where torch still allows it."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+        set_interop_threads(threads)
+    return torch.get_num_threads()
+
+
+def set_interop_threads(threads: int) -> bool:
+    """torch.set_num_interop_threads, which works once per process and only before its first inter-op work
+    (RuntimeError after): whether it was set. A fresh worker process calls it first thing; elsewhere the
+    count torch chose stays, and only the intra-op count (the one that matters for a training step) changes."""
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:
+        return False
+    return True
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
