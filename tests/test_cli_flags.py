@@ -15,6 +15,7 @@ import pytest
 from resizelab import api
 from resizelab.analysis.bench import BenchConfig
 from resizelab.analysis.probe import ProbeConfig
+from resizelab.analysis.serve import ServeConfig
 from resizelab.analysis.spectrum import SpectrumConfig
 from resizelab.cli import COMMANDS, GROUPS, build_parser, main
 from resizelab.cli.flags import given_options
@@ -40,7 +41,7 @@ def test_every_command_parser_has_a_handler_and_every_group_registers_by_add_par
 
 
 @pytest.mark.parametrize("command, cls", [("sweep", SweepOptions), ("study", SweepOptions), ("bench", BenchConfig),
-                                          ("spectrum", SpectrumConfig), ("probe", ProbeConfig)])
+                                          ("spectrum", SpectrumConfig), ("probe", ProbeConfig), ("serve", ServeConfig)])
 def test_each_declared_option_is_a_flag_whose_help_says_the_declared_default(command, cls):
     usage = _commands()[command].format_help()
     declared = list(declared_options(cls))
@@ -70,7 +71,7 @@ def test_flags_parse_into_the_config_and_leave_the_rest_to_its_defaults():
 
 
 def test_one_default_for_the_store_and_the_sweep_options():
-    assert declared_default(ProbeConfig, "db") == DEFAULT_DB == declared_default(SweepOptions, "db")
+    assert declared_default(ProbeConfig, "db") == DEFAULT_DB == declared_default(SweepOptions, "db") == declared_default(ServeConfig, "db")
     signature = inspect.signature(api.sweep).parameters
     for name, _ in declared_options(SweepOptions):
         assert signature[name].default == declared_default(SweepOptions, name), name

@@ -18,9 +18,12 @@ _LAZY = {
     "load_runs": "api",
     "load_evals": "api",
     "load_epochs": "api",
+    "load_serving": "api",
+    "serve": "analysis.serve",
+    "ServeConfig": "analysis.serve",
 }
 __all__ = ["RunConfig", "RunResult", "plan", "run_hash", "train", "sweep", "expand", "run_sweep", "load_runs", "load_evals",
-           "load_epochs", "ConfigError", "ResizelabError", "__version__"]
+           "load_epochs", "load_serving", "serve", "ServeConfig", "ConfigError", "ResizelabError", "__version__"]
 
 
 def __getattr__(name: str):

@@ -20,7 +20,7 @@ from .core.errors import ConfigError
 from .core.log import console_logging
 from .core.optional import require
 from .core.paths import check_out_dir
-from .store.read import StoredRuns, read_runs
+from .store.read import StoredRuns, read_runs, serving_rows
 from .sweeps.claim import SweepOutcome
 from .sweeps.plan import SweepPlan, check_axis, default_name, expand_spec, load_sweep_file, seed_list
 from .sweeps.presets import get_preset
@@ -200,6 +200,29 @@ def load_evals(db: str | os.PathLike, sweep: str | None = None, status: str | No
     columns = ["config_hash", "test_size_px", "test_interpolation", "accuracy", "headline", "per_class_accuracy"]
     evals = _typed(pd.DataFrame.from_records(records, columns=columns))
     return runs[keep].merge(evals, on="config_hash", how="inner", validate="one_to_many")
+
+
+def load_serving(db: str | os.PathLike, sweep: str | None = None, status: str | None = "done") -> pd.DataFrame:
+    """One row per run x serving recipe x size, for runs trained with --serve: the run's identity and config, then
+    train_recipe (the recipe that is exactly the run's own test resize; <NA> when none is), serve_recipe,
+    serve_size_px, accuracy (percent), baseline (the row of the train recipe), change_points (accuracy minus the
+    train recipe's at that size, in points), library (what ran, with its version), images, per_class_accuracy.
+
+    The train x serve matrix of a sweep: `load_serving(db, sweep).pivot_table(index="train_recipe",
+    columns="serve_recipe", values="change_points")`.
+    """
+    pd = _pandas()
+    stored = read_runs(db, sweep, status)
+    runs = _runs_frame(stored, sweep)
+    keep = ["config_hash", "sweep", "status", "label"] + [
+        c for c in runs.columns if c in {f.name for f in fields(RunConfig)} | {"size_px", "test_size_px"} and c != "serve"]
+    columns = ["config_hash", "train_recipe", "serve_recipe", "serve_size_px", "accuracy", "baseline", "change_points",
+               "library", "images", "per_class_accuracy"]
+    frame = pd.DataFrame.from_records(serving_rows(stored), columns=columns)
+    text = pd.Series(["text"]).dtype
+    frame = frame.astype({"train_recipe": text, "serve_recipe": text, "library": text, "serve_size_px": "Int64",
+                          "accuracy": "float64", "baseline": "boolean", "change_points": "float64", "images": "Int64"})
+    return runs[keep].merge(frame, on="config_hash", how="inner", validate="one_to_many")
 
 
 def load_epochs(db: str | os.PathLike, sweep: str | None = None, status: str | None = "done") -> pd.DataFrame:

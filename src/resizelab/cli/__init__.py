@@ -2,7 +2,7 @@
 
 One module per command group, each with `add_parser(sub)` (its subcommands and their flags) and a `cmd_<name>`
 per command: run, sweep (study, sweep, presets), measure (bench, spectrum, probe), results (report, export,
-env). A new command group is one entry in GROUPS and one per command in COMMANDS. Flags of options are not
+env), serve. A new command group is one entry in GROUPS and one per command in COMMANDS. Flags of options are not
 declared here: they are generated from the config dataclasses' option declarations (flags.add_options).
 """
 
@@ -17,15 +17,16 @@ from typing import Callable
 
 from ..core.errors import ResizelabError
 from ..core.log import configure_logging
-from . import measure, results, run, sweep
+from . import measure, results, run, serve, sweep
 from .flags import add_verbosity, interrupted_code, interruption, on_sigterm
 
-GROUPS = (run, sweep, results, measure)
+GROUPS = (run, sweep, results, measure, serve)
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": run.cmd_run, "study": sweep.cmd_study, "sweep": sweep.cmd_sweep, "presets": sweep.cmd_presets,
     "env": results.cmd_env, "report": results.cmd_report, "export": results.cmd_export,
     "bench": measure.cmd_bench, "spectrum": measure.cmd_spectrum, "probe": measure.cmd_probe,
+    "serve": serve.cmd_serve,
 }
 
 

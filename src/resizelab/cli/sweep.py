@@ -1,6 +1,7 @@
 """`resizelab study`, `sweep` and `presets`: a grid of runs planned and run as `resizelab.sweep()` runs it
 (api.plan_sweep, sweeps.runner.run_sweep, api.report_folder and api.write_sweep_report), with what only a
-command line does around it: --dry-run, the table on stdout, JSON lines, MLflow, SIGTERM."""
+command line does around it: --dry-run, the table on stdout (and the train x serve table of runs stored with
+--serve), JSON lines, MLflow, SIGTERM."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def _sweep_and_report(args: argparse.Namespace, plan: SweepPlan) -> int:
     if report is None:
         return code
     if (report / "findings.txt").is_file() and not args.json:
-        # On stderr, like the report's path: stdout stays the one results table that scripts read.
+        # On stderr, like the report's path: stdout stays the results (and train x serve) table that scripts read.
         print("\nFindings (definitions in report.md)\n" + (report / "findings.txt").read_text(), end="", file=sys.stderr)
     logger.info("report: %s", report / "report.html")
     if tracker is not None:
@@ -109,7 +110,7 @@ def _sweep_and_report(args: argparse.Namespace, plan: SweepPlan) -> int:
 
 
 def _execute(plan: SweepPlan, options: SweepOptions, args: argparse.Namespace, tracker=None) -> tuple[int, Any]:
-    from ..report.writer import results_table
+    from ..report.writer import results_table, serving_table
     from ..sweeps.plan import describe
     from ..sweeps.runner import run_sweep
 
@@ -143,6 +144,10 @@ def _execute(plan: SweepPlan, options: SweepOptions, args: argparse.Namespace, t
                 print_json(json.loads(row["result_json"]))
     else:
         print(results_table(outcome.rows))
+        # Runs stored with --serve (study --preset serve): the report section's train x serve table under it.
+        matrix = serving_table(outcome.rows)
+        if matrix:
+            print("\n" + matrix)
     done = sum(1 for r in outcome.rows if r["status"] == "done")
     if outcome.interrupted:
         how = interruption(outcome.interrupted) if isinstance(outcome.interrupted, BaseException) else "interrupted"

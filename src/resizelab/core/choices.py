@@ -6,7 +6,7 @@ so does the option declaration (core.config), which therefore validates a value 
 
 from __future__ import annotations
 
-DATASETS = ("cifar10", "cifar100", "synthetic", "synthetic:N[:M]", "imagefolder:PATH")
+DATASETS = ("cifar10", "cifar100", "synthetic", "synthetic:N[:M][@PX]", "imagefolder:PATH")
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 BACKENDS = ("pil", "tensor", "opencv")
@@ -28,6 +28,12 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 GRAPHS = ("auto", "off", "capture", "reduce-overhead")
 
 EXECUTORS = ("auto", "local", "packed", "ray")
+
+# The resize calls people put in front of a trained model, each as its library is really called
+# (training.recipes implements them; `resizelab serve` and `--serve` evaluate a model under them).
+SERVE_RECIPES = ("pil-bilinear", "pil-bicubic", "pil-default", "tensor-bilinear-aa", "tensor-bilinear",
+                 "torch-interpolate", "torch-interpolate-corners", "cv2-linear", "cv2-area", "cv2-cubic", "cv2-nearest",
+                 "cv2-nearest-exact")
 
 
 def effective_antialias(interpolation: str, backend: str, requested: bool) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterator
 
 from .choices import (ARCHS, AUGMENTS, BACKEND_INTERPOLATIONS, BACKENDS, DATASETS, GRAPHS, INTERPOLATIONS, OPTIMIZERS, PRECISIONS,
-                      RESNETS, SCHEDULES, STEMS, effective_antialias)
+                      RESNETS, SCHEDULES, SERVE_RECIPES, STEMS, effective_antialias)
 from .errors import ConfigError
 MIN_SIZE_PX, MAX_SIZE_PX = 4, 1024
 # BatchNorm normalises a training batch over its images: one image has no spread (and at 1x1 maps fails).
@@ -29,25 +29,45 @@ NATIVE = "native"  # a test size: the test images as they are, whatever the trai
 # synthetic:N[:M]: N training images (M test, default N / 5). 50,000 is CIFAR-10's size; a million 32 px
 # images are 3 GB of uint8, about as much as one process should hold for a synthetic task.
 SYNTHETIC_MIN, SYNTHETIC_MAX = 10, 1_000_000
+SYNTHETIC_NATIVE_PX = 32
+SYNTHETIC_MAX_BYTES = 4 << 30
+
+
+def synthetic_spec(spec: str) -> tuple[int, int, int] | None:
+    """(train images, test images, native px) of a synthetic data spec, None for other data: 'synthetic' is
+    5,000 + 1,000 at 32 px; synthetic:N[:M] sets the counts, a trailing @PX the native size (synthetic:5000@256: the
+    same task drawn at 256 px, for a large downscale factor without a download). Raises ConfigError when malformed."""
+    if not (spec == "synthetic" or spec.startswith(("synthetic:", "synthetic@"))):
+        return None
+    body, at, px_text = spec.partition("@")
+    if at and not px_text.isdigit():
+        raise ConfigError(f"data {spec!r}: the native size after @ must be a whole number of px, e.g. synthetic:5000@256")
+    px = int(px_text) if at else SYNTHETIC_NATIVE_PX
+    if body == "synthetic":
+        n_train, n_test = 5000, 1000
+    else:
+        parts = body.split(":")[1:]
+        if len(parts) > 2 or not all(p.isdigit() for p in parts):
+            raise ConfigError(f"data {spec!r}: expected synthetic:N or synthetic:N:M with whole numbers of train (N) and test (M) "
+                              "images, e.g. synthetic:50000 (CIFAR-10's size: 50,000 + 10,000), and optionally @PX")
+        n_train = int(parts[0])
+        n_test = int(parts[1]) if len(parts) == 2 else max(1, n_train // 5)
+    if not (SYNTHETIC_MIN <= n_train <= SYNTHETIC_MAX and 1 <= n_test <= SYNTHETIC_MAX):
+        raise ConfigError(f"data {spec!r}: N (training images) must be between {SYNTHETIC_MIN} and {SYNTHETIC_MAX:,} and M (test "
+                          f"images) between 1 and {SYNTHETIC_MAX:,}; got N={n_train}, M={n_test}")
+    if not MIN_SIZE_PX * 2 <= px <= MAX_SIZE_PX:
+        raise ConfigError(f"data {spec!r}: the native size must be between {MIN_SIZE_PX * 2} and {MAX_SIZE_PX} px; got {px}")
+    if (n_train + n_test) * 3 * px * px > SYNTHETIC_MAX_BYTES:
+        raise ConfigError(f"data {spec!r}: {n_train + n_test:,} images of {px} px are {(n_train + n_test) * 3 * px * px / 2**30:.1f} GiB "
+                          f"of uint8, more than the {SYNTHETIC_MAX_BYTES / 2**30:.0f} GiB a synthetic task may hold; use fewer images or px")
+    return n_train, n_test, px
 
 
 def synthetic_sizes(spec: str) -> tuple[int, int] | None:
     """(train, test) image counts of a synthetic data spec ('synthetic' is 5,000 + 1,000), None for other data.
     Raises ConfigError for a malformed count."""
-    if spec == "synthetic":
-        return 5000, 1000
-    if not spec.startswith("synthetic:"):
-        return None
-    parts = spec.split(":")[1:]
-    if len(parts) > 2 or not all(p.isdigit() for p in parts):
-        raise ConfigError(f"data {spec!r}: expected synthetic:N or synthetic:N:M with whole numbers of train (N) and test (M) "
-                          "images, e.g. synthetic:50000 (CIFAR-10's size: 50,000 + 10,000)")
-    n_train = int(parts[0])
-    n_test = int(parts[1]) if len(parts) == 2 else max(1, n_train // 5)
-    if not (SYNTHETIC_MIN <= n_train <= SYNTHETIC_MAX and 1 <= n_test <= SYNTHETIC_MAX):
-        raise ConfigError(f"data {spec!r}: N (training images) must be between {SYNTHETIC_MIN} and {SYNTHETIC_MAX:,} and M (test "
-                          f"images) between 1 and {SYNTHETIC_MAX:,}; got N={n_train}, M={n_test}")
-    return n_train, n_test
+    parsed = synthetic_spec(spec)
+    return None if parsed is None else parsed[:2]
 
 
 # --- value kinds: how a flag's text is parsed and how a value is checked ----------------------
@@ -201,6 +221,22 @@ def sizes_list() -> Kind:
     return Kind(parse_sizes, check, "PX[,PX...]")
 
 
+def recipes_list() -> Kind:
+    """Serving recipe names (core.choices.SERVE_RECIPES), comma-separated; 'all' is every one."""
+    def parse(text: str) -> tuple[str, ...]:
+        items = comma_items(text)
+        return SERVE_RECIPES if items == ["all"] else tuple(items)
+
+    def check(name: str, value: Any) -> None:
+        if value == "all":  # a sweep file's `serve = "all"`; the config turns it into every recipe
+            return
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be 'all' or a list of serving recipes, e.g. ['pil-bilinear', 'cv2-linear']; got {value!r}")
+        for v in value:
+            choice(SERVE_RECIPES).check(f"{name} recipe", v)
+    return Kind(parse, check, "RECIPE[,RECIPE...]|all")
+
+
 def text_list(metavar: str = "NAME[,NAME...]") -> Kind:
     """Comma-separated names (the configs that take them check each against their own list)."""
     def check(name: str, value: Any) -> None:
@@ -307,9 +343,10 @@ def derived(help: str) -> Any:  # noqa: A002
 class RunConfig:
     """Everything that defines one training run. Validated on construction; touches no file."""
 
-    data: str = option("cifar10", text("{cifar10,cifar100,synthetic[:N[:M]],imagefolder:PATH}", _check_data),
+    data: str = option("cifar10", text("{cifar10,cifar100,synthetic[:N[:M]][@PX],imagefolder:PATH}", _check_data),
                        "dataset: CIFAR (downloaded on first use), the built-in synthetic task (5,000 + 1,000 images; "
-                       "synthetic:N[:M] for N train and M test images, M = N/5 by default: synthetic:50000 is CIFAR-10's size), "
+                       "synthetic:N[:M] for N train and M test images, M = N/5 by default: synthetic:50000 is CIFAR-10's size; "
+                       "@PX draws it at PX px instead of 32, e.g. synthetic:5000@256), "
                        "or an ImageFolder tree PATH/train/<class>/*, PATH/val/<class>/*")
     data_dir: str | None = option(None, text("DIR", optional=True), "where CIFAR is found or downloaded "
                                   "(default $RESIZELAB_DATA_DIR or ~/.cache/resizelab/data)", identity=False)
@@ -369,6 +406,10 @@ class RunConfig:
                                  "inter-op too in a fresh process); default: the cores this run may use (this "
                                  "process's, or its share in a packed sweep or beside other sweeps); what ran is recorded",
                                  identity=False, grid=False)
+    # Not identity: evaluating the trained model under more resizes adds measurements, it changes nothing trained.
+    serve: tuple[str, ...] = option((), recipes_list(), "after training, also evaluate under these serving recipes (resizelab "
+                                    "serve's catalogue, or all) at the test size and every --test-sizes entry; stored with the "
+                                    "run, the recipe it was trained with as the baseline", identity=False, grid=False)
     # Execution, not identity: saving the trained weights changes nothing the run measures, so a run
     # saved and one not saved are the same experiment (one hash, resumed and skipped alike).
     save_weights: bool = option(False, boolean(), "save the trained state_dict beside the results db "
@@ -383,6 +424,10 @@ class RunConfig:
     def __post_init__(self) -> None:
         if isinstance(self.test_sizes, list):
             object.__setattr__(self, "test_sizes", tuple(self.test_sizes))
+        if self.serve == "all" or self.serve == ["all"] or self.serve == ("all",):  # as a sweep file or Python spells it
+            object.__setattr__(self, "serve", SERVE_RECIPES)
+        elif isinstance(self.serve, list):
+            object.__setattr__(self, "serve", tuple(self.serve))
         for name in ("channels_last", "single_window_matmul"):
             if getattr(self, name) == "auto":  # as a sweep file spells it
                 object.__setattr__(self, name, None)
@@ -518,7 +563,7 @@ IDENTITY_FIELDS = frozenset(name for name, opt in options() if opt.identity)
 def needs_data_digest(data: str) -> bool:
     """Data read from files (CIFAR batches, ImageFolder images) is named by content; synthetic data by its code."""
     # Generated data (synthetic, synthetic:N[:M]) is named by its spec: the generator is seeded and versioned.
-    return not (data == "synthetic" or data.startswith("synthetic:"))
+    return not (data == "synthetic" or data.startswith(("synthetic:", "synthetic@")))
 
 
 def identity_payload(config: dict[str, Any]) -> dict[str, Any]:

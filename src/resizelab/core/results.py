@@ -43,6 +43,20 @@ class EvalResult:
 
 
 @dataclass
+class ServeEval:
+    """Accuracy of a trained model on the test split resized by one serving recipe (training.recipes) to one size."""
+
+    recipe: str
+    size_px: int  # shorter edge after the recipe's resize
+    accuracy: float  # percent
+    per_class_accuracy: dict[str, float]
+    images: int
+    library: str  # the library and version that ran the recipe, e.g. "Pillow 11.0.0"
+    seconds: float  # resize (0 from the cache) and evaluation
+    baseline: bool = False  # the recipe is exactly the resize the model was trained and tested with
+
+
+@dataclass
 class RunResult:
     config: RunConfig  # resolved
     config_hash: str
@@ -70,6 +84,7 @@ class RunResult:
     # The trained weights while they travel to whoever writes the store (--save-weights); never in the JSON.
     state_dict: dict | None = field(default=None, repr=False, compare=False)
     execution: dict = field(default_factory=dict)  # EXECUTION_KEYS as they ran
+    serving: list[ServeEval] = field(default_factory=list)  # one per --serve recipe and test size
 
     def to_json_dict(self) -> dict:
         """Plain JSON types; measurements are always floats (an accuracy of 50 is 50.0), NaN becomes null."""

@@ -322,6 +322,47 @@ def figure_confusion_per_size(groups: list[Group], path: Path) -> bool:
     return True
 
 
+def figure_serving_matrix(groups: list[Group], path: Path) -> bool:
+    """Train recipe x serve recipe, one panel per size: the accuracy change against serving with the training recipe."""
+    from ..analysis.serve import serving_matrix
+
+    cells = serving_matrix(groups)
+    if not cells:
+        return False
+    sizes = sorted({c.size_px for c in cells})
+    trains = sorted({c.train_recipe for c in cells})
+    served = [r for r in dict.fromkeys(c.serve_recipe for c in cells)]
+    columns = sorted(set(served) | set(trains), key=lambda r: (r not in trains, trains.index(r) if r in trains else 0, r))
+    limit = max(1.0, max(abs(c.change.value) for c in cells if c.change.value == c.change.value))
+    plt = pyplot()
+    fig, axes = plt.subplots(len(sizes), 1, figsize=(1.0 + 0.75 * len(columns), 0.9 + 0.55 * len(trains) * len(sizes) + 0.6 * len(sizes)),
+                             squeeze=False)
+    by_key = {(c.size_px, c.train_recipe, c.serve_recipe): c for c in cells}
+    for ax, size in zip(axes[:, 0], sizes):
+        grid = [[math.nan] * len(columns) for _ in trains]
+        for i, t in enumerate(trains):
+            for j, r in enumerate(columns):
+                c = by_key.get((size, t, r))
+                if r == t:
+                    grid[i][j] = 0.0
+                    ax.text(j, i, "train", ha="center", va="center", fontsize=7, color="0.3")
+                elif c is not None:
+                    grid[i][j] = c.change.value
+                    mark = "*" if c.verdict == "supported" else ""
+                    dark = abs(c.change.value) > 0.6 * limit  # white on the deep ends of the colour map, black elsewhere
+                    ax.text(j, i, f"{c.change.value:+.1f}{mark}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
+        image = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+        ax.set_xticks(range(len(columns)), columns, rotation=40, ha="right", fontsize=7)
+        ax.set_yticks(range(len(trains)), trains, fontsize=7)
+        ax.grid(False)
+        n = sorted({c.change.n for c in cells if c.size_px == size})
+        ax.set_title(f"trained and served at {size} px (n = {'/'.join(map(str, n))} seeds)", fontsize=9)
+        ax.set_ylabel("trained with")
+        fig.colorbar(image, ax=ax, label="accuracy change (points)", shrink=0.9)
+    axes[-1, 0].set_xlabel("served with")
+    return save_figure(plt, fig, path)
+
+
 FIGURES = (
     ("accuracy_vs_size.png", "Test accuracy vs input size", figure_accuracy_vs_size,
      "One line per interpolation method through the mean over seeds (solid: antialias on, dashed: off); dots are the "
@@ -332,6 +373,10 @@ FIGURES = (
      "Each point is a configuration (mean over seeds); the red line joins those no other configuration beats on both cost and accuracy."),
     ("train_test_heatmap.png", "Train size x test size", figure_train_test_heatmap,
      "Each cell: mean test accuracy of models trained at the row's size and evaluated at the column's size."),
+    ("serving_matrix.png", "Train with one resize, serve with another", figure_serving_matrix,
+     "Each cell: test accuracy when the model trained with the row's recipe is served with the column's, minus when it "
+     "is served with its own (points, mean over seeds; blue: better, red: worse); * marks a mismatch that matters (its 95% "
+     "interval lies beyond +-1 point, the Findings' threshold). The section above gives every cell's interval and verdict."),
     ("per_class_vs_size.png", "Accuracy per class vs input size", figure_per_class_vs_size,
      "One panel per class: its test accuracy (at the train size) against the input size, mean over seeds, one line per "
      "method as in the accuracy figure (dashed: antialias off). A class whose line falls further at small sizes is one "

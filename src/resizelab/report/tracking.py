@@ -318,6 +318,9 @@ def _log_run(client: MlflowClient, experiment_id: str, data: dict, *, label: str
             suffix = f"_{ev['interpolation']}" if sizes.count(ev["size_px"]) > 1 else ""
             if ev.get("accuracy") is not None:
                 metrics.append(Metric(f"test_accuracy_{ev['size_px']}px{suffix}", float(ev["accuracy"]), end_ms, 0))
+        for ev in data.get("serving", []):  # --serve: the accuracy under each serving recipe and size
+            if ev.get("accuracy") is not None:
+                metrics.append(Metric(f"serve_accuracy_{ev['recipe']}_{ev['size_px']}px", float(ev["accuracy"]), end_ms, 0))
         for i in range(0, len(metrics), _METRICS_PER_BATCH):
             client.log_batch(run_id, metrics=metrics[i:i + _METRICS_PER_BATCH])
         client.log_dict(run_id, provenance, "provenance.json")

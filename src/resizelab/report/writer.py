@@ -21,7 +21,7 @@ from ..core.log import plural
 from ..core.paths import check_out_dir
 from ..core.results import TRAIN_SECONDS_INCLUDES
 from ..store.database import DEFAULT_DB
-from ..store.runs import Group, fixed, load_groups, sort_key, value_text, varying
+from ..store.runs import Group, fixed, group_runs, load_groups, sort_key, value_text, varying
 
 def format_run(result: dict, label: str) -> str:
     """A finished run as a few readable lines, from its JSON form (fresh or read back from the store)."""
@@ -54,6 +54,11 @@ def results_table(rows: list[dict]) -> str:
         else:
             cells += ["-", "-", "-", row["status"] + (f": {row['error']}" if row.get("error") else "")]
         body.append(cells)
+    return _aligned(header, body)
+
+
+def _aligned(header: list[str], body: list[list[str]]) -> str:
+    """A plain-text table: columns padded to their widest cell, a rule under the header."""
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
 
     def line(cells: list[str]) -> str:
@@ -162,11 +167,40 @@ def write_report(config: ReportConfig) -> Path:
         "failed": [(r["label"], r["error"] or "") for r in failed],
         "findings": findings_rows(findings) if findings else [],
         "findings_setting": findings.setting if findings else "",
+        "serving": serving_rows(groups),
     }
     env = _environment()
     (out / "report.md").write_text(env.get_template("report.md.j2").render(context))
     (out / "report.html").write_text(env.get_template("report.html.j2").render(context))
     return out
+
+
+def serving_rows(groups: list[Group]) -> list[dict[str, str]]:
+    """The train x serve section: one row per off-diagonal cell (runs stored with --serve), its sentence and verdict."""
+    from ..analysis.serve import VERDICT_TEXT, mismatch_claim, serving_matrix
+
+    threshold = mismatch_claim().threshold
+    return [{"train": c.train_recipe, "serve": c.serve_recipe, "size": str(c.size_px),
+             "change": f"{c.change.value:+.2f}" + (f" [{c.change.low:+.2f}, {c.change.high:+.2f}]" if c.change.low == c.change.low else ""),
+             "n": str(c.change.n), "verdict": VERDICT_TEXT[c.verdict].format(t=threshold), "text": c.text}
+            for c in serving_matrix(groups)]
+
+
+SERVING_COLUMNS = (("train", "trained with"), ("serve", "served with"), ("size", "size px"),
+                   ("change", "change (points) [95% CI]"), ("n", "n"), ("verdict", "verdict"))
+
+
+def serving_table(rows: list[dict]) -> str:
+    """The train x serve matrix of a sweep's store rows as a text table, the report section's rows (serving_rows)
+    with its columns, one line per (train recipe, serve recipe, size); "" when no run was stored with --serve."""
+    cells = serving_rows(group_runs(rows))
+    if not cells:
+        return ""
+    from ..analysis.serve import mismatch_claim
+
+    caption = ("train x serve: accuracy served with another recipe minus served with the one trained with (points, mean over "
+               f"seeds [95% CI], n seeds); verdict at +-{mismatch_claim().threshold:g} point, as in the report")
+    return caption + "\n" + _aligned([title for _, title in SERVING_COLUMNS], [[c[key] for key, _ in SERVING_COLUMNS] for c in cells])
 
 
 def findings_rows(findings) -> list[dict[str, str]]:
@@ -187,6 +221,25 @@ def _column_key(name: str) -> tuple:
             [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)])
 
 
+def _write_serving_csv(groups: list[Group], out: Path) -> None:
+    """serving.csv: one row per run x serving recipe x size, for runs trained with --serve (none: no file)."""
+    from ..store.read import StoredRuns, serving_rows
+
+    runs = [{"config_hash": run["config_hash"], "result_json": json.dumps(run["result"])} for g in groups for run in g.runs]
+    rows = serving_rows(StoredRuns(runs, {}, {}, {}))
+    (out / "serving.csv").unlink(missing_ok=True)
+    if not rows:
+        return
+    labels = {run["config_hash"]: run.get("label") for g in groups for run in g.runs}
+    fieldnames = ["config_hash", "label", "train_recipe", "serve_recipe", "serve_size_px", "accuracy", "baseline", "change_points",
+                  "library", "images", "per_class_accuracy"]
+    with open(out / "serving.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "label": labels.get(r["config_hash"]), "per_class_accuracy": json.dumps(r["per_class_accuracy"])})
+
+
 def _write_csv(groups: list[Group], out: Path) -> None:
     rows = []
     for g in _ordered(groups):
@@ -203,6 +256,11 @@ def _write_csv(groups: list[Group], out: Path) -> None:
             })
             for ev in result.get("evals", []):
                 flat[f"test_accuracy_at_{ev['size_px']}px"] = ev["accuracy"]
+            for ev in result.get("serving", []):  # --serve: one column per recipe and size (serving.csv has them as rows)
+                flat[f"serve_accuracy_{ev['recipe']}_at_{ev['size_px']}px"] = ev["accuracy"]
+            # Execution settings of the attempt stored (threads, layout, ...): what ran, beside config.* (what was asked).
+            for k, v in json.loads(run.get("execution_json") or "{}").items():
+                flat[f"execution.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
             prov = json.loads(run["provenance_json"] or "{}")
             for k in ("torch", "torchvision", "device_name", "git_revision", "antialias_effective", "backend"):
                 flat[f"provenance.{k}"] = prov.get(k)
@@ -212,6 +270,7 @@ def _write_csv(groups: list[Group], out: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=fieldnames)
         writer.writeheader()
         writer.writerows(rows)
+    _write_serving_csv(groups, out)
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -12,7 +12,7 @@ import os
 import re
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from ..core.errors import ConfigError
@@ -97,6 +97,7 @@ class StoredRun:
     config_hash: str
     config: dict  # the resolved run config, as stored
     weights_path: str  # absolute
+    result: dict = field(default_factory=dict)  # the stored result JSON (accuracy, effective precision, execution)
 
 
 def find_run(db: str | os.PathLike, run: str) -> StoredRun:
@@ -133,4 +134,23 @@ def find_run(db: str | os.PathLike, run: str) -> StoredRun:
         if actual != expected:
             raise ConfigError(f"run {h}'s weights file {path} is not the file that run saved (SHA-256 {actual[:12]}..., stored "
                               f"{expected[:12]}...); restore it, or train the run again with --save-weights --force")
-    return StoredRun(h, json.loads(row["config_json"]), path)
+    return StoredRun(h, json.loads(row["config_json"]), path, result)
+
+
+def serving_rows(stored: StoredRuns) -> list[dict]:
+    """One row per run x serving recipe x size (runs stored with --serve), from the stored results: config_hash,
+    train_recipe (the recipe that is exactly the run's own test resize, None when none is), serve_recipe,
+    serve_size_px, accuracy (percent), baseline (this row is the train recipe), change_points (accuracy minus the
+    train recipe's at that size; None without one), library (and version), images, per_class_accuracy."""
+    out = []
+    for row in stored.runs:
+        serving = (json.loads(row["result_json"]) if row["result_json"] else {}).get("serving") or []
+        train = next((e["recipe"] for e in serving if e.get("baseline")), None)
+        base = {e["size_px"]: e["accuracy"] for e in serving if e.get("baseline")}
+        for e in serving:
+            ref = base.get(e["size_px"])
+            out.append({"config_hash": row["config_hash"], "train_recipe": train, "serve_recipe": e["recipe"],
+                        "serve_size_px": e["size_px"], "accuracy": e["accuracy"], "baseline": bool(e.get("baseline")),
+                        "change_points": None if ref is None or e["accuracy"] is None else e["accuracy"] - ref,
+                        "library": e["library"], "images": e["images"], "per_class_accuracy": e["per_class_accuracy"]})
+    return out

@@ -57,8 +57,16 @@ def load_groups(db: str, sweep: str | None, split_on: tuple[str, ...] = ()) -> t
     if sweep and not rows:
         raise ConfigError(f"no sweep named {sweep!r} in {db}; sweeps there: {', '.join(names) or 'none'}")
     units = rows if not split_on else [_attempt_row(a) for a in attempts]
+    failed = [r for r in rows if r["status"] == "failed"]
+    return group_runs(units, None if split_on else evals, split_on), failed
+
+
+def group_runs(rows: list[dict], evals: dict[str, list[dict]] | None = None, split_on: tuple[str, ...] = ()) -> list[Group]:
+    """The done rows among store rows (or finished attempts shaped like them) grouped by every identity option but
+    the seed (and by the `split_on` execution settings). `evals`: each run's stored eval rows by config hash;
+    None: the evals in each run's own result JSON."""
     groups: dict[str, Group] = {}
-    for row in units:
+    for row in rows:
         if row["status"] != "done":
             continue
         cfg = json.loads(row["config_json"])
@@ -76,12 +84,11 @@ def load_groups(db: str, sweep: str | None, split_on: tuple[str, ...] = ()) -> t
         result = json.loads(row["result_json"]) if row["result_json"] else {}
         row = dict(row, config=cfg, result=result)
         group.runs.append(row)
-        run_evals = evals[row["config_hash"]] if not split_on else [
+        run_evals = evals.get(row["config_hash"], []) if evals is not None else [
             {"test_size_px": ev["size_px"], "accuracy": ev["accuracy"]} for ev in result.get("evals", [])]
         for ev in run_evals:
             group.evals[ev["test_size_px"]].append(ev["accuracy"])
-    failed = [r for r in rows if r["status"] == "failed"]
-    return list(groups.values()), failed
+    return list(groups.values())
 
 
 def _attempt_row(attempt: dict) -> dict:

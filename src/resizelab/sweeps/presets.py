@@ -65,6 +65,19 @@ PRESETS: dict[str, Preset] = {
                          *({"size": s, "interpolation": "nearest"} for s in (16, 64)),
                          *({"size": 64, "interpolation": m} for m in ("bilinear", "bicubic"))),
                seeds=3),
+        Preset("serve", "train with five serving recipes (pil-bilinear, tensor-bilinear, cv2-linear, cv2-area, cv2-nearest-exact) "
+               "at a downsampled (16 px) and an upsampled (64 px) size, each model evaluated under every serving recipe "
+               "(report: the train x serve matrix with a verdict per cell)",
+               {**SEED_BASE, "serve": "all"},
+               grid={"size": [16, 64]},
+               # Each training recipe as the backend that runs it; OpenCV's nearest is INTER_NEAREST_EXACT (pixel centres),
+               # so plain INTER_NEAREST (cv2-nearest) is served, not trained.
+               variants=({"backend": "pil", "interpolation": "bilinear"},
+                         {"backend": "tensor", "interpolation": "bilinear", "antialias": False},
+                         {"backend": "opencv", "interpolation": "bilinear"},
+                         {"backend": "opencv", "interpolation": "area"},
+                         {"backend": "opencv", "interpolation": "nearest"}),
+               seeds=3),
         Preset("fixres", "train at one size, test at others (FixRes): train 16/32/64 px, each tested at 16, 24, 32, 48, 64 px",
                {**SEED_BASE, "backend": "tensor", "test_sizes": (16, 24, 32, 48, 64)},
                grid={"size": [16, 32, 64]}, seeds=2),

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..core.choices import DATASETS
-from ..core.config import synthetic_sizes
+from ..core.config import synthetic_spec
 from ..core.paths import cache_root, default_data_dir
 from ..core.errors import ConfigError, DataUnavailable, ResizelabError
 from ..core.log import logger
@@ -428,7 +428,9 @@ def make_synthetic(n_train: int = 5000, n_test: int = 1000, size: int = 32, seed
     centres = torch.tensor([[q, q], [q, 3 * q], [3 * q, q], [3 * q, 3 * q], [2 * q, 2 * q]])
     # Every random draw is made for all images first, in one order, so a dataset does not depend on the chunking.
     centre = centres[coarse] + (torch.rand(n, 2, generator=gen) - 0.5) * (size / 8)
-    period = 3.0 + 0.3 * torch.rand(n, generator=gen)
+    # About 3 px at 32 px, scaled with the native size: the same task at every resolution, so synthetic@256 resized
+    # to 32 px is the 32 px task seen through an 8x downscale (x1.0 at 32 px keeps the 32 px data bit for bit).
+    period = (3.0 + 0.3 * torch.rand(n, generator=gen)) * (size / 32)
     phase = 2 * torch.pi * torch.rand(n, generator=gen)
     background = 0.2 + 0.3 * torch.rand(n, 3, 1, 1, generator=gen)
     blob_colour = 0.3 + 0.4 * torch.rand(n, 3, 1, 1, generator=gen)
@@ -450,14 +452,14 @@ def make_synthetic(n_train: int = 5000, n_test: int = 1000, size: int = 32, seed
                    img[n_train:].contiguous(), labels[n_train:].clone(), key)
 
 
-def load_synthetic(n_train: int = 5000, n_test: int = 1000) -> Dataset:
+def load_synthetic(n_train: int = 5000, n_test: int = 1000, size: int = 32) -> Dataset:
     """make_synthetic through the dataset cache: 60,000 images take seconds to generate, a fraction to reload."""
     def generate() -> dict:
-        d = make_synthetic(n_train, n_test)
+        d = make_synthetic(n_train, n_test, size)
         return {"train_images": d.train_images, "train_labels": d.train_labels, "test_images": d.test_images,
                 "test_labels": d.test_labels, "classes": list(d.classes)}
 
-    return _from_cache("synthetic", f"{n_train}-{n_test}-32-0-v{SYNTHETIC_VERSION}", generate)
+    return _from_cache("synthetic", f"{n_train}-{n_test}-{size}-0-v{SYNTHETIC_VERSION}", generate)
 
 
 # --- caching and selection -------------------------------------------------------------------
@@ -639,7 +641,7 @@ def load_dataset(spec: str, data_dir: str | Path | None = None, *, download: boo
     """Load a dataset named as on the command line: cifar10, cifar100, synthetic[:N[:M]], imagefolder:PATH."""
     if spec in CIFAR:
         return load_cifar(spec, Path(data_dir) if data_dir else None, download=download)
-    synthetic = synthetic_sizes(spec)
+    synthetic = synthetic_spec(spec)
     if synthetic is not None:
         return load_synthetic(*synthetic)
     if spec.startswith("imagefolder:"):

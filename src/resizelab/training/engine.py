@@ -21,8 +21,9 @@ from .optim import make_optimizer, make_schedule
 from .pipeline import MAX_RESIZED_TRAIN_BYTES, NORM_MEAN, NORM_STD, TrainData, input_shape, normalize
 from ..core.log import console_logging, logger
 from .progress import TrainProgress
+from .recipes import library_version, served_images, training_recipe
 from .resize import ResizeCache, ResizeKey, effective_antialias, output_size
-from ..core.results import EXECUTION_KEYS, TRAIN_SECONDS_INCLUDES, EpochResult, EvalResult, RunResult
+from ..core.results import EXECUTION_KEYS, TRAIN_SECONDS_INCLUDES, EpochResult, EvalResult, RunResult, ServeEval
 from .runtime import (autocast, capture_graphs, peak_memory, ready_model, reset_peak_memory, resolve_channels_last,
                       resolve_device, resolve_graphs, resolve_precision, resolve_single_window_matmul, seed_everything,
                       synchronize, use_threads)
@@ -240,26 +241,13 @@ class Run:
 
     # --- evaluation -----------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def accuracy(self, images_nhwc: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, float], list[list[int]]]:
         """Top-1 accuracy (percent), per-class accuracy and the confusion matrix (rows: true class, columns:
         predicted) of uint8 NHWC images, model in eval mode."""
-        classes = self.dataset.classes
-        k = len(classes)
         # Graphed models are graphed for training batches; evaluation batches are large enough to run eagerly.
         model = self.model if self.graphs != "off" else self.step_model
-        model.eval()
-        pairs = torch.zeros(k * k, dtype=torch.long, device=self.device)
-        for start in range(0, len(labels), self.config.eval_batch_size):
-            x = normalize(images_nhwc[start:start + self.config.eval_batch_size], self.channels_last)
-            y = labels[start:start + self.config.eval_batch_size]
-            with autocast(self.device, self.precision):
-                pred = model(x).argmax(1)
-            pairs += torch.bincount(y * k + pred, minlength=k * k)
-        confusion = pairs.view(k, k).cpu()
-        correct, totals = confusion.diagonal(), confusion.sum(1)
-        per_class = {c: (100.0 * correct[i].item() / totals[i].item()) if totals[i] else float("nan") for i, c in enumerate(classes)}
-        return 100.0 * correct.sum().item() / max(1, len(labels)), per_class, confusion.tolist()
+        return classify(model, images_nhwc, labels, self.dataset.classes, self.device, self.precision, self.channels_last,
+                        self.config.eval_batch_size)
 
     def test_images(self, size: int | None) -> torch.Tensor:
         """The test split resized to `size` with the run's test method, uint8 NHWC on the device (cached)."""
@@ -280,6 +268,20 @@ class Run:
             evals.append(EvalResult(int(images.shape[1]) if size is None else size, cfg.test_interpolation, acc, per_class,
                                     len(labels), time.perf_counter() - t0, confusion))
         return evals
+
+    def serve(self) -> list[ServeEval]:
+        """Accuracy under each --serve recipe at the test size and every extra test size; the recipe that is
+        exactly the run's test resize (if one is) is marked as the baseline."""
+        cfg = self.config
+        if not cfg.serve:
+            return []
+        native = int(min(self.dataset.test_images.shape[-2:]))
+        sizes = tuple(dict.fromkeys(native if s is None else s for s in [cfg.test_size, *cfg.test_sizes]))
+        baseline = training_recipe(cfg.test_interpolation, effective_antialias(cfg.test_interpolation, cfg.backend, cfg.antialias),
+                                   cfg.backend)
+        model = self.model if self.graphs != "off" else self.step_model
+        return serve_model(model, self.dataset, cfg.serve, sizes, baseline, self.device, self.precision, self.channels_last,
+                           cfg.eval_batch_size, self.cache)
 
     def execution(self) -> dict:
         """How this run executed (EXECUTION_KEYS): not part of its name, stored with each attempt."""
@@ -315,6 +317,45 @@ class Run:
                         "data_path": cfg.imagefolder_path, "data_dir": cfg.data_dir, "weights_path": self.execution()["weights_path"]},
             execution=self.execution(),
         )
+
+
+@torch.inference_mode()
+def classify(model: nn.Module, images_nhwc: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], device: torch.device,
+             precision: str, channels_last: bool, batch_size: int) -> tuple[float, dict[str, float], list[list[int]]]:
+    """Top-1 accuracy (percent), per-class accuracy and confusion matrix of uint8 NHWC images, model in eval mode.
+    One function for a run's own evaluation and for `resizelab serve`, so that serving a stored model with the
+    recipe it was trained with gives back the run's accuracy exactly."""
+    k = len(classes)
+    model.eval()
+    pairs = torch.zeros(k * k, dtype=torch.long, device=device)
+    for start in range(0, len(labels), batch_size):
+        x = normalize(images_nhwc[start:start + batch_size].to(device), channels_last)
+        y = labels[start:start + batch_size].to(device)
+        with autocast(device, precision):
+            pred = model(x).argmax(1)
+        pairs += torch.bincount(y * k + pred, minlength=k * k)
+    confusion = pairs.view(k, k).cpu()
+    correct, totals = confusion.diagonal(), confusion.sum(1)
+    per_class = {c: (100.0 * correct[i].item() / totals[i].item()) if totals[i] else float("nan") for i, c in enumerate(classes)}
+    return 100.0 * correct.sum().item() / max(1, len(labels)), per_class, confusion.tolist()
+
+
+def serve_model(model: nn.Module, dataset: Dataset, recipes: tuple[str, ...], sizes: tuple[int, ...], baseline: str | None,
+                device: torch.device, precision: str, channels_last: bool, batch_size: int,
+                cache: ResizeCache | None = None) -> list[ServeEval]:
+    """Accuracy of `model` on `dataset`'s test split under each recipe at each size (native sizes resized
+    from the stored originals, shorter edge as Resize(S)); one ServeEval per (recipe, size)."""
+    cache = cache if cache is not None else ResizeCache()
+    labels = dataset.test_labels.to(device)
+    out = []
+    for size in sizes:
+        for name in recipes:
+            t0 = time.perf_counter()
+            images = served_images(cache, dataset.key, dataset.test_images, name, size)
+            acc, per_class, _ = classify(model, images, labels, dataset.classes, device, precision, channels_last, batch_size)
+            out.append(ServeEval(name, size, acc, per_class, len(labels), library_version(name), time.perf_counter() - t0,
+                                 baseline=name == baseline))
+    return out
 
 
 def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,
@@ -370,6 +411,7 @@ def _train(config: RunConfig, *, dataset: Dataset | None, cache: ResizeCache | N
     finally:
         reporter.close()
     result = run.result(epochs, evals, time.perf_counter() - t_eval)
+    result.serving = run.serve()  # after eval_seconds: each recipe's resize and evaluation is timed in its own entry
     if run.config.save_weights:
         # Handed to whoever writes the store (this process, or a Ray driver), which saves it beside the db.
         result.state_dict = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in run.model.state_dict().items()}

@@ -21,7 +21,7 @@ def ensure_inputs(configs, checked: set | None = None) -> None:
     problems = []
     for cfg in configs:
         preflight(cfg)
-    if any(c.backend == "opencv" for c in configs):
+    if any(c.backend == "opencv" or any(r.startswith("cv2-") for r in c.serve) for c in configs):
         from .resize import cv2_module
 
         cv2_module()  # without OpenCV every opencv run would fail alike: stop here, once, naming the install command

@@ -167,6 +167,27 @@ def _file_state_dict(path: str) -> tuple[dict, str]:
     return obj, f"file:{os.path.basename(path)}@{digest}"
 
 
+def load_trained_weights(model: nn.Module, path: str, what: str, advice: str) -> str:
+    """Load a whole trained state_dict (head and stem too) into `model`, strictly: a file of another architecture,
+    stem or class count is one WeightsError naming what does not fit. Returns the weights tag (file name, SHA-256)."""
+    state, tag = _file_state_dict(path)
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    bad = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
+           if state[k].shape != own[k].shape]
+    if missing or unexpected or bad:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} keys missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+        if bad:
+            parts.append(f"{plural(len(bad), 'tensor')} of the wrong shape (e.g. {bad[0]})")
+        raise WeightsError(f"{what} {path} does not fit this model: {'; '.join(parts)}; {advice}")
+    model.load_state_dict(state, strict=True)
+    return tag
+
+
 def _load_backbone(model: nn.Module, state: dict, source: str, skip: tuple[str, ...]) -> ModelInfo:
     """Load every backbone tensor from `state`; the head (replaced anyway) and `skip` are left out."""
     own = model.state_dict()

@@ -1,0 +1,261 @@
+"""`resizelab serve`: one trained model evaluated under many serving recipes, without training again.
+
+The model is a stored run's saved weights (`run`, trained with --save-weights), loaded whole into the arch,
+stem and class count it was trained as, or a state_dict file (`weights`, with `arch` and `stem`). The test
+split is resized from its stored originals by each recipe (training.recipes) to each size, once, and cached;
+the evaluation is the run's own (`training.engine.classify`, with the run's precision and memory format), so
+the recipe a run was trained and tested with gives back the run's own test accuracy, to the image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.choices import ARCHS, SERVE_RECIPES, STEMS
+from ..core.config import (MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, check_choice, check_whole, choice, option, preflight,
+                           recipes_list, run_option, sizes_list, text, whole)
+from ..core.errors import ConfigError
+from ..core.results import ServeEval
+from ..store.database import DEFAULT_DB
+
+
+def parse_recipes(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """'all', or recipe names (a comma-separated string or a sequence), checked, once each, in the order given."""
+    items = [t.strip() for t in value.split(",")] if isinstance(value, str) else list(value)
+    if items == ["all"]:
+        return SERVE_RECIPES
+    if not items or not all(isinstance(t, str) and t for t in items):
+        raise ConfigError(f"serve must be 'all' or recipe names separated by commas ({', '.join(SERVE_RECIPES)}); got {value!r}")
+    for name in items:
+        check_choice("serve recipe", name, SERVE_RECIPES)
+    return tuple(dict.fromkeys(items))
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What `resizelab serve` evaluates. Validated on construction; with `run`, resolved against the store.
+    Each field is declared with `option(...)`, so `resizelab serve`'s flags are generated from it."""
+
+    serve: tuple[str, ...] = option(("all",), recipes_list(), f"serving recipes, comma-separated, or all: {', '.join(SERVE_RECIPES)}")
+    run: str | None = option(None, text("HASH", optional=True), "a stored run's config hash (or a unique prefix) trained with "
+                             "--save-weights: serve its weights, with its arch, stem, data, test subset and test size")
+    db: str = option(DEFAULT_DB, text("PATH"), "the results store that holds --run")
+    weights: str | None = option(None, text("FILE", optional=True), "or a state_dict file (torch.save(model.state_dict()), or "
+                                 "a checkpoint holding one under 'state_dict' or 'model'), with --arch, --stem, --data and --test-size")
+    arch: str = option("resnet18", choice(ARCHS), "the architecture of --weights")
+    stem: str = option("imagenet", choice(STEMS), "the stem of --weights")
+    data: str | None = run_option("data", "test data, any resolution (resized from its native size, shorter edge) "
+                                  "(default: the run's, or cifar10)", default=None)
+    data_dir: str | None = run_option("data_dir")
+    # Flag --test-size, as `resizelab run` names the size a model is tested at; several make several rows.
+    test_sizes: tuple[int, ...] = option((), sizes_list(), "sizes in px, shorter edge (default: the run's test size)",
+                                         flag="test_size")
+    train_recipe: str | None = option(None, choice(SERVE_RECIPES, optional=True), "with --weights: the recipe it was trained "
+                                      "with, the baseline of the changes", metavar="RECIPE")
+    limit_test: int | None = option(None, whole(1, optional=True), "a class-balanced subset of N test images "
+                                    "(default: the run's)")
+    device: str = run_option("device", "where to evaluate")
+    eval_batch_size: int = run_option("eval_batch_size")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "serve", parse_recipes(self.serve))
+        object.__setattr__(self, "test_sizes", tuple(dict.fromkeys(self.test_sizes)))
+        for size in self.test_sizes:
+            check_whole("test size", size, MIN_SIZE_PX, MAX_SIZE_PX)
+        if (self.run is None) == (self.weights is None):
+            raise ConfigError("serve needs a model: --run HASH (a stored run with saved weights) or --weights FILE --arch ARCH, not both")
+        if self.run is not None:
+            self._take_from_run()
+        else:
+            check_choice("arch", self.arch, ARCHS)
+            check_choice("stem", self.stem, STEMS)
+            if not self.test_sizes:
+                raise ConfigError("with --weights, give --test-size PX[,PX...] (the size the model was trained at, and any other)")
+            if self.train_recipe is not None:
+                check_choice("train recipe", self.train_recipe, SERVE_RECIPES)
+            if self.data is None:
+                object.__setattr__(self, "data", "cifar10")
+        if self.limit_test is not None:
+            check_whole("limit test", self.limit_test, 1)
+        check_whole("eval batch size", self.eval_batch_size, 1, 65_536)
+        # The data, device and a weights file are checked as `resizelab run` checks them.
+        preflight(RunConfig(data=self.data, data_dir=self.data_dir, arch=self.arch, stem=self.stem, device=self.device,
+                            weights=self.weights if self.run is None else "none"))
+
+    def _take_from_run(self) -> None:
+        """Weights, arch, stem, data, test subset and sizes from the stored run; a clashing value is an error."""
+        from ..store.read import find_run
+        from ..training.recipes import training_recipe
+
+        stored = find_run(self.db, self.run)
+        theirs = stored.config
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in ("arch", "stem", "data", "data_dir", "train_recipe"):
+            if getattr(self, name) != defaults[name]:
+                raise ConfigError(f"{name} comes from run {stored.config_hash}; leave --{name.replace('_', '-')} out")
+        for name in ("arch", "stem", "data", "data_dir"):
+            object.__setattr__(self, name, theirs.get(name))
+        if self.limit_test is None:
+            object.__setattr__(self, "limit_test", theirs.get("limit_test"))
+        if not self.test_sizes and theirs.get("test_size") is not None:
+            object.__setattr__(self, "test_sizes", (theirs["test_size"],))
+        test_method = theirs.get("test_interpolation") or theirs.get("interpolation")
+        # The run's test images are the baseline only at the run's own test size; `training_recipe` knows
+        # which recipe is exactly that resize (None: no recipe is, e.g. OpenCV's NEAREST_EXACT).
+        object.__setattr__(self, "train_recipe", training_recipe(test_method, bool(theirs.get("antialias")), theirs.get("backend")))
+        object.__setattr__(self, "run", stored.config_hash)
+        object.__setattr__(self, "weights", stored.weights_path)
+        object.__setattr__(self, "_stored", stored)
+
+
+@dataclass
+class ServeResult:
+    config: ServeConfig
+    weights_tag: str
+    arch: str
+    native_size_px: tuple[int, int]
+    images: int
+    evals: list[ServeEval]
+    run_test_accuracy: float | None  # the stored run's own test accuracy at its test size, for comparison
+    seconds: float
+    precision: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        from ..core.results import finite
+
+        config = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}
+        return finite({"config": config, "weights_tag": self.weights_tag, "arch": self.arch,
+                       "native_size_px": list(self.native_size_px), "images": self.images,
+                       "evals": [dataclasses.asdict(e) for e in self.evals], "run_test_accuracy": self.run_test_accuracy,
+                       "seconds": self.seconds, "precision": self.precision, "notes": self.notes})
+
+
+def serve(cfg: ServeConfig) -> ServeResult:
+    """Evaluate the configured model under every recipe of cfg.serve at every test size; reads, never stores."""
+    from ..core.errors import RunFailed
+    from ..training.data import load_dataset, subset
+    from ..training.engine import serve_model
+    from ..training.models import build_model, load_trained_weights
+    from ..training.runtime import ready_model, resolve_device
+
+    t0 = time.perf_counter()
+    stored = getattr(cfg, "_stored", None)
+    dataset = load_dataset(cfg.data, cfg.data_dir)
+    if stored is not None:
+        digest = stored.config.get("data_digest")
+        if digest is not None and dataset.key != digest:
+            raise RunFailed(f"the data of run {cfg.run} changed on disk since it was trained (digest {dataset.key}, trained on "
+                            f"{digest}); serve it on the data it was trained on")
+    dataset = subset(dataset, None, cfg.limit_test, seed=0)  # the same test images as the run's own evaluation
+    device = resolve_device(cfg.device)
+    model, _ = build_model(cfg.arch, dataset.num_classes, "none", cfg.stem)
+    if stored is not None:
+        tag = load_trained_weights(model, cfg.weights, f"run {cfg.run}'s weights file",
+                                   "train the run again with --save-weights --force to save them anew")
+        tag = f"run:{cfg.run} ({tag.removeprefix('file:')})"
+        execution = stored.result.get("execution", {})
+        # As the run evaluated itself: its precision and memory format change float rounding, so a prediction on the fence.
+        precision = stored.result.get("effective_precision", "fp32")
+        channels_last = bool(execution.get("channels_last", True))
+        single_window = bool(execution.get("single_window_matmul", True))
+    else:
+        tag = load_trained_weights(model, cfg.weights, "weights file",
+                                   f"give the --arch and --stem it was trained as, and --data with its {dataset.num_classes} classes")
+        precision, channels_last, single_window = "fp32", True, True
+    model = ready_model(model.to(device), single_window, channels_last)
+    sizes = cfg.test_sizes or (int(min(dataset.test_images.shape[-2:])),)
+    evals = serve_model(model, dataset, cfg.serve, sizes, cfg.train_recipe, device, precision, channels_last, cfg.eval_batch_size)
+    notes = []
+    if stored is not None and cfg.train_recipe is None:
+        notes.append(f"run {cfg.run} was tested with a resize no serving recipe is "
+                     f"({stored.config.get('test_interpolation')}/{stored.config.get('backend')}), so no change against it is given")
+    run_acc = stored.result.get("test_accuracy") if stored is not None else None
+    return ServeResult(cfg, tag, cfg.arch, tuple(int(v) for v in dataset.test_images.shape[-2:]), len(dataset.test_labels), evals,
+                       run_acc, time.perf_counter() - t0, precision, notes)
+
+
+def baseline_of(evals: list[ServeEval], size: int) -> ServeEval | None:
+    return next((e for e in evals if e.size_px == size and e.baseline), None)
+
+
+def format_serve(result: ServeResult) -> str:
+    """The table: one row per recipe and size, accuracy and its change against the training recipe at that size."""
+    lines = [f"{result.arch} ({result.weights_tag}) on {result.images} test images of {result.config.data} "
+             f"({result.native_size_px[0]}x{result.native_size_px[1]} px), {result.precision}",
+             "| recipe | size px | accuracy % | change vs train recipe (points) | library |", "|---|---|---|---|---|"]
+    for e in result.evals:
+        base = baseline_of(result.evals, e.size_px)
+        change = "baseline" if e.baseline else ("" if base is None else f"{e.accuracy - base.accuracy:+.2f}")
+        lines.append(f"| {e.recipe} | {e.size_px} | {e.accuracy:.2f} | {change} | {e.library} |")
+    if result.run_test_accuracy is not None:
+        lines.append(f"the run's own test accuracy: {result.run_test_accuracy:.2f} %")
+    lines.extend(result.notes)
+    return "\n".join(lines)
+
+
+# --- the train x serve matrix of a study (report section, `study --preset serve`) ----------------
+
+def mismatch_claim():
+    """The claim each off-diagonal cell is decided on, with the Findings' threshold for "the method matters"
+    (claim 7, 1 accuracy point) and its rule (`findings.decide_any_difference`), not a copy of either."""
+    from .findings import CLAIMS_BY_KEY, Claim
+
+    threshold = CLAIMS_BY_KEY["method"].threshold
+    return Claim(12, "mismatch", "Serving with another resize than the one a model was trained with changes its accuracy",
+                 f"accuracy under the serving recipe minus under the training recipe, same model, same size, per seed; "
+                 f"a mismatch that matters if the 95% interval lies beyond +-{threshold:g} point, not one if it lies within",
+                 "accuracy", "points", threshold)
+
+
+VERDICT_TEXT = {"supported": "a mismatch that matters", "contradicted": "does not matter (within +-{t:g} point)",
+                "not resolved at this n": "not resolved at this n", "not measured": "not measured"}
+
+
+@dataclass
+class MatrixCell:
+    train_recipe: str
+    serve_recipe: str
+    size_px: int
+    change: Any  # findings.Estimate of (serve - train) accuracy in points: mean over seeds, 95% t interval, n
+    verdict: str  # the findings verdict (supported: a mismatch that matters)
+
+    @property
+    def text(self) -> str:
+        e = self.change
+        cost = -e.value
+        word = "costs" if cost >= 0 else "gains"
+        low, high = (-e.high, -e.low) if cost >= 0 else (e.low, e.high)
+        interval = f"[{low:.1f}, {high:.1f}]" if e.low == e.low else "(no interval)"
+        verdict = VERDICT_TEXT[self.verdict].format(t=mismatch_claim().threshold)
+        return (f"serving with {self.serve_recipe} a model trained with {self.train_recipe} at {self.size_px} px {word} "
+                f"{abs(cost):.1f} points {interval}, {e.n} seed{'s' if e.n != 1 else ''}: {verdict}")
+
+
+def serving_matrix(groups) -> list[MatrixCell]:
+    """Every (train recipe, serve recipe, size) of runs stored with --serve whose training resize is a recipe: the
+    accuracy change against serving with the training recipe, per seed (each seed's model against itself), its
+    mean and 95% interval, and the Findings' verdict. Runs of the same training recipe and size are pooled, so a
+    study should hold everything but the resize fixed (the serve preset does)."""
+    from .findings import LEVEL, decide_any_difference, one_sample
+
+    changes: dict[tuple[int, str, str], dict[int, float]] = {}
+    for g in groups:
+        for run in g.runs:
+            serving = run["result"].get("serving") or []
+            base = {e["size_px"]: e for e in serving if e.get("baseline")}
+            for e in serving:
+                ref = base.get(e["size_px"])
+                if ref is None or e.get("baseline") or e["accuracy"] is None or ref["accuracy"] is None:
+                    continue
+                key = (e["size_px"], ref["recipe"], e["recipe"])
+                changes.setdefault(key, {})[run["config"].get("seed", 0)] = e["accuracy"] - ref["accuracy"]
+    claim = mismatch_claim()
+    cells = []
+    for (size, train, served), by_seed in sorted(changes.items()):
+        estimate = one_sample(by_seed, LEVEL, f"{served} on a {train} model at {size} px")
+        cells.append(MatrixCell(train, served, size, estimate, decide_any_difference(claim, [estimate]).verdict))
+    return cells
