@@ -188,7 +188,7 @@ def test_a_run_with_serve_stores_each_recipe_and_size_with_the_train_recipe_as_b
 
 
 def test_serve_run_option_is_checked_and_not_part_of_the_name(tmp_path, capsys):
-    assert run_hash(RunConfig(data="synthetic", serve="all")) == run_hash(RunConfig(data="synthetic"))
+    assert run_hash(RunConfig(data="synthetic", weights="none", serve="all")) == run_hash(RunConfig(data="synthetic", weights="none"))
     assert RunConfig(data="synthetic", serve="all").serve == SERVE_RECIPES
     db = tmp_path / "r.db"
     assert main(["run", "--data", "synthetic:60", "--weights", "none", "--serve", "pil-bilinear,cv2-lineer", "--db", str(db)]) == 2
