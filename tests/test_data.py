@@ -202,7 +202,7 @@ def test_a_damaged_cache_file_fails_its_checksum_and_is_rebuilt(imagefolder, iso
         offset = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.file_size // 2
     blob[offset] ^= 0xFF
     cached.write_bytes(bytes(blob))
-    from resizelab.training.data import load_tensors
+    from resizelab.training.tensorcache import load_tensors
 
     assert load_tensors(cached) is None and not cached.exists()
     assert "checksum mismatch" in capsys.readouterr().err
@@ -235,10 +235,11 @@ def test_a_cache_that_cannot_be_written_leaves_no_temporary_file_and_the_run_goe
 
 def test_a_cache_folder_that_is_a_file_is_one_warning_and_the_data_still_loads(tmp_path, monkeypatch, capsys):
     import resizelab.training.data as data_module
+    import resizelab.training.tensorcache as tensorcache
 
     (tmp_path / "cache").write_text("not a folder")
     monkeypatch.setenv("RESIZELAB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(data_module, "_warned", set())
+    monkeypatch.setattr(tensorcache, "_warned", set())
     dataset = data_module.load_dataset("synthetic:40:20")
     assert len(dataset.train_labels) == 40
     err = capsys.readouterr().err.strip()

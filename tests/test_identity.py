@@ -228,9 +228,9 @@ def test_a_plan_of_many_runs_digests_each_data_spec_once(tmp_path, monkeypatch):
     second = write_imagefolder(tmp_path / "b", n_train=2, n_val=2)
     write_cifar10(tmp_path / "c" / "cifar-10-batches-py", n_per_batch=2)
     digests, keyings = [], []
-    real_digest, real_key = planning.data_digest, data._content_key
+    real_digest, real_key = planning.data_digest, data.content_key
     monkeypatch.setattr(planning, "data_digest", lambda *a: digests.append(a) or real_digest(*a))
-    monkeypatch.setattr(data, "_content_key", lambda kind, *a: keyings.append(kind) or real_key(kind, *a))
+    monkeypatch.setattr(data, "content_key", lambda kind, *a: keyings.append(kind) or real_key(kind, *a))
     specs = [f"imagefolder:{first}", f"imagefolder:{second}", "cifar10"]
     sweep = expand(dict(weights="none", precision="fp32", data_dir=str(tmp_path / "c")),
                    {"data": specs, "size": [8, 16], "lr": [0.1, 0.01]}, seeds=[0, 1], name="many")
@@ -290,18 +290,18 @@ def test_a_plan_of_many_runs_that_takes_a_while_says_what_it_is_doing(tmp_path, 
 
 
 def test_the_next_process_reads_the_digest_from_the_cache_folder(tmp_path, monkeypatch, isolated_cache):
-    from resizelab.training import data
+    from resizelab.training import data, digests
 
     root = write_imagefolder(tmp_path / "a", n_train=2, n_val=2)
     digest = data.imagefolder_digest(root)
-    monkeypatch.setattr(data, "_key_memo", {})  # a new process: nothing remembered in memory
+    monkeypatch.setattr(digests, "_key_memo", {})  # a new process: nothing remembered in memory
     keyings = []
-    real = data._content_key
-    monkeypatch.setattr(data, "_content_key", lambda *a: keyings.append(a) or real(*a))
+    real = data.content_key
+    monkeypatch.setattr(data, "content_key", lambda *a: keyings.append(a) or real(*a))
     assert data.imagefolder_digest(root) == digest and keyings == []
     (remembered,) = (isolated_cache / "digests").iterdir()
     remembered.write_text("not a digest")  # damaged: computed again, and rewritten
-    monkeypatch.setattr(data, "_key_memo", {})
+    monkeypatch.setattr(digests, "_key_memo", {})
     assert data.imagefolder_digest(root) == digest and len(keyings) == 1
     assert remembered.read_text() == digest
 

@@ -29,3 +29,9 @@ def reason(error: BaseException) -> str:
     """One line for a failure: a ResizelabError's message as it is, anything else with its type in front."""
     text = str(error).splitlines()[0] if str(error) else ""
     return text if isinstance(error, ResizelabError) else f"{type(error).__name__}: {text}"
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an error's message (at most `limit` characters), or its type's name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..store.read import read_runs
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, first_line
 from ..core.optional import require
 from ..core.log import logger
 
@@ -115,7 +115,7 @@ class MlflowLogger:
         except Exception as e:  # noqa: BLE001 - the run is stored; a tracking outage must not stop the sweep
             self.failed += 1
             logger.warning("MLflow: run %s not logged (%s: %s); it is in the results store, and "
-                           "`resizelab export mlflow` logs it later", result.config_hash, type(e).__name__, _first_line(e))
+                           "`resizelab export mlflow` logs it later", result.config_hash, type(e).__name__, first_line(e))
 
     def catch_up(self, db: str | os.PathLike, config_hashes: set[str] | None = None) -> int:
         """Log the finished runs of the sweep (or the given ones) that the experiment does not hold yet."""
@@ -126,7 +126,7 @@ class MlflowLogger:
             count = _export(self.client, self.experiment_id, stored, self.sweep)
         except Exception as e:  # noqa: BLE001 - as in on_result: the runs are stored, the export can log them later
             logger.warning("MLflow: earlier runs not logged (%s: %s); `resizelab export mlflow` logs them later",
-                           type(e).__name__, _first_line(e))
+                           type(e).__name__, first_line(e))
             return 0
         self.logged += count
         return count
@@ -182,11 +182,6 @@ def logged_config_hashes(client: MlflowClient, experiment_id: str) -> set[str]:
 
 # --- internals -------------------------------------------------------------------------------
 
-def _first_line(error: BaseException, limit: int = 200) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:limit] if text else type(error).__name__
-
-
 def check_tracking_uri(tracking_uri: str, experiment: str) -> None:
     """Refuse, in one line, what MLflow would answer with a traceback, a hang or a folder made where none was asked."""
     if not isinstance(experiment, str) or not experiment.strip():
@@ -231,7 +226,7 @@ def open_tracking(tracking_uri: str, experiment: str) -> tuple[MlflowClient, str
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever MLflow or its database driver raises, said in one line
-        raise ConfigError(f"MLflow store {tracking_uri} cannot be opened ({type(e).__name__}: {_first_line(e)})") from None
+        raise ConfigError(f"MLflow store {tracking_uri} cannot be opened ({type(e).__name__}: {first_line(e)})") from None
 
 
 def _client(tracking_uri: str) -> MlflowClient:

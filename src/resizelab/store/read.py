@@ -128,7 +128,7 @@ def find_run(db: str | os.PathLike, run: str) -> StoredRun:
     expected = result.get("weights_sha256")
     # Stores written before the digest was kept have none to check against; those files are taken as they are.
     if expected:
-        from .weights import file_sha256
+        from ..training.digests import file_sha256
 
         actual = file_sha256(path)
         if actual != expected:

@@ -11,10 +11,11 @@ The SQLite schema is untouched: the reference lives in the result JSON and its p
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+from ..training.digests import file_sha256
 
 WEIGHTS_FOLDER = "weights"
 
@@ -45,14 +46,6 @@ def save_state_dict(state: dict, db: str | os.PathLike, config_hash: str, attemp
         Path(tmp).unlink(missing_ok=True)
         raise
     return f"{WEIGHTS_FOLDER}/{config_hash}-{n}.pt", digest
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def complete_run(store, result, owner: str) -> None:

@@ -7,7 +7,6 @@ Data directories are untrusted input: CIFAR's pickled batches go through a restr
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import pickle
@@ -22,8 +21,10 @@ import torch
 from ..core.choices import DATASETS
 from ..core.config import synthetic_spec
 from ..core.paths import cache_root, default_data_dir
-from ..core.errors import ConfigError, DataUnavailable, ResizelabError
+from ..core.errors import ConfigError, DataUnavailable, ResizelabError, first_line
 from ..core.log import logger
+from .digests import content_key, remembered_key
+from .tensorcache import load_tensors, save_tensors
 
 
 class DataError(ResizelabError):
@@ -264,7 +265,7 @@ def load_cifar(name: str, data_dir: Path | None = None, *, download: bool = True
 
 def _cifar_key(name: str, folder: Path) -> str:
     files = [folder / f for f in _cifar_files(name) if (folder / f).exists()]
-    return _remembered_key((name, str(folder.resolve())), [str(f) for f in files], lambda: _content_key(name, folder, files))
+    return remembered_key((name, str(folder.resolve())), [str(f) for f in files], lambda: content_key(name, folder, files))
 
 
 def cifar_digest(name: str, data_dir: Path | None = None) -> str:
@@ -329,12 +330,7 @@ def _decode_image(path: str) -> np.ndarray:
         raise DataError(f"{path}: refused as a decompression bomb ({e}); resize it below "
                         f"{Image.MAX_IMAGE_PIXELS} pixels first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: not a readable image ({_first_line(e)}); remove or replace it") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        raise DataError(f"{path}: not a readable image ({first_line(e)}); remove or replace it") from None
 
 
 def _decode_images(samples: list[tuple[str, int]], root: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -385,7 +381,7 @@ def _imagefolder_key(root: Path, classes: list[str], samples: list[tuple[str, in
     files = [p for p, _ in samples]
     # The listing's signature sees files only: the empty classes are part of where the key is remembered.
     where = ("imagefolder", str(root)) + ((extra,) if extra else ())
-    return _remembered_key(where, files, lambda: _content_key("imagefolder", root, [Path(p) for p in files], extra))
+    return remembered_key(where, files, lambda: content_key("imagefolder", root, [Path(p) for p in files], extra))
 
 
 def load_imagefolder(path: str | Path) -> Dataset:
@@ -463,169 +459,6 @@ def load_synthetic(n_train: int = 5000, n_test: int = 1000, size: int = 32) -> D
 
 
 # --- caching and selection -------------------------------------------------------------------
-
-_digest_memo: dict[tuple, str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes; remembered for this process while the file's size, times and inode stay the same."""
-    st = path.stat()
-    signature = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-    digest = _digest_memo.get(signature)
-    if digest is None:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        digest = _digest_memo[signature] = h.hexdigest()
-    return digest
-
-
-_key_memo: dict[tuple, str] = {}
-
-
-def _listing_signature(files: list[str]) -> str:
-    """Each file's name, size, times and inode: what changes when a file is added, removed, renamed or
-    written, read from the directory entries without opening a file (the same test as file_sha256's)."""
-    h = hashlib.sha256()
-    for f in files:
-        st = os.stat(f)
-        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
-    return h.hexdigest()
-
-
-def _remembered_key(where: tuple, files: list[str], compute) -> str:
-    """`compute()` (a dataset's content key), remembered by `where` and the listing's signature, for this
-    process and in the cache folder for the next one: listing and stat-ing a tree is a fraction of reading
-    and hashing it (a `--dry-run` of the 6,000-image sample is 1.8 s of CPU less per command)."""
-    signature = _listing_signature(files)
-    memo_key = (*where, signature)
-    key = _key_memo.get(memo_key)
-    if key is None:
-        name = hashlib.sha256(repr(memo_key).encode()).hexdigest()[:32]
-        path = cache_root() / "digests" / name
-        try:
-            key = path.read_text().strip()
-        except OSError:
-            key = ""
-        if len(key) != 16 or not all(c in "0123456789abcdef" for c in key):
-            key = compute()
-            _write_small(path, key)
-        _key_memo[memo_key] = key
-    return key
-
-
-def _write_small(path: Path, text: str) -> None:
-    """Write a few bytes atomically; a cache folder that cannot be written only costs a recomputation next time."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # no folder to hold it (a cache "folder" that is a file): nothing was written
-            pass
-
-
-def _content_key(kind: str, root: Path, files: list[Path], extra: str = "") -> str:
-    """What a dataset holds: every file's place below `root` and its bytes (and `extra`, what the files do not
-    show), so the key follows the content (an edited image changes it) and not the location (a moved or
-    copied folder keeps it)."""
-    h = hashlib.sha256(kind.encode())
-    for f in sorted(files):
-        h.update(f"{f.relative_to(root).as_posix()}\0{file_sha256(f)}\n".encode())
-    if extra:
-        h.update(extra.encode())
-    return h.hexdigest()[:16]
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        print(f"resizelab: warning: {message}", file=sys.stderr, flush=True)
-
-
-def tensors_checksum(payload: dict) -> str:
-    """SHA-256 over a cache payload's tensors (names, dtypes, shapes, bytes): what a cache read is checked against."""
-    h = hashlib.sha256()
-    for name in sorted(payload):
-        value = payload[name]
-        if isinstance(value, torch.Tensor):
-            t = value.detach().cpu().contiguous()
-            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
-            h.update(t.view(torch.uint8).numpy() if t.numel() else b"")
-        elif name != "checksum":
-            h.update(f"{name}={value!r}\n".encode())
-    return h.hexdigest()
-
-
-def _remove_stale_temporaries(folder: Path) -> None:
-    """Temporary files of writers that died (kill -9, power cut) are named .tmp<PID>: remove those whose process is gone."""
-    for tmp in folder.glob("*.tmp*"):
-        pid = tmp.suffix.removeprefix(".tmp")
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def save_tensors(path: Path, payload: dict) -> bool:
-    """Write a cache file atomically with its checksum; True when written. A cache that cannot be written (disk
-    full, read-only) is only slower next time: the temporary file is removed and the run goes on."""
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(path.parent)
-        torch.save({**payload, "checksum": tensors_checksum(payload)}, tmp)
-        os.replace(tmp, path)
-        return True
-    # torch.save reports a failed write (ENOSPC, EFBIG) as a RuntimeError from its zip writer.
-    except (OSError, RuntimeError) as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # no folder to hold it (a cache "folder" that is a file): nothing was written
-            pass
-        blocker = next((p for p in path.parents if p.exists()), None)
-        if blocker is not None and not blocker.is_dir():
-            reason = f"{blocker} is a file, not a folder: point RESIZELAB_CACHE_DIR (or XDG_CACHE_HOME) at a folder"
-        else:
-            reason = _first_line(e)
-        _warn_once(f"cache file {path} not written ({reason}); the run goes on, and the next one recomputes it")
-        return False
-
-
-def load_tensors(path: Path) -> dict | None:
-    """A cache file's payload, or None when it is missing, unreadable or fails its checksum (then it is removed)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        return None
-    except Exception:  # a corrupt cache is only a cache: rebuild it
-        payload = None
-    if not isinstance(payload, dict) or payload.get("checksum") != tensors_checksum(payload):
-        if isinstance(payload, dict) and "checksum" in payload:  # a file of an older version has none: no news
-            _warn_once(f"cache file {path} is damaged (checksum mismatch); recomputing it")
-        try:
-            path.unlink(missing_ok=True)
-        except OSError:
-            pass
-        return None
-    payload.pop("checksum")
-    return payload
-
 
 def _from_cache(name: str, key: str, decode) -> Dataset:
     path = cache_root() / "datasets" / f"{name}-{key}.pt"

@@ -26,41 +26,10 @@ from .resize import ResizeCache, ResizeKey, effective_antialias, output_size
 from ..core.results import EXECUTION_KEYS, TRAIN_SECONDS_INCLUDES, EpochResult, EvalResult, RunResult, ServeEval
 from .runtime import (autocast, capture_graphs, peak_memory, ready_model, reset_peak_memory, resolve_channels_last,
                       resolve_device, resolve_graphs, resolve_precision, resolve_single_window_matmul, seed_everything,
-                      synchronize, use_threads)
+                      synchronize, use_threads, available_memory_bytes)
 
 # An epoch's mean loss this many times the chance-level loss ln(C) counts as diverged.
 DIVERGED_LOSS_FACTOR = 100
-
-
-def available_memory_bytes(device: torch.device) -> int | None:
-    """Memory a run can still take here: free GPU memory, or on a CPU the least of MemAvailable, the cgroup's
-    limit and RLIMIT_AS; None when none of them can be read."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    limits = []
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    limits.append(int(line.split()[1]) * 1024)
-    except OSError:
-        pass
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            text = f.read().strip()
-        with open("/sys/fs/cgroup/memory.current") as f:
-            used = int(f.read().strip())
-        if text.isdigit():
-            limits.append(int(text) - used)
-    except (OSError, ValueError):
-        pass
-    import resource
-
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
-        limits.append(soft)
-    return min(limits) if limits else None
 
 
 def check_memory(cfg: RunConfig, dataset: Dataset, device: torch.device) -> None:

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from ..core.choices import ARCHS, RESNETS, STEMS  # noqa: F401 - re-exported
-from ..core.errors import ConfigError, WeightsError
+from ..core.errors import ConfigError, WeightsError, first_line
 from ..core.log import logger, plural
 
 # Pinned rather than DEFAULT so that a torchvision upgrade cannot silently change the study.
@@ -69,15 +69,10 @@ def _download_checkpoint(url: str, path: str) -> None:
     # connection, or torch.hub's RuntimeError for a hash that does not match.
     except (OSError, http.client.HTTPException, RuntimeError) as e:
         raise WeightsError(
-            f"ImageNet weights not found at {path} and the download from {url} failed ({_first_line(e)}); "
+            f"ImageNet weights not found at {path} and the download from {url} failed ({first_line(e)}); "
             f"fetch that file on another machine and put it there (or set TORCH_HOME to a folder whose hub/checkpoints "
             f"holds it), pass --weights PATH to a local state_dict, or use --weights none"
         ) from None
-
-
-def _first_line(error: BaseException, limit: int = 200) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text[:limit]
 
 
 def load_state_dict_file(path: str, what: str, advice: str = "give a file written by torch.save(model.state_dict(), "
@@ -104,13 +99,13 @@ def load_state_dict_file(path: str, what: str, advice: str = "give a file writte
         elif "Weights only load failed" in message:  # torch's advice to drop weights_only is not ours to give
             reason = "torch.load(weights_only=True) cannot read it"
         else:
-            reason = f"{type(e).__name__}: {_first_line(e)}"
+            reason = f"{type(e).__name__}: {first_line(e)}"
         raise WeightsError(f"{what} {path} is not a readable state_dict ({reason}); {advice}") from None
 
 def imagenet_weights_digest(arch: str) -> str:
     """The SHA-256 of `arch`'s cached ImageNet checkpoint, checked against the prefix in its file name. Never
     downloads (`ensure_imagenet_weights` does): a checkpoint not here yet is a WeightsError, as missing data is."""
-    from .data import file_sha256
+    from .digests import file_sha256
 
     url = imagenet_weights_url(arch)
     path = hub_checkpoint_path(url)

@@ -155,7 +155,7 @@ def data_digest(data: str, data_dir: str | None) -> str:
 
 
 def weights_digest(path: str) -> str:
-    from .data import file_sha256
+    from .digests import file_sha256
 
     if not os.path.isfile(path):
         raise ConfigError(f"weights must be 'imagenet', 'none' or a path to a state_dict file; {path!r} is not a file")

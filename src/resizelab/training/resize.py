@@ -174,7 +174,7 @@ class ResizeCache:
             self._items.move_to_end(key)
             return self._items[key].to(device)
         if self.disk:
-            from .data import load_tensors
+            from .tensorcache import load_tensors
 
             payload = load_tensors(self._path(key))
             if payload is not None and payload.get("images") is not None:
@@ -187,7 +187,7 @@ class ResizeCache:
         self._put(key, images_nhwc)
         nbytes = images_nhwc.numel() * images_nhwc.element_size()
         if self.disk and key.size is not None and nbytes <= DISK_CACHE_MAX_BYTES:
-            from .data import save_tensors
+            from .tensorcache import save_tensors
 
             save_tensors(self._path(key), {"images": images_nhwc.cpu()})
 
