@@ -79,8 +79,10 @@ def cpu_pack(cores: int) -> int:
 def cpu_auto_packs(configs: list[RunConfig], cores: int) -> bool:
     """Whether `--executor auto` packs these CPU runs: with two cores or more, at least CPU_AUTO_PACK_MIN_RUNS
     runs, every one trained at CPU_AUTO_PACK_MAX_PX or less (a native size is not known before the data is
-    read: not packed). Measured (BENCHMARKS.md, "CPU sweeps"): 12 runs at 8-32 px on 2 cores, packed
-    (2 x 1 thread) 8-11x sooner than local (1 x 2 threads) on a loaded machine; larger inputs were not measured, so they stay local."""
+    read: not packed). Measured (BENCHMARKS.md, "CPU sweeps"), 12 runs at 8-32 px on 2 cores: packed (2 x 1 thread)
+    1.05x sooner than local (1 x 2 threads) on an idle machine and 8-11x on a loaded one, where a process of two
+    threads on taken cores collapses; it never lost, so small sweeps pack. At 16-64 px it was 1.02x idle: larger
+    inputs stay local until a busy machine is measured there too."""
     return (cores >= 2 and len(configs) >= CPU_AUTO_PACK_MIN_RUNS
             and all(c.size is not None and c.size <= CPU_AUTO_PACK_MAX_PX for c in configs))
 
