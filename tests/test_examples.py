@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # the quickstart script end to end
 def test_quickstart_trains_sweeps_and_prints_the_runs_frame(isolated_cache, tmp_path):
     pytest.importorskip("pandas", reason="pandas is not installed: pip install 'resizelab[pandas]'")
     db = tmp_path / "quickstart.db"

@@ -165,6 +165,7 @@ def test_signal_measures_are_the_spectrum_commands_numbers(tmp_path):
             assert added_energy(m)(everything) == pytest.approx(row.added, rel=1e-9)
 
 
+@pytest.mark.slow  # a whole findings study, probes included
 def test_a_findings_study_reports_a_verdict_on_every_claim(tmp_path):
     """A tiny real study (native 16 px images, 8 and 32 px, nearest at 8, two seeds, weights saved): every row is measured."""
     import json

@@ -24,6 +24,7 @@ def test_pareto_front():
     assert pareto_front(points) == [0, 1, 3]
 
 
+@pytest.mark.slow  # every figure of a whole report
 def test_report_has_every_table_and_figure(tmp_path):
     db = str(tmp_path / "r.db")
     plan = expand({"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_train": 150, "limit_test": 60,

@@ -143,6 +143,7 @@ SWEEP = ["sweep", "--data", "synthetic", "--weights", "none", "--epochs", "2", "
          "--precision", "fp32", "--lr", "0.01", "--size", "8,16", "--name", "ml"]
 
 
+@pytest.mark.slow  # a sweep logged to MLflow end to end
 def test_sweep_with_mlflow_logs_each_run_and_the_report(tmp_path, monkeypatch, capsys):
     from resizelab.cli import main
     from resizelab.store.database import Store

@@ -508,7 +508,11 @@ def _curve_panels(result: SpectrumResult, path: Path, ratio: bool) -> Path:
             ax.legend(loc="lower left", fontsize=7)
     what = ("power of the resized images over the native power, per frequency (1 = unchanged; below: blur; "
             "above: aliases or overshoot)" if ratio else "radially averaged power spectrum of luma, mean over images")
-    fig.suptitle(f"{what}\ndotted: native Nyquist (grey), resized Nyquist (red)", fontsize=9)
+    # Wrapped to the figure's width: with two sizes the ratio's explanation is wider than the figure (it was cut off).
+    import textwrap
+
+    fig.suptitle(textwrap.fill(what, max(40, int(fig.get_figwidth() * 13))) + "\ndotted: native Nyquist (grey), resized Nyquist (red)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
