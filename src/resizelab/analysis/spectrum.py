@@ -56,7 +56,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..core.plotting import log_axis, pyplot
+from ..core.plotting import fitted, log_axis, pyplot
 from ..core.config import MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, bool_list, option, run_option, sizes_list, text, text_list, whole
 from ..core.config import check_choice as _choice
 from ..core.config import check_whole as _int_in
@@ -508,11 +508,7 @@ def _curve_panels(result: SpectrumResult, path: Path, ratio: bool) -> Path:
             ax.legend(loc="lower left", fontsize=7)
     what = ("power of the resized images over the native power, per frequency (1 = unchanged; below: blur; "
             "above: aliases or overshoot)" if ratio else "radially averaged power spectrum of luma, mean over images")
-    # Wrapped to the figure's width: with two sizes the ratio's explanation is wider than the figure (it was cut off).
-    import textwrap
-
-    fig.suptitle(textwrap.fill(what, max(40, int(fig.get_figwidth() * 13))) + "\ndotted: native Nyquist (grey), resized Nyquist (red)",
-                 fontsize=9)
+    fig.suptitle(fitted(fig, f"{what}\ndotted: native Nyquist (grey), resized Nyquist (red)", 9), fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -42,3 +42,12 @@ def log_axis(ax, axis: str, ticks: list[float] | None = None, base: float = 10) 
         target.set_major_locator(LogLocator(base=base, subs=subs))
     target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 0.7, 1.5, 16, 1500
     target.set_minor_formatter(NullFormatter())
+
+
+def fitted(fig, text: str, fontsize: float) -> str:
+    """`text` wrapped to the figure's width at `fontsize`: a title wider than its figure is cut off at both sides
+    (a narrow figure, one size column, a long explanation). Lines already broken by hand are kept."""
+    import textwrap
+
+    width = max(30, int(fig.get_figwidth() * 120 / fontsize))  # about 120/fontsize characters to the inch
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))

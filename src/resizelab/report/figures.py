@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..core.plotting import log_axis, pyplot, save_figure
+from ..core.plotting import fitted, log_axis, pyplot, save_figure
 from ..core.stats import pareto_front
 from ..store.runs import series_key, value_text, varying
 
@@ -186,7 +186,7 @@ def figure_examples(groups: list[Group], path: Path, n_images: int) -> bool:
                 ax.set_title(f"{size} px", fontsize=9)
             if j == 0:
                 ax.set_ylabel(f"{method}\n{'aa' if aa else 'no aa'} {backend}", fontsize=8)
-    fig.suptitle("What the network saw: test images after each resize (pixels shown as blocks)", fontsize=10)
+    fig.suptitle(fitted(fig, "What the network saw: test images after each resize (pixels shown as blocks)", 10), fontsize=10)
     return save_figure(plt, fig, path)
 
 
@@ -255,7 +255,7 @@ def figure_per_class_vs_size(groups: list[Group], path: Path) -> bool:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False, handlelength=3.5)
     n = sorted({len(g.runs) for g in groups})
-    fig.suptitle(f"Test accuracy per class vs input size (mean over n={'/'.join(map(str, n))} seeds): which classes a resize hurts",
+    fig.suptitle(fitted(fig, f"Test accuracy per class vs input size (mean over n={'/'.join(map(str, n))} seeds): which classes a resize hurts", 10),
                  fontsize=10)
     fig.tight_layout(rect=(0, 0.04 + 0.025 * math.ceil(len(labels) / 4), 1, 0.97))
     fig.savefig(path)
@@ -316,7 +316,7 @@ def figure_confusion_per_size(groups: list[Group], path: Path) -> bool:
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.6).set_label("% of the true class's test images", fontsize=8)
     n = sorted({len(g.runs) for members in with_confusion.values() for g in members})
-    fig.suptitle(f"Confusion matrix per input size (summed over n={'/'.join(map(str, n))} seeds; rows: true class)", fontsize=10)
+    fig.suptitle(fitted(fig, f"Confusion matrix per input size (summed over n={'/'.join(map(str, n))} seeds; rows: true class)", 10), fontsize=10)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return True
@@ -373,7 +373,7 @@ FIGURES = (
      "Each point is a configuration (mean over seeds); the red line joins those no other configuration beats on both cost and accuracy."),
     ("train_test_heatmap.png", "Train size x test size", figure_train_test_heatmap,
      "Each cell: mean test accuracy of models trained at the row's size and evaluated at the column's size."),
-    ("serving_matrix.png", "Train with one resize, serve with another", figure_serving_matrix,
+    ("serving_matrix.png", "Train with one resize, serve with another: the matrix", figure_serving_matrix,
      "Each cell: test accuracy when the model trained with the row's recipe is served with the column's, minus when it "
      "is served with its own (points, mean over seeds; blue: better, red: worse); * marks a mismatch that matters (its 95% "
      "interval lies beyond +-1 point, the Findings' threshold). The section above gives every cell's interval and verdict."),
