@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..core.errors import ConfigError, ResizelabError
+from ..core.processes import pid_alive
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -175,13 +176,7 @@ def _owner_is_dead(owner: str | None) -> bool:
     pid_text = rest.split(":", 1)[0]
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not pid_alive(int(pid_text))
 
 
 def _held_live(row, now: float) -> bool:

@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 from ..core.log import logger
 from ..core.paths import cache_root
+from ..core.processes import pid_alive
 
 # How often a sweep waiting for cores looks again.
 POLL_SECONDS = 2.0
@@ -63,13 +64,7 @@ def _started(pid: int) -> str | None:
         return None
     except OSError:
         pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:  # another user's live process
-        pass
-    return "alive"
+    return "alive" if pid_alive(pid) else None
 
 
 @contextlib.contextmanager

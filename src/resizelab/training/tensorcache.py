@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ..core.errors import first_line
+from ..core.processes import pid_alive
 
 
 _warned: set[str] = set()
@@ -42,16 +43,6 @@ def remove_stale_temporaries(folder: Path) -> None:
         pid = tmp.suffix.removeprefix(".tmp")
         if pid.isdigit() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def save_tensors(path: Path, payload: dict) -> bool:
