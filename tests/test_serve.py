@@ -12,18 +12,19 @@ import torch
 from conftest import error_lines
 from resizelab.analysis.serve import ServeConfig, serve
 from resizelab.cli import main
-from resizelab.core.choices import SERVE_RECIPES
+from resizelab.core.choices import BACKEND_INTERPOLATIONS, SERVE_RECIPES, effective_antialias
 from resizelab.core.config import RunConfig
 from resizelab.store.database import Store, new_owner_id
 from resizelab.store.weights import complete_run
 from resizelab.training.engine import train
 from resizelab.training.models import build_model
 from resizelab.training.planning import run_hash
+from resizelab.training.recipes import training_recipe
 
 pytest.importorskip("cv2")
 
 # (backend, interpolation, antialias) of each trained run -> the recipe that is exactly its resize.
-TRAINED = {("pil", "bilinear", True): "pil-bilinear", ("tensor", "bilinear", False): "tensor-bilinear",
+TRAINED = {("pil", "bilinear", True): "pil-bilinear", ("tensor", "bilinear", True): "backend:tensor-bilinear-aa",
            ("opencv", "area", True): "cv2-area"}
 
 
@@ -73,7 +74,8 @@ def test_serving_with_the_training_recipe_gives_back_the_runs_own_accuracy(store
     run = runs[recipe]
     result = serve(ServeConfig(run=run.config_hash[:8], db=str(db), serve=SERVE_RECIPES))
     assert result.config.train_recipe == recipe and result.config.test_sizes == (16,)
-    assert len(result.evals) == len(SERVE_RECIPES) and {e.recipe for e in result.evals} == set(SERVE_RECIPES)
+    # The baseline is evaluated even where the catalogue lacks it (a tensor run: no catalogue recipe is its call).
+    assert len(result.evals) == len(set(SERVE_RECIPES) | {recipe}) and {e.recipe for e in result.evals} == set(SERVE_RECIPES) | {recipe}
     (base,) = [e for e in result.evals if e.baseline]
     assert base.recipe == recipe and base.images == 80
     assert base.accuracy == run.test_accuracy == result.run_test_accuracy
@@ -98,7 +100,7 @@ def test_serve_at_another_size_and_from_the_cache(stored, monkeypatch):
 
 def test_serve_a_weights_file_with_its_arch(stored, tmp_path, capsys):
     db, runs = stored
-    run = runs["tensor-bilinear"]
+    run = runs["backend:tensor-bilinear-aa"]
     path = db.parent / run.weights_file
     assert main(["serve", "--weights", str(path), "--data", "synthetic:60:80", "--test-size", "16", "--serve",
                  "tensor-bilinear,cv2-linear", "--train-recipe", "tensor-bilinear", "--device", "cpu"]) == 0
@@ -255,7 +257,8 @@ def test_the_serve_preset_trains_each_recipe_at_two_sizes_and_serves_every_recip
     configs = plan.configs
     assert not plan.invalid
     trained = {(c.size, training_recipe(c.interpolation, c.effective_antialias, c.backend)) for c in configs}
-    assert trained == {(s, r) for s in (16, 64) for r in ("pil-bilinear", "tensor-bilinear", "cv2-linear", "cv2-area", "cv2-nearest-exact")}
+    assert trained == {(s, r) for s in (16, 64) for r in ("pil-bilinear", "backend:tensor-bilinear", "cv2-linear",
+                                                         "cv2-area", "cv2-nearest-exact")}
     assert all(c.serve == SERVE_RECIPES for c in configs) and len(configs) == 30
 
 
@@ -297,8 +300,9 @@ def test_study_preset_serve_prints_the_train_x_serve_table_after_the_results_tab
     assert results.splitlines()[0].split()[:2] == ["size", "interpolation"] and len(results.splitlines()) == 2 + 5
     caption, header, rule, *cells = matrix.splitlines()
     assert caption.startswith("train x serve: ") and header.split()[:3] == ["trained", "with", "served"]
-    # Every off-diagonal cell: five training recipes, each served with the eleven other recipes, at 16 px.
-    assert len(cells) == 5 * (len(SERVE_RECIPES) - 1)
+    # Every off-diagonal cell at 16 px: four training recipes of the catalogue, each served with the eleven others, and
+    # the tensor backend's own resize (no catalogue recipe is its call) served with all twelve.
+    assert len(cells) == 4 * (len(SERVE_RECIPES) - 1) + len(SERVE_RECIPES)
     report = (out_dir / "report.md").read_text()
     section = report.split("## Train with one resize, serve with another", 1)[1].split("\n## ", 1)[0]
     section = [line for line in section.splitlines() if line.startswith("| ")][1:]  # the rows under the header
@@ -316,3 +320,38 @@ def test_no_serving_results_no_train_x_serve_table(stored):
         rows = store.runs()
     assert serving_table([r for r in rows if r["config_hash"] != runs["served"].config_hash]) == ""
     assert serving_table(rows).splitlines()[3].split()[:3] == ["pil-bilinear", "cv2-nearest", "16"]
+
+
+# Every run's resize, (backend, method, antialias) with the antialias that happens; the issue's case in the fast tier.
+RUN_RESIZES = [(b, m, aa) for b, ms in BACKEND_INTERPOLATIONS.items() for m in ms for aa in (True, False)
+               if effective_antialias(m, b, aa) == aa]
+
+
+@pytest.mark.parametrize("backend,method,antialias", [
+    pytest.param(*r, marks=() if r == ("tensor", "bilinear", True) else pytest.mark.slow) for r in RUN_RESIZES])
+def test_every_backend_method_and_antialias_served_with_its_own_resize_gives_back_its_accuracy(
+        backend, method, antialias, tmp_path, monkeypatch):
+    """A stored run served (`serve --run`, and `run --serve` as it trains) with its own recipe, the baseline, scores
+    its own test accuracy exactly, class for class, for every resize a run can do."""
+    monkeypatch.setenv("RESIZELAB_CACHE_DIR", str(tmp_path / "cache"))
+    db = tmp_path / "r.db"
+    cfg = RunConfig(data="synthetic:60:80", weights="none", size=16, epochs=1, lr=0.05, precision="fp32", backend=backend,
+                    interpolation=method, antialias=antialias, save_weights=True, batch_size=20, serve=("cv2-nearest",))
+    with Store(db) as store:
+        store.register([cfg], sweep="own")
+        owner = new_owner_id()
+        assert store.claim(run_hash(cfg), owner)
+        result = train(cfg, progress=False)
+        complete_run(store, result, owner)
+    own = training_recipe(method, antialias, backend)
+    (base,) = [e for e in result.serving if e.baseline]
+    assert base.recipe == own and base.accuracy == result.test_accuracy and base.per_class_accuracy == result.per_class_accuracy
+    served = serve(ServeConfig(run=result.config_hash, db=str(db), serve=("cv2-nearest",)))
+    assert served.config.train_recipe == own
+    assert [(e.recipe, e.baseline) for e in served.evals] == [(own, True), ("cv2-nearest", False)]
+    assert served.evals[0].accuracy == result.test_accuracy == served.run_test_accuracy
+    assert served.evals[0].per_class_accuracy == result.per_class_accuracy
+    assert served.evals[1].accuracy == result.serving[1].accuracy
+    from resizelab import load_serving
+
+    assert set(load_serving(db, sweep="own")["train_recipe"]) == {own}

@@ -87,6 +87,7 @@ class ServeConfig:
 
     def _take_from_run(self) -> None:
         """Weights, arch, stem, data, test subset and sizes from the stored run; a clashing value is an error."""
+        from ..core.choices import effective_antialias
         from ..store.read import find_run
         from ..training.recipes import training_recipe
 
@@ -103,9 +104,11 @@ class ServeConfig:
         if not self.test_sizes and theirs.get("test_size") is not None:
             object.__setattr__(self, "test_sizes", (theirs["test_size"],))
         test_method = theirs.get("test_interpolation") or theirs.get("interpolation")
-        # The run's test images are the baseline only at the run's own test size; `training_recipe` knows
-        # which recipe is exactly that resize (None: no recipe is, e.g. OpenCV's NEAREST_EXACT).
-        object.__setattr__(self, "train_recipe", training_recipe(test_method, bool(theirs.get("antialias")), theirs.get("backend")))
+        # The baseline is the run's own test resize, the backend's very call (`training_recipe`): a recipe that
+        # only resembles it (v1 transforms.Resize for --backend tensor) would move every change it is compared with.
+        backend = theirs.get("backend") or "tensor"
+        object.__setattr__(self, "train_recipe", training_recipe(test_method, effective_antialias(test_method, backend,
+                                                                                                  bool(theirs.get("antialias"))), backend))
         object.__setattr__(self, "run", stored.config_hash)
         object.__setattr__(self, "weights", stored.weights_path)
         object.__setattr__(self, "_stored", stored)
@@ -170,9 +173,10 @@ def serve(cfg: ServeConfig) -> ServeResult:
     sizes = cfg.test_sizes or (int(min(dataset.test_images.shape[-2:])),)
     evals = serve_model(model, dataset, cfg.serve, sizes, cfg.train_recipe, device, precision, channels_last, cfg.eval_batch_size)
     notes = []
-    if stored is not None and cfg.train_recipe is None:
-        notes.append(f"run {cfg.run} was tested with a resize no serving recipe is "
-                     f"({stored.config.get('test_interpolation')}/{stored.config.get('backend')}), so no change against it is given")
+    if cfg.train_recipe is not None:
+        from ..training.recipes import baseline_note
+
+        notes.append(baseline_note(cfg.train_recipe))
     run_acc = stored.result.get("test_accuracy") if stored is not None else None
     return ServeResult(cfg, tag, cfg.arch, tuple(int(v) for v in dataset.test_images.shape[-2:]), len(dataset.test_labels), evals,
                        run_acc, time.perf_counter() - t0, precision, notes)

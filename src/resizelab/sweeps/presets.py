@@ -65,7 +65,7 @@ PRESETS: dict[str, Preset] = {
                          *({"size": s, "interpolation": "nearest"} for s in (16, 64)),
                          *({"size": 64, "interpolation": m} for m in ("bilinear", "bicubic"))),
                seeds=3),
-        Preset("serve", "train with five serving recipes (pil-bilinear, tensor-bilinear, cv2-linear, cv2-area, cv2-nearest-exact) "
+        Preset("serve", "train with five resizes (pil-bilinear, the tensor backend's bilinear, cv2-linear, cv2-area, cv2-nearest-exact) "
                "at a downsampled (16 px) and an upsampled (64 px) size, each model evaluated under every serving recipe "
                "(report: the train x serve matrix with a verdict per cell)",
                {**SEED_BASE, "serve": "all"},

@@ -239,8 +239,8 @@ class Run:
         return evals
 
     def serve(self) -> list[ServeEval]:
-        """Accuracy under each --serve recipe at the test size and every extra test size; the recipe that is
-        exactly the run's test resize (if one is) is marked as the baseline."""
+        """Accuracy under each --serve recipe at the test size and every extra test size, and under the run's own
+        test resize (training_recipe: the catalogue recipe that is the same call, else backend:...), the baseline."""
         cfg = self.config
         if not cfg.serve:
             return []
@@ -313,14 +313,16 @@ def serve_model(model: nn.Module, dataset: Dataset, recipes: tuple[str, ...], si
                 device: torch.device, precision: str, channels_last: bool, batch_size: int,
                 cache: ResizeCache | None = None) -> list[ServeEval]:
     """Accuracy of `model` on `dataset`'s test split under each recipe at each size (native sizes resized
-    from the stored originals, shorter edge as Resize(S)); one ServeEval per (recipe, size)."""
+    from the stored originals, shorter edge as Resize(S)); one ServeEval per (recipe, size). The baseline (the
+    model's own training resize) is evaluated too, first, when `recipes` lacks it: every change has its reference."""
     cache = cache if cache is not None else ResizeCache()
     labels = dataset.test_labels.to(device)
+    names = recipes if baseline is None or baseline in recipes else (baseline, *recipes)
     out = []
     for size in sizes:
-        for name in recipes:
+        for name in names:
             t0 = time.perf_counter()
-            images = served_images(cache, dataset.key, dataset.test_images, name, size)
+            images = served_images(cache, dataset.key, dataset.test_images, name, size, device)
             acc, per_class, _ = classify(model, images, labels, dataset.classes, device, precision, channels_last, batch_size)
             out.append(ServeEval(name, size, acc, per_class, len(labels), library_version(name), time.perf_counter() - t0,
                                  baseline=name == baseline))

@@ -119,6 +119,24 @@ def resize_tensor(images: torch.Tensor, size: int, method: str, antialias: bool,
     return torch.cat(pieces).contiguous()
 
 
+def backend_call(backend: str, method: str, antialias: bool) -> str:
+    """The library call `resize` makes for (backend, method, antialias), as a user would write it: what a run's
+    resize was, named where its accuracy is compared with a serving recipe's."""
+    check_method(method, backend)
+    aa = effective_antialias(method, backend, antialias)
+    if backend == "pil":
+        return f"torchvision.transforms.functional.resize(PIL image, S, interpolation={_pil_mode(method).name}) (Pillow)"
+    if backend == "opencv":
+        flag = {"nearest": "INTER_NEAREST_EXACT", "bilinear": "INTER_LINEAR", "bicubic": "INTER_CUBIC", "area": "INTER_AREA",
+                "lanczos": "INTER_LANCZOS4"}[method]
+        return f"cv2.resize(img, (w, h), interpolation=cv2.{flag})"
+    if method == "area":
+        return "torch.nn.functional.interpolate(x.float(), (h, w), mode='area') rounded to uint8"
+    if method == "nearest":
+        return "torchvision.transforms.v2.functional.resize(uint8 batch, [h, w], NEAREST_EXACT)"
+    return f"torchvision.transforms.v2.functional.resize(uint8 batch, [h, w], {method.upper()}, antialias={aa})"
+
+
 def resize(images: torch.Tensor, size: int | None, method: str, antialias: bool, backend: str) -> torch.Tensor:
     """Resize a uint8 N x 3 x H x W batch so its shorter edge is `size` (None: unchanged)."""
     check_method(method, backend)
