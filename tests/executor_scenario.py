@@ -20,6 +20,37 @@ BASE = {"data": "synthetic", "weights": "none", "epochs": 1, "lr": 0.01, "limit_
 # Run 1 diverges at once; run 2 trains long enough (epochs) to be taken over while it does; run 3 is interrupted.
 VARIANTS = [{"lr": 10.0, "momentum": 0.99}, {"epochs": 40}, {"epochs": 40, "size": 8}]
 OTHER = "elsewhere:7:x"  # the process that "takes over" run 2, as a sweep that thought this one dead would
+# Long enough for the scenario (the takeover, then run 3 handed out and interrupted, takes seconds), short enough
+# that a sweep which somehow missed its Ctrl-C takes run 2 back and fails the test's checks instead of waiting an hour.
+FOREIGN_LEASE_SECONDS = 60
+# A Ctrl-C not acted on within this long is sent again (see interrupt_until).
+RESEND_SECONDS = 15
+
+
+def interrupt_until(done: threading.Event, handled=lambda: False, every: float = RESEND_SECONDS) -> None:
+    """Ctrl-C the main thread, again every `every` seconds until `done` is set (the sweep returned) or `handled()`.
+    One `interrupt_main` can be lost: one that lands while a gc callback runs (Hypothesis installs one) is
+    swallowed as an unraisable exception, and the sweep would then run, or wait, to its natural end."""
+    while not done.is_set():
+        _thread.interrupt_main()
+        deadline = time.monotonic() + every
+        while time.monotonic() < deadline and not done.is_set():
+            if handled():
+                return
+            done.wait(0.1)
+
+
+def stop_interrupting(done: threading.Event, sender: threading.Thread) -> None:
+    """Stop `interrupt_until` in `sender` and take the Ctrl-C it may have sent just before it saw `done`, so that a
+    late one does not land in whatever runs next (pytest's own teardown)."""
+    done.set()
+    for _ in range(3):
+        try:
+            sender.join()
+            time.sleep(0.05)  # a simulated Ctrl-C still pending is acted on here, between bytecodes
+            return
+        except KeyboardInterrupt:
+            pass
 
 
 def _status(db: str, h: str) -> tuple[str | None, str | None]:
@@ -45,11 +76,11 @@ def run_scenario(db: str, executor: str, caplog, **options) -> tuple:
             time.sleep(0.05)
         time.sleep(0.5)
         with sqlite3.connect(db, timeout=30) as c:
-            c.execute("UPDATE runs SET owner = ?, lease_expires = ? WHERE config_hash = ?", (OTHER, time.time() + 3600, hashes[1]))
+            c.execute("UPDATE runs SET owner = ?, lease_expires = ? WHERE config_hash = ?",
+                      (OTHER, time.time() + FOREIGN_LEASE_SECONDS, hashes[1]))
         while not stop.is_set() and (_status(db, hashes[2])[0] != "running" or _status(db, hashes[0])[0] != "failed"):
             time.sleep(0.05)
-        if not stop.is_set():
-            _thread.interrupt_main()
+        interrupt_until(stop, lambda: _status(db, hashes[2])[0] != "running")
 
     watcher = threading.Thread(target=other_process, daemon=True)
     watcher.start()
@@ -57,8 +88,7 @@ def run_scenario(db: str, executor: str, caplog, **options) -> tuple:
         try:
             outcome = run_sweep(plan, SweepOptions(db=db, executor=executor, lease_seconds=3, progress=False, **options))
         finally:
-            stop.set()
-            watcher.join(timeout=30)
+            stop_interrupting(stop, watcher)
     said = [re.sub(r", ETA .*$", "", re.sub(r" \((worker|ray task) \d+/\d+\)$", "", r.getMessage())) for r in caplog.records]
     return outcome, hashes, [_status(db, h) for h in hashes], said
 

@@ -7,7 +7,8 @@ import pytest
 
 from executor_scenario import check_the_same_ends, run_scenario
 
-pytestmark = pytest.mark.slow  # worker processes, a takeover and a Ctrl-C: the fault tests of the full run
+# Worker processes, a takeover and a Ctrl-C: the fault tests of the full run, each done in about a minute.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.mark.parametrize("executor, options", [("local", {}), ("packed", {"pack": 2})])
