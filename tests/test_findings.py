@@ -1,8 +1,9 @@
+import math
 
 import numpy as np
 import pytest
 
-from resizelab.analysis.findings import (CLAIMS, CONTRADICTED, NOT_MEASURED, NOT_RESOLVED, SUPPORTED, AccuracyRecord, ProbeRecord,
+from resizelab.analysis.findings import (CLAIMS, CLAIMS_BY_KEY, CONTRADICTED, NOT_MEASURED, NOT_RESOLVED, SUPPORTED, AccuracyRecord, ProbeRecord,
                                 SignalMeasures, accuracy_findings, difference, probe_findings, signal_findings)
 
 NATIVE = 32
@@ -167,7 +168,7 @@ def test_signal_measures_are_the_spectrum_commands_numbers(tmp_path):
 
 @pytest.mark.slow  # a whole findings study, probes included
 def test_a_findings_study_reports_a_verdict_on_every_claim(tmp_path):
-    """A tiny real study (native 16 px images, 8 and 32 px, nearest at 8, two seeds, weights saved): every row is measured."""
+    """A tiny real study (native 16 px images, 8 and 32 px, nearest and bicubic at 8, two seeds, weights saved): every row is measured."""
     import json
 
     from resizelab.report.writer import ReportConfig, write_report
@@ -179,9 +180,10 @@ def test_a_findings_study_reports_a_verdict_on_every_claim(tmp_path):
     root = write_imagefolder(tmp_path / "imgs", n_train=6, n_val=4, size=16)
     db = str(tmp_path / "r.db")
     base = dict(data=f"imagefolder:{root}", weights="none", epochs=1, lr=0.05, precision="fp32", backend="tensor", save_weights=True)
-    variants = [{"size": 16}, {"size": 8}, {"size": 32}, {"size": 8, "interpolation": "nearest"}]
+    # Bicubic too: claim 8 is measured only where a run used it.
+    variants = [{"size": 16}, {"size": 8}, {"size": 32}, {"size": 8, "interpolation": "nearest"}, {"size": 8, "interpolation": "bicubic"}]
     plan = expand(base, seeds=[0, 1], variants=variants, name="mini")
-    assert len(run_sweep(plan, SweepOptions(db=db, progress=False), quiet=True).ran) == 8
+    assert len(run_sweep(plan, SweepOptions(db=db, progress=False), quiet=True).ran) == 10
     out = write_report(ReportConfig(db=db, sweep="mini", out=str(tmp_path / "rep")))
     found = json.loads((out / "findings.json").read_text())["findings"]
     assert [f["claim"]["number"] for f in found] == list(range(1, 12))
@@ -233,3 +235,59 @@ def test_findings_of_a_mobilenet_study_say_the_probe_rows_are_not_measured(tmp_p
     assert by_key["frequency"]["verdict"] != NOT_MEASURED  # the claims that need no probe still have their verdicts
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
     assert "probe supports ResNets" in (out / "report.md").read_text()
+
+
+def _group(size, method, aa=True, limit_test=None, seeds=(0, 1), acc=50.0):
+    from resizelab.store.runs import Group
+
+    config = dict(data="synthetic:60:80", data_dir=None, backend="pil", arch="resnet18", stem="imagenet", weights="none",
+                  epochs=1, size=size, interpolation=method, antialias=aa, limit_test=limit_test)
+    runs = [{"config_hash": f"{size}-{method}-{s}", "config": {**config, "seed": s}, "test_accuracy": acc + s,
+             "result": {"input_shape": [size or 32]}} for s in seeds]
+    return Group(config, runs, {})
+
+
+def test_claims_about_what_no_run_used_are_not_measured_and_signal_images_honour_limit_test(tmp_path):
+    """A sweep of nearest and bilinear only, at 16 px, with --limit-test 40: the bicubic claim is not decided from a
+    bicubic resize no run used, nor the upsampling claims from a size no run used; the spectra are of the runs' 40
+    test images, not of SIGNAL_IMAGES."""
+    from resizelab.analysis.findings import compute_findings, rows
+
+    groups = [_group(None, "bilinear", limit_test=40), _group(16, "bilinear", limit_test=40), _group(16, "nearest", False, 40)]
+    result = compute_findings(groups, str(tmp_path / "r.db"), tmp_path / "out")
+    by_key = {f.claim.key: f for f in result.findings}
+    assert result.signal_images == 40 and by_key["frequency"].deciding.n == 40 and by_key["blend"].deciding.n == 40
+    assert by_key["bicubic"].verdict == NOT_MEASURED and by_key["bicubic"].note == "no run used bicubic"
+    for key in ("artifacts", "blur"):
+        assert by_key[key].verdict == NOT_MEASURED and "no run used an upsampled size" in by_key[key].note
+    assert {r["number"]: r["verdict"] for r in rows(result)}["8"] == "not measured (no run used bicubic)"
+    # Bicubic without antialias (tensor backend) is not the claim's resize either.
+    tensor = [_group(None, "bilinear"), _group(16, "bilinear"), _group(16, "bicubic", False)]
+    for g in tensor:
+        g.config["backend"] = "tensor"
+        for r in g.runs:
+            r["config"]["backend"] = "tensor"
+    found = {f.claim.key: f for f in compute_findings(tensor, str(tmp_path / "r.db"), tmp_path / "out2").findings}
+    assert found["bicubic"].note == "no run used bicubic with antialias" and found["blend"].verdict != NOT_MEASURED
+    # No run of the study's resize at a resized size: no signal claim is measured.
+    nearest_only = [_group(None, "bilinear"), _group(16, "nearest", False)]
+    found = {f.claim.key: f for f in compute_findings(nearest_only, str(tmp_path / "r.db"), tmp_path / "out3").findings}
+    assert all(found[c.key].verdict == NOT_MEASURED and "no run used bilinear" in found[c.key].note
+               for c in CLAIMS if c.source == "signal")
+    assert found["nearest"].verdict == NOT_MEASURED  # nearest and no other method at 16 px
+
+
+def test_an_interval_is_shown_with_the_decimals_that_tell_it_from_the_threshold():
+    """0.105 [0.0954, 0.115] against ln 1.1 = 0.0953 clears it; at three decimals it would read [0.095, 0.115], below."""
+    from resizelab.analysis.findings import Estimate, Finding, FindingsResult, effect_text, rows, telling_digits
+
+    claim = CLAIMS_BY_KEY["residual"]
+    e = Estimate("16 px input", 0.105, 0.0954, 0.115, 3, "t over seeds")
+    text = effect_text(Finding(claim, SUPPORTED, e, [e], 0.95))
+    low = float(text.split("[")[1].split(",")[0])
+    assert low > claim.threshold and text == "16 px input: 0.1050 [0.0954, 0.1150]"
+    assert "0.0954" in rows(FindingsResult([Finding(claim, SUPPORTED, e, [e], 0.95)], 32, "", 0))[0]["cases"]
+    # Far from the threshold: the usual three decimals; points: one decimal unless 0.96 would read as 1.0.
+    assert telling_digits([0.2, 0.3], [math.log(1.1)], 3) == 3
+    assert telling_digits([0.96, 2.5], [1.0, -1.0], 1) == 2
+    assert telling_digits([-0.04, 0.5], [0.0], 1) == 2  # -0.04 at one decimal is -0.0: not visibly below zero

@@ -303,7 +303,9 @@ def accuracy_findings(records: list[AccuracyRecord], native_px: int) -> list[Fin
     level = case_level(len(comparisons))
     cases = [difference(table[(s, m)], table[(s, ("nearest", False))], level, f"{_method_label(m)} - nearest at {s} px")
              for s, m in comparisons]
-    out.append(decide(CLAIMS_BY_KEY["nearest"], cases, "" if cases else "needs nearest and another method at a resized size"))
+    held_nearest = any(m == ("nearest", False) for s, m in table if s != native_px)
+    out.append(decide(CLAIMS_BY_KEY["nearest"], cases, "" if cases else "needs nearest and another method at a resized size"
+                      if held_nearest else "no run used nearest at a resized size"))
 
     native = table.get((native_px, STUDY_METHOD))
     ups = [s for s in up if (s, STUDY_METHOD) in table]
@@ -495,7 +497,6 @@ def compute_findings(groups: list[Group], db: str, out: Path, progress: Callable
         for key in ("upsample", "downsample"):
             findings[key] = not_measured(key, "the study's antialiased bilinear resize is not available on this backend")
 
-    resized = sorted({g.train_size for g in groups} - {native_px})
     images_n = 0
     if dataset is None:
         for c in CLAIMS:
@@ -506,17 +507,64 @@ def compute_findings(groups: list[Group], db: str, out: Path, progress: Callable
             if c.source == "signal":
                 findings[c.key] = not_measured(c.key, "the study's antialiased bilinear resize is not available on this backend")
     else:
-        say(f"findings: spectra of {min(SIGNAL_IMAGES, len(dataset.test_labels))} test images at {', '.join(map(str, resized))} px")
-        images = dataset.test_images[balanced_subset(dataset.test_labels, SIGNAL_IMAGES)]
-        images_n = len(images)
-        measures, native_ring = measure_signal(images, native, resized, ["bilinear", "bicubic"], backend)
-        findings.update({f.claim.key: f for f in signal_findings(measures, native_ring, native_px)})
+        # Only what the runs hold: the study's resize and bicubic (antialiased, as the claims say) at the sizes runs used them.
+        held = {(g.train_size, g.config["interpolation"]) for g in groups if g.train_size != native_px
+                and effective_antialias(g.config["interpolation"], backend, g.config["antialias"]) == study_aa}
+        pairs = [(s, m) for s, m in sorted(held) if m in (STUDY_METHOD[0], "bicubic")]
+        # The runs' own test images (a class-balanced --limit-test subset is a prefix of a larger one), at most SIGNAL_IMAGES.
+        limit = min(SIGNAL_IMAGES, config.get("limit_test") or SIGNAL_IMAGES, len(dataset.test_labels))
+        if pairs:
+            say(f"findings: spectra of {limit} test images at {', '.join(sorted({str(s) for s, _ in pairs}, key=int))} px")
+            images = dataset.test_images[balanced_subset(dataset.test_labels, limit)]
+            images_n = len(images)
+            measures = {}
+            for method in sorted({m for _, m in pairs}):
+                sizes = [s for s, m in pairs if m == method]
+                part, native_ring = measure_signal(images, native, sizes, [method], backend)
+                measures.update(part)
+            findings.update({f.claim.key: f for f in signal_findings(measures, native_ring, native_px)})
+        for f in signal_gaps(groups, native_px, backend, study_aa):
+            findings[f.claim.key] = f
 
     for f in _probe(groups, native_px, db, out, backend, say, study_aa):
         findings[f.claim.key] = f
     result = FindingsResult([findings[c.key] for c in CLAIMS], native_px, setting, images_n)
     write_findings(result, out)
     return result
+
+
+def signal_gaps(groups, native_px: int, backend: str, study_aa: bool) -> list[Finding]:
+    """The signal claims the runs do not hold a run for, each "not measured" with what no run used: a claim about
+    bicubic is not decided from a bicubic resize that no run trained with."""
+    from ..training.resize import effective_antialias
+
+    methods: dict[str, set[bool]] = {}
+    sizes: dict[str, set[int]] = {}
+    for g in groups:
+        if g.train_size == native_px:
+            continue
+        m = g.config["interpolation"]
+        methods.setdefault(m, set()).add(effective_antialias(m, backend, g.config["antialias"]))
+        if effective_antialias(m, backend, g.config["antialias"]) == study_aa:
+            sizes.setdefault(m, set()).add(g.train_size)
+    study = STUDY_METHOD[0]
+    out = []
+    if not sizes.get(study):
+        why = (f"no run used {study}" if study not in methods else f"no run used {study} with antialias") + \
+            " (the study's resize) at a resized size"
+        out += [not_measured(c.key, why) for c in CLAIMS if c.source == "signal"]
+        return out
+    if not any(s < native_px for s in sizes[study]):
+        out.append(not_measured("blend", f"no run used a downsampled size (below {native_px} px) with {study}"))
+    if not any(s > native_px for s in sizes[study]):
+        out += [not_measured(k, f"no run used an upsampled size (above {native_px} px) with {study}") for k in ("artifacts", "blur")]
+    if "bicubic" not in methods:
+        out.append(not_measured("bicubic", "no run used bicubic"))
+    elif not sizes.get("bicubic"):
+        out.append(not_measured("bicubic", "no run used bicubic with antialias"))
+    elif not sizes["bicubic"] & sizes[study]:
+        out.append(not_measured("bicubic", f"no run used bicubic and {study} at the same resized size"))
+    return out
 
 
 def _probe(groups, native_px: int, db: str, out: Path, backend: str, say, study_aa: bool) -> list[Finding]:
@@ -558,11 +606,27 @@ def _probe(groups, native_px: int, db: str, out: Path, backend: str, say, study_
 
 # --- output ----------------------------------------------------------------------------------
 
+def telling_digits(values: list[float], thresholds: list[float], digits: int, most: int = 6) -> int:
+    """The fewest decimals, from `digits`, at which no shown value reads as a threshold it is not (0.0954 against
+    ln 1.1 = 0.0953 needs 4: at 3 both are 0.095) nor on the other side of one, so a reader can tell from the
+    printed interval whether it clears the threshold."""
+    def tells(d: int) -> bool:
+        for v in values:
+            for t in thresholds:
+                if math.isfinite(v) and v != t and (round(v, d) == round(t, d) or (round(v, d) > round(t, d)) != (v > t)):
+                    return False
+        return True
+    while digits < most and not tells(digits):
+        digits += 1
+    return digits
+
+
 def effect_text(f: Finding) -> str:
     e = f.deciding
     if e is None:
         return "-"
-    digits = 1 if f.claim.unit == "points" else 3
+    thresholds = [f.claim.threshold, -f.claim.threshold] if f.claim.key == "method" else [f.claim.threshold]
+    digits = telling_digits([e.low, e.high], thresholds, 1 if f.claim.unit == "points" else 3)
     ci = "" if not _resolved(e) else f" [{e.low:+.{digits}f}, {e.high:+.{digits}f}]" if f.claim.unit == "points" \
         else f" [{e.low:.{digits}f}, {e.high:.{digits}f}]"
     value = f"{e.value:+.{digits}f}" if f.claim.unit == "points" else f"{e.value:.{digits}f}"
@@ -574,10 +638,14 @@ def rows(result: FindingsResult) -> list[dict[str, str]]:
     """The table as text cells: what the report templates and the terminal print."""
     out = []
     for f in result.findings:
+        thresholds = [f.claim.threshold, -f.claim.threshold] if f.claim.key == "method" else [f.claim.threshold]
+        d = telling_digits([v for c in f.cases for v in (c.low, c.high)], thresholds, 3)
+        # A claim no run can decide says why in its verdict: "not measured (no run used bicubic)".
+        verdict = f"{f.verdict} ({f.note})" if f.verdict == NOT_MEASURED and f.note else f.verdict
         out.append({"number": str(f.claim.number), "claim": f.claim.text, "effect": effect_text(f),
                     "n": "-" if f.deciding is None else plural(f.deciding.n, "image" if f.claim.source == "signal" else "seed"),
-                    "verdict": f.verdict, "measure": f.claim.measure, "note": f.note,
-                    "cases": "; ".join(f"{c.case}: {c.value:.3g} [{c.low:.3g}, {c.high:.3g}]" for c in f.cases),
+                    "verdict": verdict, "measure": f.claim.measure, "note": f.note,
+                    "cases": "; ".join(f"{c.case}: {c.value:.{d}f} [{c.low:.{d}f}, {c.high:.{d}f}]" for c in f.cases),
                     "level": f"{100 * f.level:.4g}%"})
     return out
 
