@@ -261,3 +261,16 @@ def test_the_imagefolder_listing_is_torchvisions(tmp_path):
     assert _image_paths(root / "train") == (reference.classes, reference.samples)
     with pytest.raises(DataError, match="Couldn't find any class folder"):
         _image_paths(root / "train" / "a")
+
+
+def test_an_imagefolder_file_name_that_is_not_utf8_is_read_and_named_by_its_bytes(tmp_path, isolated_cache):
+    """A name with a byte that is not UTF-8 (a Latin-1 'é') reaches Python as a surrogate escape; the data's digests
+    take the name's own bytes instead of failing to encode it."""
+    root = write_imagefolder(tmp_path / "imgs", n_train=4, n_val=2, size=16)
+    folder = os.fsencode(root / "train" / "cat")
+    os.rename(folder + b"/0.png", folder + b"/caf\xe9.png")
+    first = load_imagefolder(str(root))
+    assert len(first.train_labels) == 12 and load_imagefolder(str(root)).key == first.key
+    # The key follows the name: the same bytes under another name are another dataset.
+    os.rename(folder + b"/caf\xe9.png", folder + b"/caf\xe8.png")
+    assert load_imagefolder(str(root)).key != first.key

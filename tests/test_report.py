@@ -141,3 +141,30 @@ def test_the_one_t_interval_is_scipys_one_sample_interval_at_any_level():
     # The tables' ± is the same interval's half-width at 95%.
     assert mean_ci(values).half_width == pytest.approx((t_interval(values)[2] - t_interval(values)[1]) / 2, rel=1e-12)
     assert all(math.isnan(b) for b in t_interval([3.0])[1:])
+
+
+def _groups_of(data: str, sizes=(8, 16)):
+    from resizelab.store.runs import Group
+
+    config = {"data": data, "interpolation": "bilinear", "antialias": True, "backend": "pil"}
+    return [Group({**config, "size": s}, [{"config": {**config, "size": s, "data_dir": None}, "result": {}}], {}) for s in sizes]
+
+
+def test_the_examples_strip_draws_the_classes_the_test_split_holds(tmp_path, isolated_cache):
+    """A test split that lacks a class (synthetic:20:10 has no test image of classes 0 and 6; an ImageFolder's empty
+    class folder) made the report fail in figure_examples after the runs were stored: it draws the classes there are."""
+    import shutil
+
+    from PIL import Image
+
+    from conftest import write_imagefolder
+    from resizelab.report.figures import figure_examples
+    from resizelab.training.data import load_dataset
+
+    assert set(load_dataset("synthetic:20:10").test_labels.tolist()) < set(range(10))
+    assert figure_examples(_groups_of("synthetic:20:10"), tmp_path / "synthetic.png", 10)
+    root = write_imagefolder(tmp_path / "imgs", n_train=4, n_val=2, size=16, classes=("aaa", "cat", "dog"))
+    shutil.rmtree(root / "val" / "aaa")
+    (root / "val" / "aaa").mkdir()  # sorts first: class 0 has no test image
+    assert figure_examples(_groups_of(f"imagefolder:{root}"), tmp_path / "folder.png", 10)
+    assert Image.open(tmp_path / "folder.png").size[0] > 0

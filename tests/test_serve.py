@@ -355,3 +355,19 @@ def test_every_backend_method_and_antialias_served_with_its_own_resize_gives_bac
     from resizelab import load_serving
 
     assert set(load_serving(db, sweep="own")["train_recipe"]) == {own}
+
+
+def test_serve_of_a_run_whose_stored_result_is_corrupt_is_one_line(stored, tmp_path, capsys):
+    """As `report` and `load_runs` say it: the run, the column, what to do; no JSONDecodeError."""
+    import shutil
+    import sqlite3
+
+    db, runs = stored
+    copy = tmp_path / "r.db"
+    shutil.copy(db, copy)
+    h = runs["pil-bilinear"].config_hash
+    with sqlite3.connect(copy) as conn:
+        conn.execute("UPDATE runs SET result_json = '{\"test_accuracy\": 1' WHERE config_hash = ?", (h,))
+    assert main(["serve", "--run", h[:8], "--db", str(copy)]) == 2
+    (line,) = error_lines(capsys.readouterr().err)
+    assert f"run {h} in {copy} has a corrupt result_json" in line

@@ -280,3 +280,24 @@ def test_an_interrupted_forced_rerun_keeps_the_finished_result_visible(store, tm
     assert len(store.attempts(h)) == 1
     pytest.importorskip("pandas", reason="pandas is not installed: pip install 'resizelab[pandas]'")
     assert list(load_runs(tmp_path / "r.db")["config_hash"]) == [h]
+
+
+def test_another_programs_database_with_a_runs_table_is_not_called_an_older_store(tmp_path, capsys):
+    """A `runs` table alone does not make a resizelab store: one without its columns is another program's,
+    whatever its user_version, and is named so rather than "written by an older resizelab"."""
+    from resizelab.cli import main
+    from resizelab.store.database import StoreError
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT, started TEXT)")
+        conn.execute("INSERT INTO runs (name) VALUES ('nightly')")
+    before = other.read_bytes()
+    for readonly in (False, True):
+        with pytest.raises(StoreError) as info:
+            Store(other, readonly=readonly)
+        message = str(info.value)
+        assert "is not a resizelab store" in message and "older" not in message and "\n" not in message
+    assert main(["report", "--db", str(other), "--out", str(tmp_path / "rep")]) == 2
+    assert "is not a resizelab store" in capsys.readouterr().err
+    assert other.read_bytes() == before  # nothing written into it

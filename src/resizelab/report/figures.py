@@ -167,9 +167,13 @@ def figure_examples(groups: list[Group], path: Path, n_images: int) -> bool:
         return False
     sizes = sorted({g.train_size for g in groups})
     methods = sorted({(g.config["interpolation"], g.config["antialias"], g.config["backend"]) for g in groups})
-    # One image per class for the first few classes, so the strip is varied.
+    # One image per class for the first few classes the test split holds (a class may have no test image: a small
+    # synthetic split, an empty class folder), so the strip is varied.
     labels = dataset.test_labels
-    picks = [int((labels == c).nonzero()[0]) for c in range(min(n_images, dataset.num_classes))]
+    present = [c for c in range(dataset.num_classes) if bool((labels == c).any())][:n_images]
+    if not present:
+        return False
+    picks = [int((labels == c).nonzero()[0, 0]) for c in present]
     images = dataset.test_images[picks]
     plt = pyplot()
     fig, axes = plt.subplots(len(methods), len(sizes), figsize=(0.8 * len(picks) * len(sizes) + 1, 1.25 * len(methods) + 0.7), squeeze=False)

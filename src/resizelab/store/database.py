@@ -88,6 +88,9 @@ CREATE TABLE IF NOT EXISTS sweep_runs (
 # PRAGMA user_version of the layout above. 1: runs named by what ran (precision resolved, data and weights by
 # content digest), execution settings per attempt. A store of another version is refused with one line.
 SCHEMA_VERSION = 1
+# Columns every resizelab store's runs table has had, whatever its layout version: what tells one from another
+# program's table of the same name.
+RESIZELAB_RUNS_COLUMNS = ("config_hash", "config_json")
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_DB = "resizelab.db"
 
@@ -152,7 +155,13 @@ def check_db_path(path: str) -> None:
 
 
 def check_schema_version(conn: sqlite3.Connection, path: str) -> None:
-    """Refuse a store whose layout is not this version's: its run names would not mean what they mean here."""
+    """Refuse a store whose layout is not this version's: its run names would not mean what they mean here; and
+    another program's database that happens to have a `runs` table, which is no resizelab store of any age."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+    if not set(RESIZELAB_RUNS_COLUMNS) <= columns:
+        raise StoreError(f"db {path} is not a resizelab store: its runs table is another program's (columns "
+                         f"{', '.join(sorted(columns)) or 'none'}; a resizelab store's has {', '.join(RESIZELAB_RUNS_COLUMNS)}); "
+                         "pass --db to a new file or to a resizelab store")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
         return

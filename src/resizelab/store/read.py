@@ -108,6 +108,7 @@ def find_run(db: str | os.PathLike, run: str) -> StoredRun:
     run = run.lower()  # hashes are written in lower case; a prefix copied in upper case names the same run
     with connect_read_only(db) as conn:
         rows = [dict(r) for r in conn.execute("SELECT * FROM runs WHERE config_hash LIKE ? ORDER BY config_hash", (run + "%",))]
+    check_rows(rows, db)  # a row edited by hand or cut short: one line naming it, as report and load_runs say
     if not rows:
         raise ConfigError(f"no run {run} in {db}; `resizelab report --db {db}` lists the stored runs (runs.csv)")
     if len(rows) > 1:

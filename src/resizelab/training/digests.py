@@ -31,13 +31,19 @@ def file_sha256(path: str | os.PathLike) -> str:
 _key_memo: dict[tuple, str] = {}
 
 
+def name_bytes(text: str) -> bytes:
+    """UTF-8 of text holding file names: a name's byte that is not UTF-8 comes from the OS as a surrogate escape,
+    which plain .encode() refuses; surrogateescape gives back the name's own bytes (and UTF-8 names as before)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def listing_signature(files: list[str]) -> str:
     """Each file's name, size, times and inode: what changes when a file is added, removed, renamed or
     written, read from the directory entries without opening a file (the same test as file_sha256's)."""
     h = hashlib.sha256()
     for f in files:
         st = os.stat(f)
-        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
+        h.update(name_bytes(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n"))
     return h.hexdigest()
 
 
@@ -82,7 +88,7 @@ def content_key(kind: str, root: Path, files: list[Path], extra: str = "") -> st
     copied folder keeps it)."""
     h = hashlib.sha256(kind.encode())
     for f in sorted(files):
-        h.update(f"{f.relative_to(root).as_posix()}\0{file_sha256(f)}\n".encode())
+        h.update(name_bytes(f"{f.relative_to(root).as_posix()}\0{file_sha256(f)}\n"))
     if extra:
-        h.update(extra.encode())
+        h.update(name_bytes(extra))
     return h.hexdigest()[:16]
