@@ -11,6 +11,7 @@ from resizelab.core.errors import ConfigError
 from resizelab.training.resize import ResizeCache
 
 
+@pytest.mark.slow  # the whole bench, all three pipelines timed: the fast tier's costliest test by far
 def test_bench_times_all_three_pipelines_and_reports_ratios():
     recipe = RunConfig(data="synthetic", weights="none", precision="fp32", limit_train=200)
     cfg = BenchConfig(run=recipe, sizes=(16,), steps=2, windows=2, workers=0, eval_images=64, ablation=True)
@@ -51,6 +52,7 @@ def test_bench_steps_the_very_run_that_train_runs():
     assert pipe.run.evaluate()[0].accuracy == trained.test_accuracy
 
 
+@pytest.mark.slow  # a second whole bench, on another recipe and data
 def test_bench_honours_the_recipe_and_data(tmp_path):
     from conftest import write_imagefolder
 

@@ -39,6 +39,7 @@ def test_run_on_an_imagefolder_learns_and_stores(tmp_path, capsys):
     assert {"torch", "torchvision", "device", "git_revision", "antialias_effective", "backend"} <= set(prov)
 
 
+@pytest.mark.slow  # the seed study end to end (three trainings and the report)
 def test_study_seed_prints_the_three_row_table(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["study", "--preset", "seed", "--data", "synthetic", *FAST, "--no-report"]) == 0

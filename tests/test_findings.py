@@ -212,6 +212,7 @@ def test_a_findings_study_reports_a_verdict_on_every_claim(tmp_path):
     assert (out / "report.html").is_file() and "| 2 seeds |" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow  # a whole findings study (trainings, spectra, report), as the ResNet one above
 def test_findings_of_a_mobilenet_study_say_the_probe_rows_are_not_measured(tmp_path):
     """The probe hooks ResNet blocks: a mobilenet_v2 study's report is still written, its probe rows not measured."""
     import json

@@ -287,6 +287,7 @@ def test_synthetic_at_a_native_resolution_is_the_same_task_drawn_larger():
     assert detail(nearest) > 1.5 * detail(aa)
 
 
+@pytest.mark.slow  # a whole study: five trainings, each served under twelve recipes, and its report
 def test_study_preset_serve_prints_the_train_x_serve_table_after_the_results_table(tmp_path, capsys, monkeypatch):
     """The preset's five training recipes at 16 px, one seed each, tiny: stdout is the results table and then the
     report section's train x serve rows, cell for cell; the log lines stay on stderr."""
@@ -322,13 +323,14 @@ def test_no_serving_results_no_train_x_serve_table(stored):
     assert serving_table(rows).splitlines()[3].split()[:3] == ["pil-bilinear", "cv2-nearest", "16"]
 
 
-# Every run's resize, (backend, method, antialias) with the antialias that happens; the issue's case in the fast tier.
+# Every run's resize, (backend, method, antialias) with the antialias that happens. The full run trains one of each;
+# the fast tier has the issue's case (tensor bilinear antialiased) in the `stored` fixture's test above.
 RUN_RESIZES = [(b, m, aa) for b, ms in BACKEND_INTERPOLATIONS.items() for m in ms for aa in (True, False)
                if effective_antialias(m, b, aa) == aa]
 
 
-@pytest.mark.parametrize("backend,method,antialias", [
-    pytest.param(*r, marks=() if r == ("tensor", "bilinear", True) else pytest.mark.slow) for r in RUN_RESIZES])
+@pytest.mark.slow
+@pytest.mark.parametrize("backend,method,antialias", RUN_RESIZES)
 def test_every_backend_method_and_antialias_served_with_its_own_resize_gives_back_its_accuracy(
         backend, method, antialias, tmp_path, monkeypatch):
     """A stored run served (`serve --run`, and `run --serve` as it trains) with its own recipe, the baseline, scores
