@@ -336,4 +336,4 @@ def test_threads_is_an_execution_setting_recorded_per_attempt(tmp_path, capsys):
         assert len([line for line in err.splitlines() if line.startswith("resizelab: error:")]) == 1 and why in err
     with pytest.raises(SystemExit):
         main(["run", "--help"])
-    assert "--threads N" in capsys.readouterr().out
+    assert "--threads {auto,N}" in capsys.readouterr().out
