@@ -279,8 +279,7 @@ def test_a_run_in_a_sweep_gives_back_the_threads_its_policy_dropped(tmp_path):
     torch.set_num_threads(2)
     with thread_share(2, 4) as granted:
         run = Run(RunConfig(data="synthetic:128:16", size=8, epochs=1, weights="none", precision="fp32", batch_size=16,
-                            device="cpu"), on_threads=SharedThreads(granted, 4)).setup()
-        run._load = MachineLoad("/nonexistent")
+                            device="cpu"), on_threads=SharedThreads(granted, 4), load=MachineLoad("/nonexistent")).setup()
         run.begin_epoch()
         for _ in range(run.steps_per_epoch):
             images = run.step()

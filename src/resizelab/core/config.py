@@ -420,8 +420,8 @@ class RunConfig:
     threads: int | None = option(None, threads_kind(), "torch threads the run computes with (intra-op; inter-op too in "
                                  "a fresh process); auto: at most the cores this run may use (this process's, or its "
                                  "share in a packed sweep or beside other sweeps), fewer while the machine is busy (on a "
-                                 "CPU: the count whose steps are fastest now, training.threads); N: N, never adapted; what "
-                                 "ran is recorded", identity=False, grid=False)
+                                 "CPU, unless --deterministic: the count whose steps are fastest now, training.threads); "
+                                 "N: N, never adapted; what ran is recorded", identity=False, grid=False)
     # Not identity: evaluating the trained model under more resizes adds measurements, it changes nothing trained.
     serve: tuple[str, ...] = option((), recipes_list(), "after training, also evaluate under these serving recipes (resizelab "
                                     "serve's catalogue, or all) at the test size and every --test-sizes entry; stored with the "

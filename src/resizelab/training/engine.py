@@ -66,7 +66,8 @@ class Run:
     """One training run: its data on the device, model, optimizer and schedule, stepped one batch at a time."""
 
     def __init__(self, config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,
-                 record_losses: bool = False, on_threads: Callable[[int], int] | None = None):
+                 record_losses: bool = False, on_threads: Callable[[int], int] | None = None,
+                 load: MachineLoad | None = None):
         # Planned: precision concrete and files named by content, so the result's hash is the one claimed.
         if config.weights == "imagenet" and config.weights_digest is None:
             # Their digest names the run, so they are fetched (on first use, as torchvision does) before planning.
@@ -77,6 +78,7 @@ class Run:
         self.record_losses = record_losses
         # Asked before the run takes more threads than it holds (the machine's thread ledger, in a sweep): the count granted.
         self.on_threads = on_threads
+        self._load_given = load  # where the thread policy reads the machine's load (tests give a file of their own)
         self.losses: list[torch.Tensor] = []  # per step, on the device, when record_losses (tests compare them)
 
     def setup(self) -> "Run":
@@ -84,13 +86,16 @@ class Run:
         self.t_start = time.perf_counter()
         cfg = self.config
         self.device = device = resolve_device(cfg.device)
+        # A deterministic run keeps its count too: the count sets oneDNN's summation order, so adapting to the
+        # machine's load would make its last bits depend on what else ran.
+        adaptive = cfg.threads is None and device.type == "cpu" and not cfg.deterministic
+        # Read from here to the first step: what other processes keep busy while this run sets up.
+        self._load = (self._load_given or MachineLoad()) if adaptive else None
         self.threads = use_threads(cfg.threads)  # before the run's first op
         # --threads N means N; without it a CPU run adapts its count to what the machine leaves free (training.threads).
-        adaptive = cfg.threads is None and device.type == "cpu"
         if adaptive and self.on_threads is not None:
             self.threads = set_threads(max(1, min(self.threads, self.on_threads(self.threads))))
         self.thread_policy = ThreadPolicy(self.threads, adaptive=adaptive)
-        self._load = MachineLoad() if adaptive else None
         seed_everything(cfg.seed, cfg.deterministic)
         self.cache = self._cache if self._cache is not None else ResizeCache()
         if self._dataset is None:
@@ -135,6 +140,10 @@ class Run:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.epoch, self.steps_done, self.steps_in_epoch = 0, 0, 0
         self.first_step_at: float | None = None
+        if adaptive:
+            start = self.thread_policy.start_beside(self._load.busy_elsewhere(), self._load.cores)
+            if start != self.threads:
+                self.threads = set_threads(self.on_threads(start) if self.on_threads is not None else start)
         reset_peak_memory(device)
         synchronize(device)
         self.prepare_seconds = time.perf_counter() - self.t_start
@@ -387,6 +396,9 @@ def _train(config: RunConfig, *, dataset: Dataset | None, cache: ResizeCache | N
     check = check or (lambda: None)
     run = Run(config, dataset=dataset, cache=cache, on_threads=on_threads).setup()
     reporter.start(run)
+    said = run.thread_policy.pop_message()  # a run that starts with fewer threads than it may use says why
+    if said:
+        reporter.note(said)
     epochs: list[EpochResult] = []
     try:
         for _ in range(run.config.epochs):

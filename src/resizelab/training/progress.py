@@ -70,7 +70,9 @@ class TrainProgress:
         """A line about the run's execution (the thread policy's decisions), between the progress lines."""
         if not self.enabled:
             return
-        if self._bar is not None:
+        if self.run.epoch == 0:
+            logger.info("before step 1: %s", message)
+        elif self._bar is not None:
             self._bar.write(f"epoch {self.run.epoch}/{self.run.config.epochs} step {self.run.steps_in_epoch}/"
                             f"{self.run.steps_per_epoch}: {message}", file=sys.stderr)
         else:

@@ -100,6 +100,21 @@ class ThreadPolicy:
         self._next_down = 0
         self._message: str | None = None
 
+    def start_beside(self, busy_elsewhere: float | None, cores: int) -> int:
+        """Before the first step: start with the cores that other processes leave free (what `MachineLoad` saw them
+        keep busy while this run set up), so a run on a busy machine does not pay for its first slow steps; the
+        steps still decide. The count to start with."""
+        if not self.adaptive or busy_elsewhere is None:
+            return self.threads
+        free = max(1, min(self.maximum, int(cores - busy_elsewhere + 0.5)))
+        if free < self.threads:
+            self._message = (f"machine busy: {self.threads} → {free} thread{'s' if free != 1 else ''} (other processes "
+                             f"keep {busy_elsewhere:.1f} of {cores} cores busy)")
+            self.threads = free
+            self.changes.append(ThreadChange(0, free, "machine busy"))
+            self._tried_fewer = True  # already fewer: more is tried when the machine shows an idle core
+        return self.threads
+
     def observe(self, step: int, seconds: float, images: int, idle_cores: float | None = None) -> int:
         """Step `step` (counted from 0) took `seconds` for `images` images; the count for the next steps."""
         self.steps_by_threads[self.threads] = self.steps_by_threads.get(self.threads, 0) + 1
@@ -114,6 +129,15 @@ class ThreadPolicy:
             if per_image > self.abort_ratio * reference:
                 return self._end_probe(step, kept=False, per_image=per_image)
         self._samples.append(per_image)
+        if self._probe is None and not self._tried_fewer and self.threads > 1:
+            # The first measured step against a try of fewer: on a contended machine the gap is tenfold, and
+            # every step spent finding it out is one of the slow ones.
+            self._tried_fewer = True
+            self._samples = []
+            self._best[self.threads] = per_image
+            return self._try(step, max(1, self.threads // 2), per_image, "fewer faster")
+        if self._probe is not None and per_image * self.abort_ratio < self._probe[1]:
+            return self._end_probe(step, kept=True, per_image=per_image)  # decisively faster: no need to wait
         if len(self._samples) < self.window:
             return self.threads
         now = statistics.median(self._samples)
@@ -124,9 +148,6 @@ class ThreadPolicy:
             return self._end_probe(step, kept=better, per_image=now)
         best = self._best.get(self.threads)
         self._best[self.threads] = now if best is None else min(best, now)
-        if self.threads > 1 and not self._tried_fewer:
-            self._tried_fewer = True
-            return self._try(step, max(1, self.threads // 2), now, "fewer faster")
         if self.threads > 1 and best is not None and step >= self._next_down and now * self.busy_ratio > best:
             return self._try(step, max(1, self.threads // 2), now, "machine busy")
         if (self.threads < self.maximum and step >= self._next_up
@@ -204,21 +225,23 @@ def describe_changes(changes: list | None) -> str:
 
 
 class MachineLoad:
-    """Idle cores among those this process may run on, over the last `span_seconds` or more, from /proc/stat
-    (Linux): what no process, this one included, kept busy. None where /proc/stat cannot be read."""
+    """Idle cores among those this process may run on, over the last `span_seconds` or more, and the cores other
+    processes kept busy, from /proc/stat (Linux) and this process's CPU time. None where /proc/stat cannot be read."""
 
-    def __init__(self, path: str = "/proc/stat", span_seconds: float = 0.25):
+    def __init__(self, path: str = "/proc/stat", span_seconds: float = 0.1):
         self.path = path
         try:
             self.cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
         except (AttributeError, OSError):
             self.cpus = None
-        self.span_ticks = span_seconds * (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.span_ticks = span_seconds * self.tick
+        self.cores = len(self.cpus) if self.cpus else (os.cpu_count() or 1)
         self._last = self._read()
         self._idle: float | None = None
 
-    def _read(self) -> tuple[float, float, int] | None:
-        """(idle ticks, all ticks, cores) summed over this process's cores."""
+    def _read(self) -> tuple[float, float, int, float] | None:
+        """(idle ticks, all ticks, cores) summed over this process's cores, and this process's CPU ticks."""
         idle = total = 0.0
         cores = 0
         try:
@@ -233,15 +256,27 @@ class MachineLoad:
                     cores += 1
         except (OSError, ValueError, IndexError):
             return None
-        return (idle, total, cores) if cores else None
+        own = os.times()
+        return (idle, total, cores, (own.user + own.system) * self.tick) if cores else None
 
     def idle_cores(self) -> float | None:
         now = self._read()
         if now is None or self._last is None:
             self._last = now
             return None
-        idle, total, cores = now
+        idle, total, cores, _ = now
         if total - self._last[1] >= self.span_ticks * cores:
             self._idle = cores * (idle - self._last[0]) / (total - self._last[1])
             self._last = now
         return self._idle
+
+    def busy_elsewhere(self) -> float | None:
+        """Cores that other processes kept busy since the last reading (at least `span_seconds` ago, else None),
+        and starts a new span: the machine's busy time less this process's own CPU time."""
+        now = self._read()
+        last, self._last = self._last, now
+        if now is None or last is None or now[1] - last[1] < self.span_ticks * now[2]:
+            return None
+        idle, total, cores, own = now
+        wall_ticks = (total - last[1]) / cores
+        return max(0.0, cores * (1 - (idle - last[0]) / (total - last[1])) - (own - last[3]) / wall_ticks)
