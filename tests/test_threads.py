@@ -175,3 +175,15 @@ def test_a_run_starts_with_the_cores_other_processes_leave(tmp_path):
     assert policy.start_beside(busy, 2) == 1 and policy.pop_message().startswith("machine busy: 2 → 1 thread")
     assert policy.record()["thread_changes"] == [[0, 2, "start"], [0, 1, "machine busy"]]
     assert ThreadPolicy(2).start_beside(0.2, 2) == 2 and ThreadPolicy(2, adaptive=False).start_beside(2.0, 2) == 2
+
+
+def test_threads_is_auto_or_a_whole_number():
+    from resizelab.core.config import RunConfig, declared_options
+    from resizelab.core.errors import ConfigError
+
+    kind = dict(declared_options(RunConfig))["threads"].kind
+    assert kind.parse("auto") is None and kind.parse("3") == 3 and kind.none_text == "auto"
+    assert RunConfig(data="synthetic", threads="auto").threads is None  # as a sweep file spells it
+    for bad in (0, 1025, 1.5, "two"):
+        with pytest.raises(ConfigError, match="threads must be"):
+            RunConfig(data="synthetic", threads=bad)
