@@ -184,6 +184,7 @@ def test_a_waiting_sweep_says_again_who_holds_the_cores_and_how_to_go_on(tmp_pat
         assert f"(ledger {ledger_path()})" in line and "stop the other sweep (kill PID), or Ctrl-C" in line
 
 
+@pytest.mark.slow  # a real run (or sweep) on two threads: seconds quiet, tens of them on a loaded machine
 def test_ctrl_c_while_waiting_for_cores_holds_nothing_and_says_how_to_resume(tmp_path):
     import signal
     import sqlite3
@@ -268,6 +269,7 @@ def test_a_sweep_share_follows_the_threads_its_runs_adapt_to(tmp_path):
         child.wait(timeout=30)
 
 
+@pytest.mark.slow  # a real run (or sweep) on two threads: seconds quiet, tens of them on a loaded machine
 def test_a_run_in_a_sweep_gives_back_the_threads_its_policy_dropped(tmp_path):
     import torch
 

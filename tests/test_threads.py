@@ -104,6 +104,7 @@ def test_machine_load_reads_idle_cores_over_a_span(tmp_path):
     assert MachineLoad(str(tmp_path / "missing")).idle_cores() is None
 
 
+@pytest.mark.slow  # a real run (or sweep) on two threads: seconds quiet, tens of them on a loaded machine
 def test_a_run_records_the_changes_its_policy_made(tmp_path):
     """The engine's Run applies the policy between steps and its execution record carries the changes, which
     load_runs and the report show; the step times come from the test (a run slowed down tenfold on two
@@ -145,7 +146,7 @@ def test_a_run_records_the_changes_its_policy_made(tmp_path):
     md = (report / "report.md").read_text()
     assert "## Runs whose threads adapted to a busy machine" in md and "| 2 → 1 at step 2 (fewer faster) |" in md
 
-    fixed = Run(RunConfig(**{**cfg.to_dict(), "threads": 2})).setup()
+    fixed = Run(RunConfig(**{**cfg.to_dict(), "threads": 2, "data": "synthetic:32:16"})).setup()
     fixed.begin_epoch()
     for _ in range(fixed.steps_per_epoch):
         images = fixed.step()
