@@ -318,17 +318,24 @@ def test_threads_is_an_execution_setting_recorded_per_attempt(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["config"]["threads"] == 1 and printed["execution"]["threads"] == 1
     assert torch.get_num_threads() == threads  # the run's count was its own
-    assert main(common + ["--force"]) == 0  # the default: the count this process computes with
+    assert main(common + ["--threads", "2", "--force"]) == 0
     with Store(db) as store:
         (row,) = store.runs()  # one run: the thread count is not part of its name
         attempts = store.attempts(row["config_hash"])
-    assert [json.loads(a["execution_json"])["threads"] for a in attempts] == [1, threads]
-    assert load_runs(db)["threads_ran"].tolist() == [threads] and str(load_runs(db)["threads_ran"].dtype) == "Int64"
+    assert [json.loads(a["execution_json"])["threads"] for a in attempts] == [1, 2]
+    assert load_runs(db)["threads_ran"].tolist() == [2] and str(load_runs(db)["threads_ran"].dtype) == "Int64"
     capsys.readouterr()
     assert main(["report", "--db", str(db), "--out", str(tmp_path / "report"), "--split-on", "threads"]) == 0
     md = (tmp_path / "report" / "report.md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("| size | interpolation"))
     assert "threads" in header and len([line for line in md.splitlines() if line.startswith("| 8 |")]) == 2
+    assert main(common + ["--force"]) == 0  # the default, auto: at most the count this process computes with
+    with Store(db) as store:
+        fixed, auto = (json.loads(a["execution_json"]) for a in store.attempts(row["config_hash"])[1:])
+    # It adapts: fewer than the process's count while other processes keep cores busy (training.threads).
+    assert fixed["threads_policy"] == "fixed" and fixed["thread_changes"] == [[0, 2, "start"]]
+    assert auto["threads_policy"] == "auto" and 1 <= auto["threads"] <= threads and auto["thread_changes"][0] == [0, threads, "start"]
+    assert load_runs(db)["threads_ran"].tolist() == [auto["threads"]]
     for bad, why in (("0", "threads must be"), ("two", "threads"), ("1,2", "threads")):
         capsys.readouterr()
         assert main(common + ["--threads", bad]) == 2
@@ -336,4 +343,4 @@ def test_threads_is_an_execution_setting_recorded_per_attempt(tmp_path, capsys):
         assert len([line for line in err.splitlines() if line.startswith("resizelab: error:")]) == 1 and why in err
     with pytest.raises(SystemExit):
         main(["run", "--help"])
-    assert "--threads N" in capsys.readouterr().out
+    assert "--threads {auto,N}" in capsys.readouterr().out

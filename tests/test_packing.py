@@ -1,4 +1,7 @@
+import os
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -67,3 +70,65 @@ def test_packed_workers_share_the_cores_out():
     assert resolve_executor("auto", None, small[:CPU_AUTO_PACK_MIN_RUNS - 1], cores=2) == ("local", 1)  # too few to pay
     assert resolve_executor("auto", None, small + [RunConfig(data="synthetic", device="cpu", size=64)], cores=2) == ("local", 1)
     assert resolve_executor("auto", None, [RunConfig(data="synthetic", device="cpu")], cores=2) == ("local", 1)  # native
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc")
+def test_workers_end_within_seconds_when_their_sweep_is_killed(tmp_path):
+    """kill -9 of a packed sweep's process: its workers (and multiprocessing's resource tracker) end too."""
+    import signal
+    import sqlite3
+    import time
+
+    db = tmp_path / "r.db"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    cmd = [sys.executable, "-m", "resizelab.cli", "sweep", "--data", "synthetic", "--weights", "none", "--epochs", "50",
+           "--limit-train", "600", "--limit-test", "20", "--precision", "fp32", "--size", "8,12", "--executor", "packed",
+           "--pack", "2", "--threads", "1", "--db", str(db), "-q"]
+    sweep = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = []
+    try:
+        deadline = time.time() + 180
+        running = 0
+        while time.time() < deadline and running < 2:  # both workers training: past their start-up
+            time.sleep(0.2)
+            try:
+                with sqlite3.connect(db) as c:
+                    running = c.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+        assert running == 2
+        children = _children(sweep.pid)
+        assert len(children) >= 2
+        sweep.send_signal(signal.SIGKILL)
+        sweep.wait(timeout=30)
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(pid) for pid in children):
+            time.sleep(0.1)
+        assert not [pid for pid in children if _alive(pid)]
+    finally:
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

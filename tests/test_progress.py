@@ -62,7 +62,8 @@ def test_step_lines_within_an_epoch_at_the_interval(caplog):
     cfg = RunConfig(**{**TINY, "limit_train": 64}, epochs=2, size=16)
     with caplog.at_level(logging.INFO, logger="resizelab"):
         result = train(cfg, progress=TrainProgress(interval_seconds=0.0, terminal=False))
-    steps = [r.getMessage() for r in caplog.records if " step " in r.getMessage()]
+    # The thread policy's decisions (a busy machine) have lines of their own, between these.
+    steps = [r.getMessage() for r in caplog.records if " step " in r.getMessage() and " → " not in r.getMessage()]
     # An interval of 0 logs every step but the last of each epoch (the epoch line stands for that one): 4 steps an epoch.
     assert [m.split(":")[0] for m in steps] == [f"epoch {e}/2 step {s}/4" for e in (1, 2) for s in range(1, 4)]
     for message in steps:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from resizelab.core.errors import ConfigError, MissingDependency
-from resizelab.core.results import EXECUTION_KEYS
+from resizelab.core.results import EXECUTION_DETAILS, EXECUTION_KEYS
 from resizelab.report.tracking import TAG_CONFIG_HASH, TAG_SWEEP, default_tracking_uri, export_store_to_mlflow, log_result_to_mlflow
 from tiny_store import build_tiny_store
 
@@ -62,7 +62,7 @@ def test_log_result_writes_params_metrics_tags_and_artifacts(tiny_store, trackin
     assert run.info.run_id == run_id and run.info.status == "FINISHED"
     assert run.info.run_name == result.config.label()
     params = run.data.params
-    assert set(params) == set(result.config.to_dict()) | {f"execution.{k}" for k in EXECUTION_KEYS}
+    assert set(params) == set(result.config.to_dict()) | {f"execution.{k}" for k in EXECUTION_KEYS + EXECUTION_DETAILS}
     assert params["threads"] == "null" and params["execution.threads"] == str(result.execution["threads"]) != "null"
     assert (params["size"], params["data"], params["test_sizes"], params["epochs"]) == ("16", "synthetic", "[32]", "2")
     assert params["limit_train"] == "64" and params["channels_last"] == "null"
@@ -168,7 +168,7 @@ def test_sweep_with_mlflow_logs_each_run_and_the_report(tmp_path, monkeypatch, c
         run = by_hash[config_hash]
         assert run.info.status == "FINISHED" and run.data.tags[TAG_SWEEP] == "ml"
         assert run.data.params["size"] == str(config["size"]) and run.data.params["epochs"] == "2"
-        assert set(run.data.params) == set(config) | {f"execution.{k}" for k in EXECUTION_KEYS}
+        assert set(run.data.params) == set(config) | {f"execution.{k}" for k in EXECUTION_KEYS + EXECUTION_DETAILS}
         history = sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
         assert [m.step for m in history] == [1, 2]
         assert 0 <= run.data.metrics["test_accuracy"] <= 100

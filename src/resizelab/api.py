@@ -20,6 +20,7 @@ from .core.errors import ConfigError
 from .core.log import console_logging
 from .core.optional import require
 from .core.paths import check_out_dir
+from .training.threads import describe_changes
 from .store.read import StoredRuns, read_runs, serving_rows
 from .sweeps.claim import SweepOutcome
 from .sweeps.plan import SweepPlan, check_axis, default_name, expand_spec, load_sweep_file, seed_list
@@ -66,7 +67,7 @@ def _column_kinds() -> dict[str, str]:
     for name in ("test_accuracy", "train_seconds", "images_per_second", "prepare_seconds", "time_to_first_step_seconds",
                  "eval_seconds", "accuracy", "train_loss", "train_accuracy", "epoch_seconds"):
         kinds[name] = "float64"
-    kinds.update(test_interpolation="text", headline="boolean", finished_at="datetime64[ns, UTC]")
+    kinds.update(test_interpolation="text", threads_adapted="text", headline="boolean", finished_at="datetime64[ns, UTC]")
     return kinds
 
 
@@ -98,7 +99,9 @@ def _run_record(row: dict, sweep: str | None, sweeps: dict[str, list[str]], conf
     for name in RESULT_COLUMNS:
         record[name] = result.get(name)
     # What ran beside what was asked (threads: None asks for the cores the run may use; threads_ran says how many).
-    record["threads_ran"] = (result.get("execution") or {}).get("threads")
+    execution = result.get("execution") or {}
+    record["threads_ran"] = execution.get("threads")
+    record["threads_adapted"] = describe_changes(execution.get("thread_changes"))
     shape = result.get("input_shape") or [None, None]
     record["input_height_px"], record["input_width_px"] = shape[0], shape[1]
     record["error"] = row["error"]
@@ -150,7 +153,8 @@ def load_runs(db: str | os.PathLike, sweep: str | None = None, status: str | Non
     boolean, test_sizes as a tuple); test_accuracy (percent), train_seconds, images_per_second,
     macs_per_image, params, peak_memory_bytes, effective_precision, weights_tag, peak_memory_kind,
     prepare_seconds, time_to_first_step_seconds, eval_seconds, input_height_px, input_width_px
-    (what the model was fed), threads_ran (the torch threads it trained with), error, attempts, finished_at (UTC).
+    (what the model was fed), threads_ran (the torch threads most of its steps trained with), threads_adapted
+    (what the thread policy changed and why, "2 → 1 at step 5 (machine busy)"; empty when nothing), error, attempts, finished_at (UTC).
 
     Sizes come twice. `size_px` is the number (Int64, <NA> for native): sort, plot and compute with it.
     `size` is text, "native" or the number ("16"): group by it. pandas' groupby drops NA keys by default,

@@ -152,6 +152,21 @@ def whole(low: int, high: int | None = None, *, optional: bool = False, native: 
     return Kind(_parse_size if native else parse_int, check, "PX" if native else "N", "native" if native else "none")
 
 
+def threads_kind() -> Kind:
+    """Torch threads: a whole number from 1 to 1024, or auto (None: adapted to the machine, training.threads)."""
+    def parse(text: str) -> int | None:
+        return None if text.strip().lower() == "auto" else parse_int(text)
+
+    def check(name: str, value: Any) -> None:
+        if value is None:
+            return
+        if not _is_int(value):
+            raise ConfigError(f"{name} must be a whole number of threads or auto; got {value!r}")
+        if not 1 <= value <= 1024:
+            raise ConfigError(f"{name} must be auto or between 1 and 1024; got {value}")
+    return Kind(parse, check, "{auto,N}", "auto")
+
+
 def test_size_kind() -> Kind:
     """A test size: whole px, NATIVE (no resize at test: the images as they are) or None (the default: the
     train size, whatever it is). Two spellings because "native" and "as trained" differ whenever the train
@@ -402,10 +417,11 @@ class RunConfig:
     eval_batch_size: int = option(1024, whole(1, 65_536), "evaluation batch size", identity=False)
     # Execution, not identity, like the memory layout: the thread count changes oneDNN's summation order in the
     # last digits, not what the run is. No grid axis: runs that differ only here are one run (one hash).
-    threads: int | None = option(None, whole(1, 1024, optional=True), "torch threads the run computes with (intra-op; "
-                                 "inter-op too in a fresh process); default: the cores this run may use (this "
-                                 "process's, or its share in a packed sweep or beside other sweeps); what ran is recorded",
-                                 identity=False, grid=False)
+    threads: int | None = option(None, threads_kind(), "torch threads the run computes with (intra-op; inter-op too in "
+                                 "a fresh process); auto: at most the cores this run may use (this process's, or its "
+                                 "share in a packed sweep or beside other sweeps), fewer while the machine is busy (on a "
+                                 "CPU, unless --deterministic: the count whose steps are fastest now, training.threads); "
+                                 "N: N, never adapted; what ran is recorded", identity=False, grid=False)
     # Not identity: evaluating the trained model under more resizes adds measurements, it changes nothing trained.
     serve: tuple[str, ...] = option((), recipes_list(), "after training, also evaluate under these serving recipes (resizelab "
                                     "serve's catalogue, or all) at the test size and every --test-sizes entry; stored with the "
@@ -431,6 +447,8 @@ class RunConfig:
         for name in ("channels_last", "single_window_matmul"):
             if getattr(self, name) == "auto":  # as a sweep file spells it
                 object.__setattr__(self, name, None)
+        if self.threads == "auto":  # as a sweep file or Python spells the default
+            object.__setattr__(self, "threads", None)
         if self.test_size == "same":  # as a sweep file or Python may spell the default
             object.__setattr__(self, "test_size", None)
         for name, opt in options():

@@ -18,7 +18,11 @@ TRAIN_SECONDS_INCLUDES = (
 # Settings that change how a run executes (speed, float rounding) but not what it is: stored with each attempt,
 # left out of the run's name, and columns a report can split on (`resizelab report --split-on`).
 EXECUTION_KEYS = ("device", "channels_last", "single_window_matmul", "compile", "deterministic", "eval_batch_size",
-                  "precision_requested", "resize_path", "data_path", "weights_path", "threads")
+                  "precision_requested", "resize_path", "data_path", "weights_path", "threads",
+                  "threads_policy")
+# What else the execution record holds, too detailed to split on: each change of torch threads the run's thread
+# policy made, [step, threads, why] (training.threads), and how many steps ran with each count.
+EXECUTION_DETAILS = ("thread_changes", "steps_by_threads")
 
 
 @dataclass

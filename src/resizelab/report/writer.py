@@ -122,6 +122,20 @@ def _environment():
     return env
 
 
+def adapted_threads(groups: list[Group]) -> list[tuple[str, str]]:
+    """(run label, what changed) of each run whose thread policy changed its torch threads (a busy machine):
+    its images/s were measured partly on fewer threads, which the report must not hide."""
+    from ..training.threads import describe_changes
+
+    out = []
+    for g in _ordered(groups):
+        for run in g.runs:
+            said = describe_changes(json.loads(run.get("execution_json") or "{}").get("thread_changes"))
+            if said:
+                out.append((run.get("label") or run["config_hash"], said))
+    return out
+
+
 def write_report(config: ReportConfig) -> Path:
     """Write report.md, report.html (images embedded), the PNG figures and runs.csv (+ Parquet)."""
     from .figures import FIGURES, figure_examples
@@ -165,6 +179,7 @@ def write_report(config: ReportConfig) -> Path:
         "figures": [{"filename": f, "heading": h, "caption": c, "data": base64.b64encode((out / f).read_bytes()).decode()}
                     for f, h, c in figures],
         "failed": [(r["label"], r["error"] or "") for r in failed],
+        "adapted": adapted_threads(groups),
         "findings": findings_rows(findings) if findings else [],
         "findings_setting": findings.setting if findings else "",
         "serving": serving_rows(groups),

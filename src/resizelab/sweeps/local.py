@@ -39,12 +39,13 @@ class LocalExecutor:
     name = "local"
     slots = 1
 
-    def __init__(self, progress: bool = True):
+    def __init__(self, progress: bool = True, on_threads: Callable[[int], int] | None = None):
         from ..training.resize import ResizeCache
 
         self.cache = ResizeCache()
         self.datasets = DatasetMemo()
         self.progress = progress
+        self.on_threads = on_threads  # the sweep's share in the machine's thread ledger, following each run's threads
         self._pending: dict[Hashable, tuple[RunConfig, Lease]] = {}
 
     def start(self, cfg: RunConfig, lease: Lease) -> Hashable:
@@ -56,7 +57,7 @@ class LocalExecutor:
         while self._pending:
             ticket, (cfg, lease) = next(iter(self._pending.items()))
             status, payload = train_outcome(self.datasets.train_fn(), cfg, check=lease.check, cache=self.cache,
-                                            progress=self.progress)
+                                            progress=self.progress, on_threads=self.on_threads)
             del self._pending[ticket]
             out.append((ticket, status, payload))
         return out

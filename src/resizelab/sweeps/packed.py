@@ -57,6 +57,10 @@ def resolve_executor(executor: str, pack: int | None, configs: list[RunConfig], 
     return "local", 1
 
 
+def any_on_cpu(configs: list[RunConfig]) -> bool:
+    return any(on_cpu(c) for c in configs)
+
+
 def on_cpu(cfg: RunConfig) -> bool:
     from ..training.runtime import resolve_device
 
@@ -92,27 +96,66 @@ def check_pack(pack: Any) -> None:
         raise ConfigError(f"pack (runs trained at once) must be a whole number from 1 to {MAX_PACK}; got {pack!r}")
 
 
-def worker_main(index: int, tasks, results, threads: int, cache_bytes: int) -> None:
-    """A worker process: train each config it is sent until it gets None; report (index, status, payload)."""
+def end_with_parent(parent: int) -> None:
+    """End this process when process `parent` ends, however it ends (kill -9 included): a worker left behind
+    holds its memory (about a gigabyte) and may keep computing on a core. On Linux the kernel sends SIGKILL
+    (prctl PR_SET_PDEATHSIG); elsewhere a daemon thread looks every second whether the parent is still there."""
+    import ctypes
+    import ctypes.util
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # it died before the prctl: nothing would signal this process now
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="resizelab-parent-watch", daemon=True).start()
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def worker_main(index: int, tasks, results, threads: int, cache_bytes: int, parent: int | None = None,
+                ledger_cores: int | None = None) -> None:
+    """A worker process: train each config it is sent until it gets None; report (index, status, payload).
+    `parent`: the sweep's process, whose end ends this one; `ledger_cores`: the machine's cores when the
+    sweep's share is in the thread ledger (each run's adapted threads then move the parent's share)."""
+    if parent is not None:
+        end_with_parent(parent)
     # Ctrl-C reaches every process of the terminal's group; the parent decides what happens to the runs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import torch
-
     from ..training.resize import ResizeCache
-    from ..training.runtime import set_interop_threads
+    from ..training.threads import set_interop_threads, set_threads
     from .local import DatasetMemo
 
     # First thing, before any op: the inter-op count can only be set in a process that has not computed yet.
-    torch.set_num_threads(threads)
+    set_threads(threads)
     set_interop_threads(threads)
     cache = ResizeCache(max_bytes=cache_bytes)
     train_fn = DatasetMemo().train_fn()
+    on_threads = None
+    if ledger_cores is not None and parent is not None:
+        from .ledger import SharedThreads
+
+        on_threads = SharedThreads(threads, ledger_cores, holder=parent)
     while True:
         item = tasks.get()
         if item is None:
             return
         values, pack = item
-        status, payload = train_outcome(train_fn, RunConfig.from_dict(values), cache=cache, progress=False)
+        status, payload = train_outcome(train_fn, RunConfig.from_dict(values), cache=cache, progress=False,
+                                        on_threads=on_threads)
         if status == "done":
             # Its timings were taken beside pack - 1 other runs on the same device: said with the result.
             payload.provenance["pack"] = pack
@@ -143,7 +186,7 @@ class PackedExecutor:
 
     name = "worker"
 
-    def __init__(self, todo: list[RunConfig], pack: int, cores: int | None = None):
+    def __init__(self, todo: list[RunConfig], pack: int, cores: int | None = None, ledger_cores: int | None = None):
         import multiprocessing
 
         check_pack(pack)
@@ -151,6 +194,10 @@ class PackedExecutor:
         # Shared out by the pack asked for, not by the runs left: a short sweep does not give a worker more threads
         # than a long one would, so a run's thread count does not depend on how many runs were still to do.
         self.threads = threads_per_worker(todo, pack, cores)
+        # What each run computes with: its --threads when given (it overrides the worker's share), else the share.
+        self.run_threads = next((c.threads for c in todo if c.threads is not None), self.threads)
+        self._ledger_cores = ledger_cores
+        self._adaptive = all(c.threads is None for c in todo) and any_on_cpu(todo)
         # spawn, not fork: a forked child inherits this process's CUDA state, which CUDA does not allow.
         self._ctx = multiprocessing.get_context("spawn")
         self._results = self._ctx.Queue()
@@ -159,14 +206,17 @@ class PackedExecutor:
 
     def _spawn(self, index: int) -> Slot:
         tasks = self._ctx.Queue()
-        process = self._ctx.Process(target=worker_main, args=(index, tasks, self._results, self.threads, self._cache_bytes),
+        process = self._ctx.Process(target=worker_main, args=(index, tasks, self._results, self.threads, self._cache_bytes,
+                                                              os.getpid(), self._ledger_cores),
                                     daemon=True, name=f"resizelab-pack-{index}")
         process.start()
         return Slot(process, tasks)
 
     def describe(self) -> str:
+        n = self.run_threads
+        adapts = " at most, fewer while the machine is busy" if n == self.threads and self._adaptive else ""
         return (f"packed: {self.slots} runs at a time, one worker process each "
-                f"({self.threads} torch thread{'s' if self.threads != 1 else ''} each)")
+                f"({n} torch thread{'s' if n != 1 else ''} each{adapts}: {self.slots * n} in all)")
 
     def start(self, cfg: RunConfig, lease: Lease) -> Hashable:
         index = next(i for i, w in enumerate(self._workers) if not w.busy)

@@ -24,7 +24,7 @@ from ..store.database import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Store, new_owner
 from ..training.inputs import ensure_inputs
 from ..training.planning import many, plan as plan_config
 from .claim import Executor, SweepOutcome, claim_loop, say
-from .packed import DEFAULT_PACK, check_pack, machine_cores, on_cpu, resolve_executor
+from .packed import DEFAULT_PACK, check_pack, machine_cores, on_cpu, resolve_executor, threads_per_worker
 from .plan import SweepPlan, describe
 from .ray import check_ray_address
 
@@ -87,9 +87,12 @@ def plan_and_register(plan: SweepPlan, store: Store, checked: set | None = None)
     return planned
 
 
-def make_executor(options: SweepOptions, todo: list[RunConfig], quiet: bool, cores: int | None = None) -> Executor:
+def make_executor(options: SweepOptions, todo: list[RunConfig], quiet: bool, cores: int | None = None,
+                  ledger_cores: int | None = None) -> Executor:
     """The executor `options` asks for (auto: see packed.resolve_executor), ready to take runs; `cores`: the
-    share of this machine it may compute with (default: all the cores this process may use)."""
+    share of this machine it may compute with (default: all the cores this process may use); `ledger_cores`:
+    the machine's cores when that share is held in the thread ledger, which then follows what the runs'
+    thread policies adapt to (None: no ledger)."""
     name, pack = resolve_executor(options.executor, options.pack, todo, cores)
     if name == "ray":
         from .ray import RayExecutor
@@ -98,33 +101,56 @@ def make_executor(options: SweepOptions, todo: list[RunConfig], quiet: bool, cor
     if name == "packed":
         from .packed import PackedExecutor
 
-        executor = PackedExecutor(todo, pack, cores)
+        executor = PackedExecutor(todo, pack, cores, ledger_cores=ledger_cores)
         say(executor.describe(), quiet)
         return executor
     from .local import LocalExecutor
 
-    return LocalExecutor(progress=options.progress and not quiet)
+    on_threads = None
+    if ledger_cores is not None and cores is not None:
+        from .ledger import SharedThreads
+
+        on_threads = SharedThreads(cores, ledger_cores)
+    return LocalExecutor(progress=options.progress and not quiet, on_threads=on_threads)
+
+
+def threads_wanted(options: SweepOptions, todo: list[RunConfig], cores: int) -> tuple[int, int | None, str]:
+    """(torch threads this sweep computes with at once, the --threads asked for or None, how they run in words):
+    a run's --threads, times the runs a packed sweep trains at once; without --threads every core."""
+    name, pack = resolve_executor(options.executor, options.pack, todo, cores)
+    asked = next((c.threads for c in todo if c.threads is not None), None)
+    if name != "packed":
+        return (asked or cores), asked, f"{asked or cores} torch thread{'s' if (asked or cores) != 1 else ''}"
+    slots = max(1, min(pack, len(todo)))
+    each = asked or threads_per_worker(todo, pack, cores)
+    return slots * each, asked, f"{slots} runs at once x {each} torch thread{'s' if each != 1 else ''}"
 
 
 @contextlib.contextmanager
-def machine_share(options: SweepOptions, todo: list[RunConfig], quiet: bool) -> Iterator[int | None]:
+def machine_share(options: SweepOptions, todo: list[RunConfig], quiet: bool, sweep: str | None = None) -> Iterator[int | None]:
     """The cores this sweep computes with, held in the machine's thread ledger while it trains here on a CPU
-    (None for a Ray cluster or GPU runs: nothing to share out); a local sweep's torch threads follow the share."""
+    (None for a Ray cluster or GPU runs: nothing to share out): what it computes with (a run's --threads, times
+    the pack of a packed sweep), or without --threads the cores other sweeps left. A local sweep's torch threads
+    follow the share; more threads than the machine has cores are said in one line (allowed: the user may know)."""
     if options.executor == "ray" or not any(on_cpu(c) for c in todo):
         yield None
         return
-    import torch
-
+    from ..training.threads import current_threads, set_threads
     from .ledger import thread_share
 
     cores = machine_cores()
-    with thread_share(cores, cores, say=lambda message: say(message, quiet)) as granted:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(min(threads, granted))
+    wanted, asked, runs_as = threads_wanted(options, todo, cores)
+    if wanted > cores:
+        logger.warning("this sweep computes with %s = %d threads on this machine's %s: threads beyond the cores "
+                       "wait for each other (BENCHMARKS.md, \"CPU sweeps\"); fewer threads or a smaller --pack avoid it",
+                       runs_as, wanted, plural(cores, "core"))
+    with thread_share(wanted, cores, say=lambda message: say(message, quiet), sweep=sweep, exact=asked is not None) as granted:
+        threads = current_threads()
+        set_threads(min(threads, granted))
         try:
             yield granted
         finally:
-            torch.set_num_threads(threads)
+            set_threads(threads)
 
 
 def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
@@ -164,8 +190,13 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
         ensure_inputs(todo, checked)  # another process may have given runs back since the check above
         try:
             while todo:
-                with machine_share(options, todo, quiet) as cores:
-                    executor = make_executor(options, todo, quiet, cores)
+                with contextlib.ExitStack() as held:
+                    try:
+                        cores = held.enter_context(machine_share(options, todo, quiet, plan.name))
+                    except KeyboardInterrupt as e:  # while waiting for cores: nothing claimed, nothing held
+                        outcome.interrupted = e
+                        break
+                    executor = make_executor(options, todo, quiet, cores, ledger_cores=machine_cores() if cores else None)
                     claim_loop(todo, store, owner, executor, outcome, lease_seconds=options.lease_seconds,
                                retry_failed=options.retry_failed, quiet=quiet, on_result=on_result)
                 # A run another process trains is part of this sweep: wait for it, so that the sweep never ends

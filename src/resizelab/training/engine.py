@@ -23,10 +23,11 @@ from ..core.log import console_logging, logger
 from .progress import TrainProgress
 from .recipes import library_version, served_images, training_recipe
 from .resize import ResizeCache, ResizeKey, effective_antialias, output_size
-from ..core.results import EXECUTION_KEYS, TRAIN_SECONDS_INCLUDES, EpochResult, EvalResult, RunResult, ServeEval
+from ..core.results import EXECUTION_DETAILS, EXECUTION_KEYS, TRAIN_SECONDS_INCLUDES, EpochResult, EvalResult, RunResult, ServeEval
 from .runtime import (autocast, capture_graphs, peak_memory, ready_model, reset_peak_memory, resolve_channels_last,
                       resolve_device, resolve_graphs, resolve_precision, resolve_single_window_matmul, seed_everything,
                       synchronize, use_threads, available_memory_bytes)
+from .threads import MachineLoad, ThreadPolicy, current_threads, set_threads
 
 # An epoch's mean loss this many times the chance-level loss ln(C) counts as diverged.
 DIVERGED_LOSS_FACTOR = 100
@@ -65,7 +66,8 @@ class Run:
     """One training run: its data on the device, model, optimizer and schedule, stepped one batch at a time."""
 
     def __init__(self, config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,
-                 record_losses: bool = False):
+                 record_losses: bool = False, on_threads: Callable[[int], int] | None = None,
+                 load: MachineLoad | None = None):
         # Planned: precision concrete and files named by content, so the result's hash is the one claimed.
         if config.weights == "imagenet" and config.weights_digest is None:
             # Their digest names the run, so they are fetched (on first use, as torchvision does) before planning.
@@ -74,6 +76,9 @@ class Run:
         self.requested = config
         self._dataset, self._cache = dataset, cache
         self.record_losses = record_losses
+        # Asked before the run takes more threads than it holds (the machine's thread ledger, in a sweep): the count granted.
+        self.on_threads = on_threads
+        self._load_given = load  # where the thread policy reads the machine's load (tests give a file of their own)
         self.losses: list[torch.Tensor] = []  # per step, on the device, when record_losses (tests compare them)
 
     def setup(self) -> "Run":
@@ -81,7 +86,16 @@ class Run:
         self.t_start = time.perf_counter()
         cfg = self.config
         self.device = device = resolve_device(cfg.device)
+        # A deterministic run keeps its count too: the count sets oneDNN's summation order, so adapting to the
+        # machine's load would make its last bits depend on what else ran.
+        adaptive = cfg.threads is None and device.type == "cpu" and not cfg.deterministic
+        # Read from here to the first step: what other processes keep busy while this run sets up.
+        self._load = (self._load_given or MachineLoad()) if adaptive else None
         self.threads = use_threads(cfg.threads)  # before the run's first op
+        # --threads N means N; without it a CPU run adapts its count to what the machine leaves free (training.threads).
+        if adaptive and self.on_threads is not None:
+            self.threads = set_threads(max(1, min(self.threads, self.on_threads(self.threads))))
+        self.thread_policy = ThreadPolicy(self.threads, adaptive=adaptive)
         seed_everything(cfg.seed, cfg.deterministic)
         self.cache = self._cache if self._cache is not None else ResizeCache()
         if self._dataset is None:
@@ -126,6 +140,10 @@ class Run:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.epoch, self.steps_done, self.steps_in_epoch = 0, 0, 0
         self.first_step_at: float | None = None
+        if adaptive:
+            start = self.thread_policy.start_beside(self._load.busy_elsewhere(), self._load.cores)
+            if start != self.threads:
+                self.threads = set_threads(self.on_threads(start) if self.on_threads is not None else start)
         reset_peak_memory(device)
         synchronize(device)
         self.prepare_seconds = time.perf_counter() - self.t_start
@@ -175,6 +193,22 @@ class Run:
         self.steps_in_epoch += 1
         self.steps_done += 1
         return y.shape[0]
+
+    def adapt_threads(self, seconds: float, images: int) -> str | None:
+        """Tell the thread policy what the last step took; it sets the count for the next steps. What a
+        decision kept, for the progress line ("machine busy: 2 → 1 threads"), or None."""
+        policy, step = self.thread_policy, self.steps_done - 1
+        if not policy.adaptive:
+            policy.observe(step, seconds, images)
+            return None
+        before = policy.threads
+        wanted = policy.observe(step, seconds, images, self._load.idle_cores())
+        if wanted != before:
+            # Fewer is always granted (and frees the cores for another sweep); more only what the ledger has free.
+            granted = self.on_threads(wanted) if self.on_threads is not None else wanted
+            policy.refused(step, granted)
+            set_threads(policy.threads)
+        return policy.pop_message()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.graphs == "off":
@@ -261,8 +295,9 @@ class Run:
                   "precision_requested": cfg.precision_requested, "resize_path": self.data.resize_path,
                   "data_path": cfg.imagefolder_path or (cfg.data_dir if cfg.data in ("cifar10", "cifar100") else None),
                   "weights_path": cfg.weights if cfg.weights not in ("imagenet", "none") else None,
-                  "threads": self.threads}
-        return {k: values[k] for k in EXECUTION_KEYS}
+                  **self.thread_policy.record()}
+        # Beside the settings a report can split on: each change of threads (step, threads, why), steps per count.
+        return {k: values[k] for k in (*EXECUTION_KEYS, *EXECUTION_DETAILS)}
 
     def result(self, epochs: list[EpochResult], evals: list[EvalResult], eval_seconds: float) -> RunResult:
         cfg = self.config
@@ -330,33 +365,42 @@ def serve_model(model: nn.Module, dataset: Dataset, recipes: tuple[str, ...], si
 
 
 def train(config: RunConfig, *, dataset: Dataset | None = None, cache: ResizeCache | None = None,
-          progress: bool | TrainProgress = True, check: Callable[[], None] | None = None) -> RunResult:
+          progress: bool | TrainProgress = True, check: Callable[[], None] | None = None,
+          on_threads: Callable[[int], int] | None = None) -> RunResult:
     """Train and evaluate one configuration. Raises RunFailed if the loss diverges or memory runs out.
 
     `progress`: bars on a terminal, log lines ("resizelab" logger) otherwise; False for neither.
     `check` is called between steps (and before evaluation); whatever it raises stops the run there:
     a lease that was taken over (store.Lease.check) ends training within one renewal period.
+    `on_threads(n)` is asked before an adaptive CPU run (no --threads) computes with n threads, and told when it
+    takes fewer; it returns the count granted (a sweep's share in the machine's thread ledger follows it).
     """
     if not isinstance(config, RunConfig):
         raise ConfigError(f"train takes a RunConfig (e.g. resizelab.RunConfig(data='synthetic', size=16)); got {config!r}")
     if check is not None and not callable(check):
         raise ConfigError(f"check must be a function called between steps, or None; got {check!r}")
+    if on_threads is not None and not callable(on_threads):
+        raise ConfigError(f"on_threads must be a function given a thread count and returning the count granted, or None; "
+                          f"got {on_threads!r}")
     reporter = progress if isinstance(progress, TrainProgress) else TrainProgress(enabled=progress)
     # Called from Python with nothing set up to show log records: they go to stderr for this call.
-    threads = torch.get_num_threads()
+    threads = current_threads()
     with console_logging(reporter.enabled):
         try:
-            return _train(config, dataset=dataset, cache=cache, reporter=reporter, check=check)
+            return _train(config, dataset=dataset, cache=cache, reporter=reporter, check=check, on_threads=on_threads)
         finally:
-            # A run's --threads is its own: the next run of this process starts from the process's share again.
-            torch.set_num_threads(threads)
+            # A run's threads are its own: the next run of this process starts from the process's share again.
+            set_threads(threads)
 
 
 def _train(config: RunConfig, *, dataset: Dataset | None, cache: ResizeCache | None, reporter: TrainProgress,
-           check: Callable[[], None] | None) -> RunResult:
+           check: Callable[[], None] | None, on_threads: Callable[[int], int] | None = None) -> RunResult:
     check = check or (lambda: None)
-    run = Run(config, dataset=dataset, cache=cache).setup()
+    run = Run(config, dataset=dataset, cache=cache, on_threads=on_threads).setup()
     reporter.start(run)
+    said = run.thread_policy.pop_message()  # a run that starts with fewer threads than it may use says why
+    if said:
+        reporter.note(said)
     epochs: list[EpochResult] = []
     try:
         for _ in range(run.config.epochs):
@@ -367,7 +411,11 @@ def _train(config: RunConfig, *, dataset: Dataset | None, cache: ResizeCache | N
             resized_before = run.data.resize_seconds
             for _ in range(run.steps_per_epoch):
                 check()
-                run.step()
+                t_step = time.perf_counter()
+                images = run.step()
+                said = run.adapt_threads(time.perf_counter() - t_step, images)
+                if said:
+                    reporter.note(said)
                 reporter.step()
             synchronize(run.device)
             # A cold cache resizes inside the first epoch; that time is resize_seconds, not training.

@@ -66,6 +66,19 @@ class TrainProgress:
                         duration(left_in_epoch), duration(left_in_epoch + self._epoch_estimate(elapsed / done * total)
                                                           * (run.config.epochs - run.epoch)))
 
+    def note(self, message: str) -> None:
+        """A line about the run's execution (the thread policy's decisions), between the progress lines."""
+        if not self.enabled:
+            return
+        if self.run.epoch == 0:
+            logger.info("before step 1: %s", message)
+        elif self._bar is not None:
+            self._bar.write(f"epoch {self.run.epoch}/{self.run.config.epochs} step {self.run.steps_in_epoch}/"
+                            f"{self.run.steps_per_epoch}: {message}", file=sys.stderr)
+        else:
+            logger.info("epoch %d/%d step %d/%d: %s", self.run.epoch, self.run.config.epochs, self.run.steps_in_epoch,
+                        self.run.steps_per_epoch, message)
+
     def end_epoch(self, result: EpochResult) -> None:
         if self._bar is not None:
             self._bar.close()

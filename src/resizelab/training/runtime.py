@@ -19,6 +19,7 @@ from ..training import provenance
 from ..core.choices import GRAPHS, PRECISIONS  # noqa: F401 - re-exported
 from ..core.errors import ConfigError
 from .singlewindow import use_single_window_matmul
+from .threads import current_threads, set_interop_threads, set_threads
 
 
 # What `auto` means on CUDA. No GPU has run resizelab yet, so these are the values the code had before
@@ -144,20 +145,9 @@ def use_threads(threads: int | None) -> int:
     of the machine: set by the packed worker or the machine's thread ledger, else torch's default of the
     cores); the intra-op count now in force. Inter-op threads follow where torch still allows it."""
     if threads is not None:
-        torch.set_num_threads(threads)
+        set_threads(threads)
         set_interop_threads(threads)
-    return torch.get_num_threads()
-
-
-def set_interop_threads(threads: int) -> bool:
-    """torch.set_num_interop_threads, which works once per process and only before its first inter-op work
-    (RuntimeError after): whether it was set. A fresh worker process calls it first thing; elsewhere the
-    count torch chose stays, and only the intra-op count (the one that matters for a training step) changes."""
-    try:
-        torch.set_num_interop_threads(threads)
-    except RuntimeError:
-        return False
-    return True
+    return current_threads()
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
