@@ -41,19 +41,39 @@ def format_run(result: dict, label: str) -> str:
     return "\n".join(lines)
 
 
+# Digits of a config hash the tables show: what `serve --run` and `probe --run` take (any unique prefix of 4 or more).
+SHORT_HASH = 8
+
+
 def results_table(rows: list[dict]) -> str:
-    """One line per run: what varies, train seconds, images/s, test accuracy, status."""
+    """One line per run: its short hash (for `serve --run`, `probe --run`), what varies, train seconds, images/s,
+    test accuracy, status."""
     configs = [json.loads(r["config_json"]) for r in rows]
     columns = varying(configs, always=("size", "interpolation"))
-    header = columns + ["train s", "img/s", "test acc %", "status"]
+    header = ["run"] + columns + ["train s", "img/s", "test acc %", "status"]
     body = []
     for row, cfg in zip(rows, configs):
-        cells = [value_text(c, cfg.get(c)) for c in columns]
+        cells = [row["config_hash"][:SHORT_HASH]] + [value_text(c, cfg.get(c)) for c in columns]
         if row["status"] == "done":
             cells += [f"{row['train_seconds']:.1f}", f"{row['images_per_second']:.0f}", f"{row['test_accuracy']:.2f}", "done"]
         else:
             cells += ["-", "-", "-", row["status"] + (f": {row['error']}" if row.get("error") else "")]
         body.append(cells)
+    return _aligned(header, body)
+
+
+def runs_table(rows: list[dict]) -> str:
+    """`resizelab runs`: one line per stored run, its full hash first, what varies, accuracy, status, and whether its
+    weights were saved (what `serve --run` and `probe --run` need)."""
+    configs = [json.loads(r["config_json"]) for r in rows]
+    columns = varying(configs, always=("size", "interpolation"))
+    header = ["run"] + columns + ["test acc %", "status", "weights"]
+    body = []
+    for row, cfg in zip(rows, configs):
+        result = json.loads(row["result_json"]) if row.get("result_json") else {}
+        accuracy = f"{row['test_accuracy']:.2f}" if row["status"] == "done" and row.get("test_accuracy") is not None else "-"
+        body.append([row["config_hash"]] + [value_text(c, cfg.get(c)) for c in columns]
+                    + [accuracy, row["status"], "saved" if result.get("weights_file") else "-"])
     return _aligned(header, body)
 
 
