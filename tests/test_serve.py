@@ -132,6 +132,27 @@ def test_bad_input_is_one_line_and_nothing_is_stored(stored, tmp_path, capsys, m
     assert _sha(db) == before
 
 
+def test_without_opencv_serve_uses_every_recipe_installed_and_says_which_it_skipped(stored, capsys, monkeypatch):
+    db, runs = stored
+    h = runs["pil-bilinear"].config_hash
+    monkeypatch.setitem(sys.modules, "cv2", None)  # the install `make study` sets up: no OpenCV
+    assert main(["serve", "--run", h[:8], "--db", str(db)]) == 0
+    captured = capsys.readouterr()
+    rows = [line for line in captured.out.splitlines() if line.startswith("| ") and "recipe" not in line]
+    served = [row.split("|")[1].strip() for row in rows]
+    assert served == [r for r in SERVE_RECIPES if not r.startswith("cv2-")]
+    skipped = [line for line in captured.out.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 1 and "cv2-linear" in skipped[0] and "pip install 'resizelab[opencv]'" in skipped[0]
+    # Said on stderr before anything loads, and the header names the run once.
+    assert captured.err.index("skipped cv2-") < captured.err.index("serve: loading")
+    assert captured.out.splitlines()[0].count(h) == 1 and h[:8] not in captured.out.splitlines()[0].replace(h, "")
+    # Asking for OpenCV's recipes by name (or all) stops before anything is loaded: one line, the install command.
+    assert main(["serve", "--run", h, "--db", str(db), "--serve", "all"]) == 2
+    captured = capsys.readouterr()
+    lines = error_lines(captured.err)
+    assert len(lines) == 1 and "pip install 'resizelab[opencv]'" in lines[0] and "serve: loading" not in captured.err
+
+
 def test_a_weights_file_of_another_class_count_names_the_data(stored, tmp_path):
     db, runs = stored
     path = db.parent / runs["pil-bilinear"].weights_file

@@ -14,21 +14,34 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.choices import ARCHS, SERVE_RECIPES, STEMS
+from ..core.choices import ARCHS, SERVE_RECIPES, STEMS, available_recipes, unavailable_recipes
 from ..core.config import (MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, check_choice, check_whole, choice, option, preflight,
                            recipes_list, run_option, sizes_list, text, whole)
 from ..core.errors import ConfigError
+from ..core.log import plural
 from ..core.results import ServeEval
 from ..store.database import DEFAULT_DB
 
 
+def skipped_line(skipped: dict[str, tuple[str, str, str]]) -> str:
+    """One line: which recipes were left out because their library is missing, and the command that installs it."""
+    by_extra: dict[tuple[str, str], list[str]] = {}
+    for name, (_, extra, library) in skipped.items():
+        by_extra.setdefault((extra, library), []).append(name)
+    return "; ".join(f"skipped {', '.join(names)}: {library} is not installed (pip install 'resizelab[{extra}]')"
+                     for (extra, library), names in by_extra.items())
+
+
 def parse_recipes(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """'all', or recipe names (a comma-separated string or a sequence), checked, once each, in the order given."""
+    """'available' (every recipe whose library is installed here), 'all', or recipe names (a comma-separated string
+    or a sequence), checked, once each, in the order given."""
     items = [t.strip() for t in value.split(",")] if isinstance(value, str) else list(value)
     if items == ["all"]:
         return SERVE_RECIPES
+    if items == ["available"]:
+        return available_recipes()
     if not items or not all(isinstance(t, str) and t for t in items):
-        raise ConfigError(f"serve must be 'all' or recipe names separated by commas ({', '.join(SERVE_RECIPES)}); got {value!r}")
+        raise ConfigError(f"serve must be 'available', 'all' or recipe names separated by commas ({', '.join(SERVE_RECIPES)}); got {value!r}")
     for name in items:
         check_choice("serve recipe", name, SERVE_RECIPES)
     return tuple(dict.fromkeys(items))
@@ -39,7 +52,10 @@ class ServeConfig:
     """What `resizelab serve` evaluates. Validated on construction; with `run`, resolved against the store.
     Each field is declared with `option(...)`, so `resizelab serve`'s flags are generated from it."""
 
-    serve: tuple[str, ...] = option(("all",), recipes_list(), f"serving recipes, comma-separated, or all: {', '.join(SERVE_RECIPES)}")
+    serve: tuple[str, ...] = option(("available",), recipes_list(), "serving recipes, comma-separated: "
+                                    f"{', '.join(SERVE_RECIPES)}; all: every one (the cv2 ones need pip install "
+                                    "'resizelab[opencv]'); available: every one whose library is installed here",
+                                    metavar="RECIPE,...|available|all")
     run: str | None = option(None, text("HASH", optional=True), "a stored run's config hash (or a unique prefix) trained with "
                              "--save-weights: serve its weights, with its arch, stem, data, test subset and test size")
     db: str = option(DEFAULT_DB, text("PATH"), "the results store that holds --run")
@@ -61,7 +77,17 @@ class ServeConfig:
     eval_batch_size: int = run_option("eval_batch_size")
 
     def __post_init__(self) -> None:
+        asked = self.serve
         object.__setattr__(self, "serve", parse_recipes(self.serve))
+        # Checked before anything loads: a recipe named (or `all`) whose library is missing stops here, in one line.
+        missing = unavailable_recipes(self.serve)
+        if missing:
+            from ..core.errors import MissingDependency
+
+            raise MissingDependency(skipped_line(missing).replace("skipped ", "serving with ", 1)
+                                    + "; or leave --serve out to serve with every recipe installed here")
+        if asked in ("available", ("available",), ["available"]):
+            object.__setattr__(self, "_skipped", unavailable_recipes())
         object.__setattr__(self, "test_sizes", tuple(dict.fromkeys(self.test_sizes)))
         for size in self.test_sizes:
             check_whole("test size", size, MIN_SIZE_PX, MAX_SIZE_PX)
@@ -142,8 +168,14 @@ def serve(cfg: ServeConfig) -> ServeResult:
     from ..training.models import build_model, load_trained_weights
     from ..training.runtime import ready_model, resolve_device
 
+    from ..core.log import logger
+
     t0 = time.perf_counter()
     stored = getattr(cfg, "_stored", None)
+    skipped = getattr(cfg, "_skipped", {})
+    if skipped:
+        logger.info("%s", skipped_line(skipped))
+    logger.info("serve: loading %s%s", cfg.data, f" (the data run {cfg.run} was trained on)" if stored is not None else "")
     dataset = load_dataset(cfg.data, cfg.data_dir)
     if stored is not None:
         digest = stored.config.get("data_digest")
@@ -156,7 +188,8 @@ def serve(cfg: ServeConfig) -> ServeResult:
     if stored is not None:
         tag = load_trained_weights(model, cfg.weights, f"run {cfg.run}'s weights file",
                                    "train the run again with --save-weights --force to save them anew")
-        tag = f"run:{cfg.run} ({tag.removeprefix('file:')})"
+        # The file is named after the run already; the tag names the run once and the file's digest.
+        tag = f"run {cfg.run}, weights sha256:{tag.rsplit('@', 1)[-1]}" if "@" in tag else f"run {cfg.run}"
         execution = stored.result.get("execution", {})
         # As the run evaluated itself: its precision and memory format change float rounding, so a prediction on the fence.
         precision = stored.result.get("effective_precision", "fp32")
@@ -168,8 +201,10 @@ def serve(cfg: ServeConfig) -> ServeResult:
         precision, channels_last, single_window = "fp32", True, True
     model = ready_model(model.to(device), single_window, channels_last)
     sizes = cfg.test_sizes or (int(min(dataset.test_images.shape[-2:])),)
+    logger.info("serve: %s x %s on %d test images (each recipe resized once, then cached)", plural(len(cfg.serve), "recipe"),
+                plural(len(sizes), "size"), len(dataset.test_labels))
     evals = serve_model(model, dataset, cfg.serve, sizes, cfg.train_recipe, device, precision, channels_last, cfg.eval_batch_size)
-    notes = []
+    notes = [skipped_line(skipped)] if skipped else []
     if stored is not None and cfg.train_recipe is None:
         notes.append(f"run {cfg.run} was tested with a resize no serving recipe is "
                      f"({stored.config.get('test_interpolation')}/{stored.config.get('backend')}), so no change against it is given")

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 
 from .choices import (ARCHS, AUGMENTS, BACKEND_INTERPOLATIONS, BACKENDS, DATASETS, GRAPHS, INTERPOLATIONS, OPTIMIZERS, PRECISIONS,
                       RESNETS, SCHEDULES, SERVE_RECIPES, STEMS, effective_antialias)
+from .choices import available_recipes
 from .errors import ConfigError
 MIN_SIZE_PX, MAX_SIZE_PX = 4, 1024
 # BatchNorm normalises a training batch over its images: one image has no spread (and at 1x1 maps fails).
@@ -222,19 +223,20 @@ def sizes_list() -> Kind:
 
 
 def recipes_list() -> Kind:
-    """Serving recipe names (core.choices.SERVE_RECIPES), comma-separated; 'all' is every one."""
+    """Serving recipe names (core.choices.SERVE_RECIPES), comma-separated; 'all' is every one, 'available' every
+    one whose library is installed here."""
     def parse(text: str) -> tuple[str, ...]:
         items = comma_items(text)
-        return SERVE_RECIPES if items == ["all"] else tuple(items)
+        return SERVE_RECIPES if items == ["all"] else available_recipes() if items == ["available"] else tuple(items)
 
     def check(name: str, value: Any) -> None:
-        if value == "all":  # a sweep file's `serve = "all"`; the config turns it into every recipe
+        if value in ("all", "available"):  # a sweep file's `serve = "all"`; the config turns it into the recipes
             return
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name} must be 'all' or a list of serving recipes, e.g. ['pil-bilinear', 'cv2-linear']; got {value!r}")
         for v in value:
             choice(SERVE_RECIPES).check(f"{name} recipe", v)
-    return Kind(parse, check, "RECIPE[,RECIPE...]|all")
+    return Kind(parse, check, "RECIPE[,RECIPE...]|available|all")
 
 
 def text_list(metavar: str = "NAME[,NAME...]") -> Kind:
@@ -426,6 +428,8 @@ class RunConfig:
             object.__setattr__(self, "test_sizes", tuple(self.test_sizes))
         if self.serve == "all" or self.serve == ["all"] or self.serve == ("all",):  # as a sweep file or Python spells it
             object.__setattr__(self, "serve", SERVE_RECIPES)
+        elif self.serve == "available" or self.serve == ["available"] or self.serve == ("available",):
+            object.__setattr__(self, "serve", available_recipes())
         elif isinstance(self.serve, list):
             object.__setattr__(self, "serve", tuple(self.serve))
         for name in ("channels_last", "single_window_matmul"):
