@@ -280,6 +280,15 @@ def test_the_serve_preset_trains_each_recipe_at_two_sizes_and_serves_every_recip
     assert all(c.serve == SERVE_RECIPES for c in configs) and len(configs) == 30
 
 
+def test_serve_preset_dry_run_without_opencv_says_what_a_real_run_needs(tmp_path, capsys, caplog, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", "--preset", "serve", "--data", "synthetic", "--weights", "none", "--dry-run"]) == 0
+    err = capsys.readouterr().err + caplog.text
+    (line, *_) = [line for line in err.splitlines() if "a real run needs OpenCV" in line]
+    assert "18 runs with --backend opencv" in line and "cv2-linear" in line and "pip install 'resizelab[opencv]'" in line
+
+
 def test_synthetic_at_a_native_resolution_is_the_same_task_drawn_larger():
     from resizelab.core.config import synthetic_spec
     from resizelab.core.errors import ConfigError

@@ -109,6 +109,23 @@ def _sweep_and_report(args: argparse.Namespace, plan: SweepPlan) -> int:
     return code
 
 
+def missing_for(plan: SweepPlan) -> list[str]:
+    """What a real run of the plan needs that this install lacks (a dry run says it; the run would stop on it)."""
+    import importlib.util
+
+    from ..core.choices import unavailable_recipes
+
+    if importlib.util.find_spec("cv2") is not None:
+        return []
+    backend = sum(1 for cfg in plan.configs if cfg.backend == "opencv")
+    recipes = sorted({r for cfg in plan.configs for r in unavailable_recipes(cfg.serve)})
+    if not backend and not recipes:
+        return []
+    uses = ([f"{plural(backend, 'run')} with --backend opencv"] if backend else []) + \
+        ([f"serving recipes {', '.join(recipes)}"] if recipes else [])
+    return [f"a real run needs OpenCV ({'; '.join(uses)}), which is not installed here: pip install 'resizelab[opencv]'"]
+
+
 def _execute(plan: SweepPlan, options: SweepOptions, args: argparse.Namespace, tracker=None) -> tuple[int, Any]:
     from ..report.writer import results_table, serving_table
     from ..sweeps.plan import describe
@@ -124,6 +141,8 @@ def _execute(plan: SweepPlan, options: SweepOptions, args: argparse.Namespace, t
         for problem in problems:  # runs named by their data's digest cannot be named before the data is here
             logger.info("not named yet (no hash before its inputs are here): %s", problem)
         logger.info("%s in sweep %s", plural(len(plan.configs), "run"), plan.name)
+        for line in missing_for(plan):
+            logger.warning("%s", line)
         return 0, None
     callbacks = ([lambda r: print_json(r.to_json_dict())] if args.json else []) + ([tracker.on_result] if tracker else [])
     try:
