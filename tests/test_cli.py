@@ -327,7 +327,7 @@ def test_a_measurement_into_a_file_is_refused_before_measuring(tmp_path, capsys,
         start = time.perf_counter()
         assert main([*command, "--out", str(out)]) == 2
         (line,) = error_lines(capsys.readouterr().err)
-        assert "output folder" in line and "give --out a folder" in line and time.perf_counter() - start < 5
+        assert "output folder" in line and "give --report-dir a folder" in line and time.perf_counter() - start < 5
 
 
 def test_analysis_flags_that_would_be_ignored_or_misread_are_one_line(tmp_path, capsys):

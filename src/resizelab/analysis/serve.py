@@ -57,20 +57,21 @@ class ServeConfig:
                                     "'resizelab[opencv]'); available: every one whose library is installed here",
                                     metavar="RECIPE,...|available|all")
     run: str | None = option(None, text("HASH", optional=True), "a stored run's config hash (or a unique prefix) trained with "
-                             "--save-weights: serve its weights, with its arch, stem, data, test subset and test size")
+                             "--save-weights: serve its weights, with its arch, stem, data, test subset and test size (default: none; "
+                             "give --run or --weights)")
     db: str = option(DEFAULT_DB, text("PATH"), "the results store that holds --run")
     weights: str | None = option(None, text("FILE", optional=True), "or a state_dict file (torch.save(model.state_dict()), or "
-                                 "a checkpoint holding one under 'state_dict' or 'model'), with --arch, --stem, --data and --test-size")
+                                 "a checkpoint holding one under 'state_dict' or 'model'), with --arch, --stem, --data and --test-sizes (default: none; give --run or --weights)")
     arch: str = option("resnet18", choice(ARCHS), "the architecture of --weights")
     stem: str = option("imagenet", choice(STEMS), "the stem of --weights")
     data: str | None = run_option("data", "test data, any resolution (resized from its native size, shorter edge) "
                                   "(default: the run's, or cifar10)", default=None)
     data_dir: str | None = run_option("data_dir")
-    # Flag --test-size, as `resizelab run` names the size a model is tested at; several make several rows.
+    # Flag --test-sizes, as `resizelab run` names its list of test sizes; several make several rows.
     test_sizes: tuple[int, ...] = option((), sizes_list(), "sizes in px, shorter edge (default: the run's test size)",
-                                         flag="test_size")
+                                         aliases=("--test-size",))
     train_recipe: str | None = option(None, choice(SERVE_RECIPES, optional=True), "with --weights: the recipe it was trained "
-                                      "with, the baseline of the changes", metavar="RECIPE")
+                                      "with, the baseline of the changes (default: none, no changes given)", metavar="RECIPE")
     limit_test: int | None = option(None, whole(1, optional=True), "a class-balanced subset of N test images "
                                     "(default: the run's)")
     device: str = run_option("device", "where to evaluate")
@@ -99,7 +100,7 @@ class ServeConfig:
             check_choice("arch", self.arch, ARCHS)
             check_choice("stem", self.stem, STEMS)
             if not self.test_sizes:
-                raise ConfigError("with --weights, give --test-size PX[,PX...] (the size the model was trained at, and any other)")
+                raise ConfigError("with --weights, give --test-sizes PX[,PX...] (the size the model was trained at, and any other)")
             if self.train_recipe is not None:
                 check_choice("train recipe", self.train_recipe, SERVE_RECIPES)
             if self.data is None:

@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("report", help="write tables and figures (md, html, png, csv) from the store")
     add_db(p)
     p.add_argument("--sweep", default=None, metavar="NAME", help="only this sweep or preset study (default: every done run)")
-    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<sweep or 'all'>)")
+    p.add_argument("--report-dir", "--out", dest="out", default=None, metavar="DIR",
+                   help="output folder (default reports/<sweep or 'all'>)")
     p.add_argument("--split-on", default="", metavar="KEY[,KEY...]",
                    help="execution settings that make configurations of their own, each finished attempt counted "
                         "(e.g. channels_last,single_window_matmul,device; see EXECUTION_KEYS in results.py)")

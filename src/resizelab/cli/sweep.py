@@ -21,7 +21,10 @@ from .flags import (Terminated, add_json, add_mlflow, add_options, add_run_optio
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("study", help="run a named preset study, print its table and write its report")
+    p = sub.add_parser("study", help="run a named preset study, print its table and write its report",
+                       description="Run a preset study. The defaults shown under 'run options' are a single run's: a "
+                       "preset sets its own values (sizes, methods, seeds, ...; `resizelab presets` and --dry-run list "
+                       "them), and those win over the defaults shown; a flag given wins over both.")
     p.add_argument("--preset", required=True, metavar="NAME", help="preset name (see `resizelab presets`)")
     _add_sweep_flags(p)
 
@@ -37,7 +40,8 @@ def _add_sweep_flags(parser: argparse.ArgumentParser) -> None:
     add_json(parser)
     add_mlflow(parser)
     add_options(parser, SweepOptions)
-    parser.add_argument("--seeds", type=int, default=None, metavar="N", help="run seeds 0..N-1 (--seed 3 or --seed 0,5 picks them)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N", help="run seeds 0..N-1 (--seed 3 or --seed 0,5 picks them) "
+                        "(default: the preset's or file's seeds, else seed 0 only)")
     parser.add_argument("--name", default=None, help="sweep name in the store (default: from the preset or file)")
     parser.add_argument("--dry-run", action="store_true", help="list what would run and what is already done, then stop")
     parser.add_argument("--yes", action="store_true", help=f"run a sweep of more than {CONFIRM_RUNS:,} runs (refused without it)")

@@ -147,7 +147,7 @@ def write_report(config: ReportConfig) -> Path:
     from .figures import FIGURES, figure_examples
 
     if not isinstance(config.out, (str, os.PathLike)) or not str(config.out).strip():
-        raise ConfigError(f"the report folder must be a path; got {config.out!r} (give --out a folder)")
+        raise ConfigError(f"the report folder must be a path; got {config.out!r} (give --report-dir a folder)")
     groups, failed = load_groups(config.db, config.sweep, config.split_on)
     out = Path(config.out)
     check_out_dir(out)
