@@ -143,6 +143,8 @@ def test_without_opencv_serve_uses_every_recipe_installed_and_says_which_it_skip
     assert served == [r for r in SERVE_RECIPES if not r.startswith("cv2-")]
     skipped = [line for line in captured.out.splitlines() if line.startswith("skipped ")]
     assert len(skipped) == 1 and "cv2-linear" in skipped[0] and "pip install 'resizelab[opencv]'" in skipped[0]
+    # One model on 80 images: the table says in words what n can resolve.
+    assert "one model on 80 test images: one image is 1.25 points" in captured.out
     # Said on stderr before anything loads, and the header names the run once.
     assert captured.err.index("skipped cv2-") < captured.err.index("serve: loading")
     assert captured.out.splitlines()[0].count(h) == 1 and h[:8] not in captured.out.splitlines()[0].replace(h, "")
@@ -263,6 +265,12 @@ def test_the_matrix_decides_each_cell_with_the_findings_rule(tmp_path):
     assert drop.text.endswith("3 seeds: a mismatch that matters")
     assert cells[("pil-bilinear", "cv2-area")].verdict == "contradicted"  # within +-1 point: does not matter
     assert cells[("pil-bilinear", "cv2-nearest")].verdict == "not resolved at this n"  # an interval across the threshold
+    # ... said with how many seeds would resolve a change of that size at that spread (a t interval clear of +-1 point).
+    from resizelab.analysis.serve import seeds_to_resolve
+
+    wide = cells[("pil-bilinear", "cv2-nearest")]
+    needed = seeds_to_resolve(wide.change, 1.0)
+    assert 3 < needed < 100 and wide.text.endswith(f"about {needed} seeds would resolve a change of 0.2 points at this spread")
     assert cells[("cv2-area", "pil-bilinear")].verdict == "not resolved at this n"  # one seed: no interval
     assert "gains 1.0 points (no interval), 1 seed" in cells[("cv2-area", "pil-bilinear")].text
     assert figure_serving_matrix(groups, tmp_path / "m.png") and (tmp_path / "m.png").stat().st_size > 10_000
@@ -324,8 +332,8 @@ def test_study_preset_serve_prints_the_train_x_serve_table_after_the_results_tab
                  "--executor", "local", "--db", str(tmp_path / "r.db"), "--report-dir", str(out_dir)]) == 0
     captured = capsys.readouterr()
     results, _, matrix = captured.out.strip().partition("\n\n")
-    assert results.splitlines()[0].split()[:2] == ["size", "interpolation"] and len(results.splitlines()) == 2 + 5
-    caption, header, rule, *cells = matrix.splitlines()
+    assert results.splitlines()[0].split()[:3] == ["run", "size", "interpolation"] and len(results.splitlines()) == 2 + 5
+    caption, header, rule, *cells, summary = matrix.splitlines()
     assert caption.startswith("train x serve: ") and header.split()[:3] == ["trained", "with", "served"]
     # Every off-diagonal cell: five training recipes, each served with the eleven other recipes, at 16 px.
     assert len(cells) == 5 * (len(SERVE_RECIPES) - 1)
@@ -335,6 +343,9 @@ def test_study_preset_serve_prints_the_train_x_serve_table_after_the_results_tab
     as_report = ["| " + " | ".join(cell.strip() for cell in re.split(r"\s{2,}", line)) + " |" for line in cells]
     assert as_report == section
     assert all(line.endswith("not resolved at this n") for line in cells)  # one seed: no interval
+    # Said in words under the table, with what would resolve it.
+    assert summary.startswith(f"0 of {len(cells)} cells a mismatch that matters; {len(cells)} not resolved at this n")
+    assert summary.endswith("one seed has no interval; run 3 or more)")
     assert "train x serve" not in captured.err and "report: " in captured.err
 
 

@@ -218,6 +218,31 @@ def baseline_of(evals: list[ServeEval], size: int) -> ServeEval | None:
     return next((e for e in evals if e.size_px == size and e.baseline), None)
 
 
+def resolution_note(result: ServeResult) -> str:
+    """In words: what one model on these test images can resolve. Each change is a count of images; two accuracies
+    near a on n images differ by chance within about 1.96 * sqrt(2 a (1 - a) / n) points (unpaired, so an upper
+    bound on the paired noise), and n' = 2 a (1 - a) (1.96 / d)^2 images would resolve a change of d."""
+    import math
+
+    n = max(result.images, 1)
+    accuracy = next((e.accuracy for e in result.evals if e.baseline), None)
+    a = (accuracy if accuracy is not None else (result.evals[0].accuracy if result.evals else 50.0)) / 100
+    a = min(max(a, 0.5 / n), 1 - 0.5 / n)
+    noise = 196 * math.sqrt(2 * a * (1 - a) / n)
+    changes = [abs(e.accuracy - b.accuracy) for e in result.evals if not e.baseline
+               for b in [baseline_of(result.evals, e.size_px)] if b is not None]
+    within = sum(1 for c in changes if c < noise)
+    text = (f"one model on {n} test images: one image is {100 / n:.2f} points, and changes within about +-{noise:.1f} points "
+            "can be chance")
+    if changes and within:
+        smallest = min((c for c in changes if c > 0), default=None)
+        text += f"; {within} of the {len(changes)} changes here are within it"
+        if smallest:
+            needed = math.ceil(2 * a * (1 - a) * (1.96 * 100 / smallest) ** 2)
+            text += f" (about {needed:,} test images would resolve a change of {smallest:.2f} points; more seeds show the spread)"
+    return text
+
+
 def format_serve(result: ServeResult) -> str:
     """The table: one row per recipe and size, accuracy and its change against the training recipe at that size."""
     lines = [f"{result.arch} ({result.weights_tag}) on {result.images} test images of {result.config.data} "
@@ -229,6 +254,7 @@ def format_serve(result: ServeResult) -> str:
         lines.append(f"| {e.recipe} | {e.size_px} | {e.accuracy:.2f} | {change} | {e.library} |")
     if result.run_test_accuracy is not None:
         lines.append(f"the run's own test accuracy: {result.run_test_accuracy:.2f} %")
+    lines.append(resolution_note(result))
     lines.extend(result.notes)
     return "\n".join(lines)
 
@@ -251,6 +277,35 @@ VERDICT_TEXT = {"supported": "a mismatch that matters", "contradicted": "does no
                 "not resolved at this n": "not resolved at this n", "not measured": "not measured"}
 
 
+def seeds_to_resolve(estimate, threshold: float, level: float = 0.95, most: int = 1000) -> int | None:
+    """About how many seeds would put the 95% t interval of a change of this size and spread clear of the +-threshold
+    band (either beyond it or within it); None when no number up to `most` would (the change sits on the threshold,
+    or there is no spread to extrapolate from)."""
+    import math
+
+    from scipy import stats
+
+    e = estimate
+    if e.n < 2 or e.low != e.low or e.high == e.low:
+        return None
+    sd = (e.high - e.low) / 2 / stats.t.ppf(0.5 + level / 2, e.n - 1) * math.sqrt(e.n)
+    gap = abs(abs(e.value) - threshold)
+    for n in range(e.n + 1, most + 1):
+        if stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n) < gap:
+            return n
+    return None
+
+
+def unresolved_text(estimate, threshold: float) -> str:
+    """The verdict "not resolved at this n", said with what would resolve it."""
+    needed = seeds_to_resolve(estimate, threshold)
+    if needed is None:
+        return (f"not resolved at this n: a change of {abs(estimate.value):.1f} points this close to the +-{threshold:g} point "
+                "threshold, at this spread, needs more than 1,000 seeds" if estimate.n >= 2 else
+                "not resolved at this n: one seed has no interval; run 3 or more")
+    return f"not resolved at this n: about {needed} seeds would resolve a change of {abs(estimate.value):.1f} points at this spread"
+
+
 @dataclass
 class MatrixCell:
     train_recipe: str
@@ -266,7 +321,9 @@ class MatrixCell:
         word = "costs" if cost >= 0 else "gains"
         low, high = (-e.high, -e.low) if cost >= 0 else (e.low, e.high)
         interval = f"[{low:.1f}, {high:.1f}]" if e.low == e.low else "(no interval)"
-        verdict = VERDICT_TEXT[self.verdict].format(t=mismatch_claim().threshold)
+        threshold = mismatch_claim().threshold
+        verdict = (unresolved_text(e, threshold) if self.verdict == "not resolved at this n"
+                   else VERDICT_TEXT[self.verdict].format(t=threshold))
         return (f"serving with {self.serve_recipe} a model trained with {self.train_recipe} at {self.size_px} px {word} "
                 f"{abs(cost):.1f} points {interval}, {e.n} seed{'s' if e.n != 1 else ''}: {verdict}")
 

@@ -220,7 +220,23 @@ def serving_table(rows: list[dict]) -> str:
 
     caption = ("train x serve: accuracy served with another recipe minus served with the one trained with (points, mean over "
                f"seeds [95% CI], n seeds); verdict at +-{mismatch_claim().threshold:g} point, as in the report")
-    return caption + "\n" + _aligned([title for _, title in SERVING_COLUMNS], [[c[key] for key, _ in SERVING_COLUMNS] for c in cells])
+    table = _aligned([title for _, title in SERVING_COLUMNS], [[c[key] for key, _ in SERVING_COLUMNS] for c in cells])
+    return caption + "\n" + table + "\n" + serving_summary(group_runs(rows))
+
+
+def serving_summary(groups: list[Group]) -> str:
+    """In words, under the matrix: how many cells n resolves, and what would resolve the largest unresolved change."""
+    from ..analysis.serve import mismatch_claim, serving_matrix, unresolved_text
+
+    cells = serving_matrix(groups)
+    open_cells = [c for c in cells if c.verdict == "not resolved at this n"]
+    matters = [c for c in cells if c.verdict == "supported"]
+    words = [f"{len(matters)} of {plural(len(cells), 'cell')} a mismatch that matters"]
+    if open_cells:
+        largest = max(open_cells, key=lambda c: abs(c.change.value))
+        words.append(f"{len(open_cells)} not resolved at this n (the largest, {largest.serve_recipe} on a {largest.train_recipe} "
+                     f"model at {largest.size_px} px, {unresolved_text(largest.change, mismatch_claim().threshold)})")
+    return "; ".join(words)
 
 
 def findings_rows(findings) -> list[dict[str, str]]:
