@@ -357,3 +357,14 @@ def test_no_serving_results_no_train_x_serve_table(stored):
         rows = store.runs()
     assert serving_table([r for r in rows if r["config_hash"] != runs["served"].config_hash]) == ""
     assert serving_table(rows).splitlines()[3].split()[:3] == ["pil-bilinear", "cv2-nearest", "16"]
+
+
+def test_a_plan_says_which_runs_at_the_native_size_are_one_computation(tmp_path, caplog, monkeypatch):
+    import logging
+
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO, logger="resizelab"):
+        assert main(["sweep", "--data", "synthetic", "--weights", "none", "--size", "16,32", "--interpolation",
+                     "nearest,bilinear", "--seeds", "2", "--dry-run"]) == 0
+    (line,) = [r.getMessage() for r in caplog.records if "resize nothing" in r.getMessage()]
+    assert line.startswith("4 runs at 32 px on 32 px images (bilinear, nearest; 2 seeds) resize nothing: per seed, the same computation")

@@ -130,6 +130,34 @@ def missing_for(plan: SweepPlan) -> list[str]:
     return [f"a real run needs OpenCV ({'; '.join(uses)}), which is not installed here: pip install 'resizelab[opencv]'"]
 
 
+def native_px(data: str) -> int | None:
+    """The images' own size where the data name says it (CIFAR and the synthetic task: 32 px, or @PX); else None."""
+    if data in ("cifar10", "cifar100") or data.startswith("synthetic"):
+        return int(data.rsplit("@", 1)[1]) if "@" in data else 32
+    return None
+
+
+def same_computations(plan: SweepPlan) -> list[str]:
+    """Runs that resize nothing and differ only in the resize method: one computation, trained once per method."""
+    import dataclasses
+
+    groups: dict[tuple, list[RunConfig]] = {}
+    for cfg in plan.configs:
+        if cfg.size != native_px(cfg.data) or cfg.test_sizes:
+            continue
+        rest = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("interpolation", "antialias", "test_interpolation", "seed")}
+        groups.setdefault(tuple(sorted((k, repr(v)) for k, v in rest.items())), []).append(cfg)
+    lines = []
+    for same in groups.values():
+        methods = sorted({c.interpolation for c in same})
+        if len(methods) > 1:
+            seeds = len({c.seed for c in same})
+            lines.append(f"{plural(len(same), 'run')} at {same[0].size} px on {same[0].size} px images ({', '.join(methods)}; "
+                         f"{plural(seeds, 'seed')}) resize nothing: per seed, the same computation, trained once per method "
+                         "so that each method's line has its native point")
+    return lines
+
+
 def _execute(plan: SweepPlan, options: SweepOptions, args: argparse.Namespace, tracker=None) -> tuple[int, Any]:
     from ..report.writer import results_table, serving_table
     from ..sweeps.plan import describe
@@ -147,6 +175,8 @@ def _execute(plan: SweepPlan, options: SweepOptions, args: argparse.Namespace, t
         logger.info("%s in sweep %s", plural(len(plan.configs), "run"), plan.name)
         for line in missing_for(plan):
             logger.warning("%s", line)
+        for line in same_computations(plan):
+            logger.info("%s", line)
         return 0, None
     callbacks = ([lambda r: print_json(r.to_json_dict())] if args.json else []) + ([tracker.on_result] if tracker else [])
     try:

@@ -311,7 +311,8 @@ def _write_csv(groups: list[Group], out: Path) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        logging.getLogger("resizelab").warning("runs.parquet not written: pyarrow is not installed (pip install 'resizelab[parquet]')")
+        # An extra copy of runs.csv nobody asked for: said only with -v, not as a warning on every default install.
+        logging.getLogger("resizelab").debug("runs.parquet not written: pyarrow is not installed (pip install 'resizelab[parquet]')")
         return
     if rows:
         pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in fieldnames} for r in rows]), out / "runs.parquet")
