@@ -339,6 +339,9 @@ def test_study_preset_serve_prints_the_train_x_serve_table_after_the_results_tab
     assert len(cells) == 5 * (len(SERVE_RECIPES) - 1)
     report = (out_dir / "report.md").read_text()
     section = report.split("## Train with one resize, serve with another", 1)[1].split("\n## ", 1)[0]
+    # The section leads with the heat map and, in words, the cells that matter (here: none resolved), the table below.
+    lead = section.split("Every cell:", 1)[0]
+    assert "](serving_matrix.png)" in lead and f"- {summary}" in lead and lead.count("\n- serving with ") == 5
     section = [line for line in section.splitlines() if line.startswith("| ")][1:]  # the rows under the header
     as_report = ["| " + " | ".join(cell.strip() for cell in re.split(r"\s{2,}", line)) + " |" for line in cells]
     assert as_report == section

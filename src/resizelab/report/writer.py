@@ -183,7 +183,12 @@ def write_report(config: ReportConfig) -> Path:
         "body": body,
         "kinds": _column_kinds(body) or ["text"] * len(header),
         "figures": [{"filename": f, "heading": h, "caption": c, "data": base64.b64encode((out / f).read_bytes()).decode()}
-                    for f, h, c in figures],
+                    for f, h, c in figures if f != SERVING_FIGURE],
+        # The train x serve section leads with its heat map and the cells that matter, its full table below.
+        "serving_figure": next(({"filename": f, "heading": h, "caption": c,
+                                 "data": base64.b64encode((out / f).read_bytes()).decode()}
+                                for f, h, c in figures if f == SERVING_FIGURE), None),
+        "serving_lead": serving_lead(groups),
         "failed": [(r["label"], r["error"] or "") for r in failed],
         "findings": findings_rows(findings) if findings else [],
         "findings_setting": findings.setting if findings else "",
@@ -204,6 +209,23 @@ def serving_rows(groups: list[Group]) -> list[dict[str, str]]:
              "change": f"{c.change.value:+.2f}" + (f" [{c.change.low:+.2f}, {c.change.high:+.2f}]" if c.change.low == c.change.low else ""),
              "n": str(c.change.n), "verdict": VERDICT_TEXT[c.verdict].format(t=threshold), "text": c.text}
             for c in serving_matrix(groups)]
+
+
+SERVING_FIGURE = "serving_matrix.png"
+SERVING_LEAD = 5  # cells the serve section names in words before its full table
+
+
+def serving_lead(groups: list[Group]) -> list[str]:
+    """The few cells that matter, largest effect first, in words; when none does, the largest unresolved ones, and the
+    summary of what n resolves."""
+    from ..analysis.serve import serving_matrix
+
+    cells = serving_matrix(groups)
+    if not cells:
+        return []
+    matters = sorted((c for c in cells if c.verdict == "supported"), key=lambda c: -abs(c.change.value))
+    lead = matters or sorted((c for c in cells if c.verdict == "not resolved at this n"), key=lambda c: -abs(c.change.value))
+    return [serving_summary(groups)] + [c.text for c in lead[:SERVING_LEAD]]
 
 
 SERVING_COLUMNS = (("train", "trained with"), ("serve", "served with"), ("size", "size px"),
