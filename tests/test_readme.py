@@ -144,3 +144,22 @@ def test_every_python_block_runs(page, index, code, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{page}, python block {index}:\n{proc.stderr[-2000:]}"
+
+
+def test_make_study_takes_options_in_ARGS_and_says_how_to_run_resizelab_after(tmp_path):
+    """`make study ARGS="..."` runs the classic study's arguments (STUDY_ARGS, which tests/test_online.py runs) with the
+    user's after them, then says how to run resizelab from .venv; the README says the same right after the commands."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = tmp_path / "venv"  # -n: nothing is built or run, the commands are only printed
+    proc = subprocess.run(["make", "-n", "study", f"VENV={venv}", "ARGS=--data imagefolder:images --weights none"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{venv}/bin/resizelab study --preset seed --data imagefolder:images --weights none;" in proc.stdout
+    assert f"source {venv}/bin/activate" in proc.stdout
+    readme = (ROOT / "README.md").read_text()
+    after_commands = readme.split("make test ", 1)[1][:2500]
+    assert "make study ARGS=" in after_commands and "source .venv/bin/activate" in after_commands
+    assert ".venv/bin/resizelab" in after_commands
