@@ -163,3 +163,19 @@ def test_make_study_takes_options_in_ARGS_and_says_how_to_run_resizelab_after(tm
     after_commands = readme.split("make test ", 1)[1][:2500]
     assert "make study ARGS=" in after_commands and "source .venv/bin/activate" in after_commands
     assert ".venv/bin/resizelab" in after_commands
+
+
+def test_runs_lists_every_stored_run_with_its_hash_for_serve_and_probe(tmp_path_factory, capsys):
+    from tiny_store import build_tiny_store
+
+    from resizelab.store.read import read_runs
+
+    db, _, _ = build_tiny_store(tmp_path_factory)
+    assert main(["runs", "--db", str(db), "--sweep", "other"]) == 0
+    captured = capsys.readouterr()
+    header, _, *rows = captured.out.splitlines()
+    assert header.split()[0] == "run" and header.split()[-2:] == ["status", "weights"]
+    stored = {r["config_hash"]: r["status"] for r in read_runs(db, "other", status=None).runs}
+    assert {row.split()[0]: row.split()[-2] for row in rows} == stored  # every run, pending and failed too, by full hash
+    assert {"done", "failed"} <= set(stored.values())
+    assert "resizelab serve --run HASH" in captured.err
