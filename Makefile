@@ -7,8 +7,10 @@ TEST_STAMP := $(VENV)/.installed-test
 # The tests exercise every optional extra (Ray against a real local instance, MLflow's own client, OpenCV,
 # pandas, Parquet): installed here so that CI runs those tests instead of skipping them.
 TEST_EXTRAS := dev,pandas,mlflow,opencv,ray,parquet
-# The classic study; tests/test_online.py runs exactly these arguments.
+# The classic study; tests/test_online.py runs exactly these arguments. Options of your own go in ARGS:
+#   make study ARGS="--data imagefolder:PATH --weights none"
 STUDY_ARGS := study --preset seed
+ARGS ?=
 
 .PHONY: setup study test test-fast bench clean
 
@@ -24,7 +26,9 @@ $(TEST_STAMP): $(STAMP)
 setup: $(STAMP)
 
 study: $(STAMP)
-	$(BIN)/resizelab $(STUDY_ARGS)
+	@$(BIN)/resizelab $(STUDY_ARGS) $(ARGS); status=$$?; \
+	echo "resizelab is installed in $(VENV): 'source $(VENV)/bin/activate' puts resizelab on PATH (or run $(BIN)/resizelab); options for this study: make study ARGS='--data imagefolder:PATH'" >&2; \
+	exit $$status
 
 test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks

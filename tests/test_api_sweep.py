@@ -106,10 +106,11 @@ def test_a_runconfig_as_base_refused_combinations_and_names_from_content(tmp_pat
     assert len(other.rows) == 1 and len(resizelab.load_runs(db, sweep=other.name)) == 1
 
 
-def test_progress_asked_for_from_python_is_shown_without_logging_set_up(tmp_path):
+def test_progress_is_shown_by_default_from_python_without_logging_set_up(tmp_path):
+    """As train() logs its progress, sweep() does by default (the README's API example is not minutes of silence)."""
     # A fresh interpreter, as a notebook or script is: no logging configured (pytest configures its own).
     code = ("import resizelab\n"
-            f"resizelab.sweep({BASE!r}, grid={{'size': [8]}}, db={str(tmp_path / 'r.db')!r}, progress=True)\n")
+            f"resizelab.sweep({BASE!r}, grid={{'size': [8]}}, db={str(tmp_path / 'r.db')!r})\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -44,8 +44,13 @@ def test_study_seed_prints_the_three_row_table(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["study", "--preset", "seed", "--data", "synthetic", *FAST, "--no-report"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].split()[:2] == ["size", "interpolation"] and "img/s" in lines[0] and "test acc %" in lines[0]
-    assert [l.split()[0] for l in lines[2:]] == ["32", "64", "16"]
+    assert lines[0].split()[:3] == ["run", "size", "interpolation"] and "img/s" in lines[0] and "test acc %" in lines[0]
+    assert [l.split()[1] for l in lines[2:]] == ["32", "64", "16"]
+    # The first column is each run's hash, as serve --run and probe --run take it (a unique prefix).
+    from resizelab.store.database import Store
+    with Store(tmp_path / "resizelab.db") as store:
+        stored = {row["config_hash"] for row in store.runs()}
+    assert all(len(l.split()[0]) == 8 and any(h.startswith(l.split()[0]) for h in stored) for l in lines[2:])
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
@@ -323,7 +328,7 @@ def test_a_measurement_into_a_file_is_refused_before_measuring(tmp_path, capsys,
         start = time.perf_counter()
         assert main([*command, "--out", str(out)]) == 2
         (line,) = error_lines(capsys.readouterr().err)
-        assert "output folder" in line and "give --out a folder" in line and time.perf_counter() - start < 5
+        assert "output folder" in line and "give --report-dir a folder" in line and time.perf_counter() - start < 5
 
 
 def test_analysis_flags_that_would_be_ignored_or_misread_are_one_line(tmp_path, capsys):

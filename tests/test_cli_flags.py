@@ -82,7 +82,7 @@ def test_bad_flag_values_of_generated_flags_are_one_line(capsys):
     assert capsys.readouterr().err == ("resizelab: error: --executor: executor must be one of auto, local, packed, ray; "
                                        "got 'lokal' (did you mean 'local'?)\n")
     assert main(["spectrum", "--limit", "many"]) == 2
-    assert capsys.readouterr().err == "resizelab: error: --limit: expected a whole number; got 'many'\n"
+    assert capsys.readouterr().err == "resizelab: error: --limit-test: expected a whole number; got 'many'\n"
 
 
 def test_the_command_line_and_the_api_plan_a_sweep_alike(tmp_path, capsys):

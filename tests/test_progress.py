@@ -93,3 +93,19 @@ def test_quiet_leaves_stderr_empty_and_quiet_excludes_verbose(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["presets", "-q", "-v"])
     assert info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_the_seed_presets_eta_weighs_each_run_by_its_pixels_not_the_32_px_pace(monkeypatch, caplog):
+    """After the 32 px run (the seed preset's first) took 100 s, the 64 px run is four times its MACs and the 16 px
+    run a quarter: 425 s left, not the 200 s that two more runs at the 32 px pace would say."""
+    from resizelab.sweeps import progress as progress_module
+    from resizelab.sweeps.presets import get_preset
+
+    configs = get_preset("seed").plan().configs
+    assert [c.size for c in configs] == [32, 64, 16]
+    clock = iter([0.0, 100.0])
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: next(clock))
+    sweep = progress_module.SweepProgress("seed", len(configs), total_work=sum(map(progress_module.run_work, configs)))
+    with caplog.at_level(logging.INFO, logger="resizelab"):
+        sweep.finished(ok=True, work=progress_module.run_work(configs[0]))
+    assert caplog.records[-1].getMessage().endswith(f"2 remaining, ETA {duration(425)}")

@@ -134,6 +134,29 @@ def test_bad_input_is_one_line_and_nothing_is_stored(stored, tmp_path, capsys, m
     assert _sha(db) == before
 
 
+def test_without_opencv_serve_uses_every_recipe_installed_and_says_which_it_skipped(stored, capsys, monkeypatch):
+    db, runs = stored
+    h = runs["pil-bilinear"].config_hash
+    monkeypatch.setitem(sys.modules, "cv2", None)  # the install `make study` sets up: no OpenCV
+    assert main(["serve", "--run", h[:8], "--db", str(db)]) == 0
+    captured = capsys.readouterr()
+    rows = [line for line in captured.out.splitlines() if line.startswith("| ") and "recipe" not in line]
+    served = [row.split("|")[1].strip() for row in rows]
+    assert served == [r for r in SERVE_RECIPES if not r.startswith("cv2-")]
+    skipped = [line for line in captured.out.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 1 and "cv2-linear" in skipped[0] and "pip install 'resizelab[opencv]'" in skipped[0]
+    # One model on 80 images: the table says in words what n can resolve.
+    assert "one model on 80 test images: one image is 1.25 points" in captured.out
+    # Said on stderr before anything loads, and the header names the run once.
+    assert captured.err.index("skipped cv2-") < captured.err.index("serve: loading")
+    assert captured.out.splitlines()[0].count(h) == 1 and h[:8] not in captured.out.splitlines()[0].replace(h, "")
+    # Asking for OpenCV's recipes by name (or all) stops before anything is loaded: one line, the install command.
+    assert main(["serve", "--run", h, "--db", str(db), "--serve", "all"]) == 2
+    captured = capsys.readouterr()
+    lines = error_lines(captured.err)
+    assert len(lines) == 1 and "pip install 'resizelab[opencv]'" in lines[0] and "serve: loading" not in captured.err
+
+
 def test_a_weights_file_of_another_class_count_names_the_data(stored, tmp_path):
     db, runs = stored
     path = db.parent / runs["pil-bilinear"].weights_file
@@ -244,6 +267,12 @@ def test_the_matrix_decides_each_cell_with_the_findings_rule(tmp_path):
     assert drop.text.endswith("3 seeds: a mismatch that matters")
     assert cells[("pil-bilinear", "cv2-area")].verdict == "contradicted"  # within +-1 point: does not matter
     assert cells[("pil-bilinear", "cv2-nearest")].verdict == "not resolved at this n"  # an interval across the threshold
+    # ... said with how many seeds would resolve a change of that size at that spread (a t interval clear of +-1 point).
+    from resizelab.analysis.serve import seeds_to_resolve
+
+    wide = cells[("pil-bilinear", "cv2-nearest")]
+    needed = seeds_to_resolve(wide.change, 1.0)
+    assert 3 < needed < 100 and wide.text.endswith(f"about {needed} seeds would resolve a change of 0.2 points at this spread")
     assert cells[("cv2-area", "pil-bilinear")].verdict == "not resolved at this n"  # one seed: no interval
     assert "gains 1.0 points (no interval), 1 seed" in cells[("cv2-area", "pil-bilinear")].text
     assert figure_serving_matrix(groups, tmp_path / "m.png") and (tmp_path / "m.png").stat().st_size > 10_000
@@ -260,6 +289,15 @@ def test_the_serve_preset_trains_each_recipe_at_two_sizes_and_serves_every_recip
     assert trained == {(s, r) for s in (16, 64) for r in ("pil-bilinear", "backend:tensor-bilinear", "cv2-linear",
                                                          "cv2-area", "cv2-nearest-exact")}
     assert all(c.serve == SERVE_RECIPES for c in configs) and len(configs) == 30
+
+
+def test_serve_preset_dry_run_without_opencv_says_what_a_real_run_needs(tmp_path, capsys, caplog, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", "--preset", "serve", "--data", "synthetic", "--weights", "none", "--dry-run"]) == 0
+    err = capsys.readouterr().err + caplog.text
+    (line, *_) = [line for line in err.splitlines() if "a real run needs OpenCV" in line]
+    assert "18 runs with --backend opencv" in line and "cv2-linear" in line and "pip install 'resizelab[opencv]'" in line
 
 
 def test_synthetic_at_a_native_resolution_is_the_same_task_drawn_larger():
@@ -298,18 +336,24 @@ def test_study_preset_serve_prints_the_train_x_serve_table_after_the_results_tab
                  "--executor", "local", "--db", str(tmp_path / "r.db"), "--report-dir", str(out_dir)]) == 0
     captured = capsys.readouterr()
     results, _, matrix = captured.out.strip().partition("\n\n")
-    assert results.splitlines()[0].split()[:2] == ["size", "interpolation"] and len(results.splitlines()) == 2 + 5
-    caption, header, rule, *cells = matrix.splitlines()
+    assert results.splitlines()[0].split()[:3] == ["run", "size", "interpolation"] and len(results.splitlines()) == 2 + 5
+    caption, header, rule, *cells, summary = matrix.splitlines()
     assert caption.startswith("train x serve: ") and header.split()[:3] == ["trained", "with", "served"]
     # Every off-diagonal cell at 16 px: four training recipes of the catalogue, each served with the eleven others, and
     # the tensor backend's own resize (no catalogue recipe is its call) served with all twelve.
     assert len(cells) == 4 * (len(SERVE_RECIPES) - 1) + len(SERVE_RECIPES)
     report = (out_dir / "report.md").read_text()
     section = report.split("## Train with one resize, serve with another", 1)[1].split("\n## ", 1)[0]
+    # The section leads with the heat map and, in words, the cells that matter (here: none resolved), the table below.
+    lead = section.split("Every cell:", 1)[0]
+    assert "](serving_matrix.png)" in lead and f"- {summary}" in lead and lead.count("\n- serving with ") == 5
     section = [line for line in section.splitlines() if line.startswith("| ")][1:]  # the rows under the header
     as_report = ["| " + " | ".join(cell.strip() for cell in re.split(r"\s{2,}", line)) + " |" for line in cells]
     assert as_report == section
     assert all(line.endswith("not resolved at this n") for line in cells)  # one seed: no interval
+    # Said in words under the table, with what would resolve it.
+    assert summary.startswith(f"0 of {len(cells)} cells a mismatch that matters; {len(cells)} not resolved at this n")
+    assert summary.endswith("one seed has no interval; run 3 or more)")
     assert "train x serve" not in captured.err and "report: " in captured.err
 
 
@@ -373,3 +417,14 @@ def test_serve_of_a_run_whose_stored_result_is_corrupt_is_one_line(stored, tmp_p
     assert main(["serve", "--run", h[:8], "--db", str(copy)]) == 2
     (line,) = error_lines(capsys.readouterr().err)
     assert f"run {h} in {copy} has a corrupt result_json" in line
+
+
+def test_a_plan_says_which_runs_at_the_native_size_are_one_computation(tmp_path, caplog, monkeypatch):
+    import logging
+
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO, logger="resizelab"):
+        assert main(["sweep", "--data", "synthetic", "--weights", "none", "--size", "16,32", "--interpolation",
+                     "nearest,bilinear", "--seeds", "2", "--dry-run"]) == 0
+    (line,) = [r.getMessage() for r in caplog.records if "resize nothing" in r.getMessage()]
+    assert line.startswith("4 runs at 32 px on 32 px images (bilinear, nearest; 2 seeds) resize nothing: per seed, the same computation")

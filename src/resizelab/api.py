@@ -258,7 +258,7 @@ def sweep(base: Mapping[str, Any] | RunConfig | None = None, grid: Mapping[str, 
           executor: str = _sweep_default("executor"), pack: int | None = _sweep_default("pack"),
           retry_failed: bool = _sweep_default("retry_failed"), lease_seconds: float = _sweep_default("lease_seconds"),
           ray_address: str | None = _sweep_default("ray_address"),
-          report: bool | str | os.PathLike = False, progress: bool = False,
+          report: bool | str | os.PathLike = False, progress: bool = True,
           on_result: Callable[[Any], None] | None = None) -> SweepOutcome:
     """Run a sweep from Python: what `resizelab sweep` (or, with `preset`, `resizelab study`) runs, on the same
     engine and store, so calling it again resumes it and a run the store holds is not trained twice.
@@ -271,7 +271,7 @@ def sweep(base: Mapping[str, Any] | RunConfig | None = None, grid: Mapping[str, 
     laid over every grid point. With `preset`, the preset's plan is the starting point and `base`, `grid` and
     `seeds` override it as the command's flags do. Without `name`, the sweep is named after what it runs
     (`sweep-<digest>`, or the preset's name). `report` writes the report into reports/<name> (True) or the
-    folder given. `progress` logs through the `resizelab` logger, to stderr unless logging is configured.
+    folder given. `progress` (on by default, as `train` logs) logs through the `resizelab` logger, to stderr unless logging is configured.
     Runs that fail are recorded and listed in `outcome.failed`, refused combinations in `outcome.invalid_reasons`;
     a Ctrl-C gives the current run back to the store and is raised again.
     """

@@ -44,7 +44,7 @@ def default_recipe() -> RunConfig:
 @dataclass(frozen=True)
 class BenchConfig:
     run: RunConfig = dataclasses.field(default_factory=default_recipe)  # the recipe; its size is set per row
-    sizes: tuple[int, ...] = option((16, 32, 64, 128, 224), sizes_list(), "input sizes")
+    sizes: tuple[int, ...] = option((16, 32, 64, 128, 224), sizes_list(), "input sizes", flag="size", aliases=("--sizes",))
     # Scaled down by area above 32 px, never below 3 (steps_for).
     steps: int = option(20, whole(1), "timed training steps per window at <= 32 px, fewer by area above")
     windows: int = option(7, whole(1), "rounds of one timed window per pipeline; medians are reported")

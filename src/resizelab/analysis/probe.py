@@ -72,11 +72,12 @@ class ProbeConfig:
                                              flag="interpolation")
     antialias: bool = option(True, boolean(), "true or false; the effective value is shown")
     backend: str = run_option("backend", "pil, tensor or opencv", default="pil")
-    limit: int = option(500, whole(1), "class-balanced test images")
+    limit: int = option(500, whole(1), "class-balanced test images", flag="limit_test", aliases=("--limit",))
     seed: int = option(0, whole(0, 2**31 - 1), "model init with --weights none, and the image subset")
-    out: str = option("reports/probe", text("DIR"), "folder for probe.json and probe.csv")
+    out: str = option("reports/probe", text("DIR"), "folder for probe.json and probe.csv", flag="report_dir",
+                        aliases=("--out",))
     run: str | None = option(None, text("HASH", optional=True), "a stored run's config hash (or a unique prefix): probe "
-                             "its saved weights (--save-weights), with its arch, stem and data")
+                             "its saved weights (--save-weights), with its arch, stem and data (default: none, the model --weights gives)")
     db: str = option(DEFAULT_DB, text("PATH"), "the results store that holds --run")
 
     def __post_init__(self) -> None:
@@ -338,7 +339,7 @@ def run_probe(cfg: ProbeConfig, progress: Callable[[str], None] | None = None) -
     """Feed the native and the resized test images through one model and compare; write cfg.out."""
     from ..core.paths import check_out_dir
 
-    check_out_dir(Path(cfg.out), "--out", create=False, what="output folder")  # before measuring, not after
+    check_out_dir(Path(cfg.out), "--report-dir", create=False, what="output folder")  # before measuring, not after
     from ..training.data import balanced_subset, load_dataset
     from ..training.models import build_model
     from ..training.resize import resize

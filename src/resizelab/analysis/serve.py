@@ -14,21 +14,34 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.choices import ARCHS, SERVE_RECIPES, STEMS
+from ..core.choices import ARCHS, SERVE_RECIPES, STEMS, available_recipes, unavailable_recipes
 from ..core.config import (MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, check_choice, check_whole, choice, option, preflight,
                            recipes_list, run_option, sizes_list, text, whole)
 from ..core.errors import ConfigError
+from ..core.log import plural
 from ..core.results import ServeEval
 from ..store.database import DEFAULT_DB
 
 
+def skipped_line(skipped: dict[str, tuple[str, str, str]]) -> str:
+    """One line: which recipes were left out because their library is missing, and the command that installs it."""
+    by_extra: dict[tuple[str, str], list[str]] = {}
+    for name, (_, extra, library) in skipped.items():
+        by_extra.setdefault((extra, library), []).append(name)
+    return "; ".join(f"skipped {', '.join(names)}: {library} is not installed (pip install 'resizelab[{extra}]')"
+                     for (extra, library), names in by_extra.items())
+
+
 def parse_recipes(value: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """'all', or recipe names (a comma-separated string or a sequence), checked, once each, in the order given."""
+    """'available' (every recipe whose library is installed here), 'all', or recipe names (a comma-separated string
+    or a sequence), checked, once each, in the order given."""
     items = [t.strip() for t in value.split(",")] if isinstance(value, str) else list(value)
     if items == ["all"]:
         return SERVE_RECIPES
+    if items == ["available"]:
+        return available_recipes()
     if not items or not all(isinstance(t, str) and t for t in items):
-        raise ConfigError(f"serve must be 'all' or recipe names separated by commas ({', '.join(SERVE_RECIPES)}); got {value!r}")
+        raise ConfigError(f"serve must be 'available', 'all' or recipe names separated by commas ({', '.join(SERVE_RECIPES)}); got {value!r}")
     for name in items:
         check_choice("serve recipe", name, SERVE_RECIPES)
     return tuple(dict.fromkeys(items))
@@ -39,29 +52,43 @@ class ServeConfig:
     """What `resizelab serve` evaluates. Validated on construction; with `run`, resolved against the store.
     Each field is declared with `option(...)`, so `resizelab serve`'s flags are generated from it."""
 
-    serve: tuple[str, ...] = option(("all",), recipes_list(), f"serving recipes, comma-separated, or all: {', '.join(SERVE_RECIPES)}")
+    serve: tuple[str, ...] = option(("available",), recipes_list(), "serving recipes, comma-separated: "
+                                    f"{', '.join(SERVE_RECIPES)}; all: every one (the cv2 ones need pip install "
+                                    "'resizelab[opencv]'); available: every one whose library is installed here",
+                                    metavar="RECIPE,...|available|all")
     run: str | None = option(None, text("HASH", optional=True), "a stored run's config hash (or a unique prefix) trained with "
-                             "--save-weights: serve its weights, with its arch, stem, data, test subset and test size")
+                             "--save-weights: serve its weights, with its arch, stem, data, test subset and test size (default: none; "
+                             "give --run or --weights)")
     db: str = option(DEFAULT_DB, text("PATH"), "the results store that holds --run")
     weights: str | None = option(None, text("FILE", optional=True), "or a state_dict file (torch.save(model.state_dict()), or "
-                                 "a checkpoint holding one under 'state_dict' or 'model'), with --arch, --stem, --data and --test-size")
+                                 "a checkpoint holding one under 'state_dict' or 'model'), with --arch, --stem, --data and --test-sizes (default: none; give --run or --weights)")
     arch: str = option("resnet18", choice(ARCHS), "the architecture of --weights")
     stem: str = option("imagenet", choice(STEMS), "the stem of --weights")
     data: str | None = run_option("data", "test data, any resolution (resized from its native size, shorter edge) "
                                   "(default: the run's, or cifar10)", default=None)
     data_dir: str | None = run_option("data_dir")
-    # Flag --test-size, as `resizelab run` names the size a model is tested at; several make several rows.
+    # Flag --test-sizes, as `resizelab run` names its list of test sizes; several make several rows.
     test_sizes: tuple[int, ...] = option((), sizes_list(), "sizes in px, shorter edge (default: the run's test size)",
-                                         flag="test_size")
+                                         aliases=("--test-size",))
     train_recipe: str | None = option(None, choice(SERVE_RECIPES, optional=True), "with --weights: the recipe it was trained "
-                                      "with, the baseline of the changes", metavar="RECIPE")
+                                      "with, the baseline of the changes (default: none, no changes given)", metavar="RECIPE")
     limit_test: int | None = option(None, whole(1, optional=True), "a class-balanced subset of N test images "
                                     "(default: the run's)")
     device: str = run_option("device", "where to evaluate")
     eval_batch_size: int = run_option("eval_batch_size")
 
     def __post_init__(self) -> None:
+        asked = self.serve
         object.__setattr__(self, "serve", parse_recipes(self.serve))
+        # Checked before anything loads: a recipe named (or `all`) whose library is missing stops here, in one line.
+        missing = unavailable_recipes(self.serve)
+        if missing:
+            from ..core.errors import MissingDependency
+
+            raise MissingDependency(skipped_line(missing).replace("skipped ", "serving with ", 1)
+                                    + "; or leave --serve out to serve with every recipe installed here")
+        if asked in ("available", ("available",), ["available"]):
+            object.__setattr__(self, "_skipped", unavailable_recipes())
         object.__setattr__(self, "test_sizes", tuple(dict.fromkeys(self.test_sizes)))
         for size in self.test_sizes:
             check_whole("test size", size, MIN_SIZE_PX, MAX_SIZE_PX)
@@ -73,7 +100,7 @@ class ServeConfig:
             check_choice("arch", self.arch, ARCHS)
             check_choice("stem", self.stem, STEMS)
             if not self.test_sizes:
-                raise ConfigError("with --weights, give --test-size PX[,PX...] (the size the model was trained at, and any other)")
+                raise ConfigError("with --weights, give --test-sizes PX[,PX...] (the size the model was trained at, and any other)")
             if self.train_recipe is not None:
                 check_choice("train recipe", self.train_recipe, SERVE_RECIPES)
             if self.data is None:
@@ -145,8 +172,14 @@ def serve(cfg: ServeConfig) -> ServeResult:
     from ..training.models import build_model, load_trained_weights
     from ..training.runtime import ready_model, resolve_device
 
+    from ..core.log import logger
+
     t0 = time.perf_counter()
     stored = getattr(cfg, "_stored", None)
+    skipped = getattr(cfg, "_skipped", {})
+    if skipped:
+        logger.info("%s", skipped_line(skipped))
+    logger.info("serve: loading %s%s", cfg.data, f" (the data run {cfg.run} was trained on)" if stored is not None else "")
     dataset = load_dataset(cfg.data, cfg.data_dir)
     if stored is not None:
         digest = stored.config.get("data_digest")
@@ -159,7 +192,8 @@ def serve(cfg: ServeConfig) -> ServeResult:
     if stored is not None:
         tag = load_trained_weights(model, cfg.weights, f"run {cfg.run}'s weights file",
                                    "train the run again with --save-weights --force to save them anew")
-        tag = f"run:{cfg.run} ({tag.removeprefix('file:')})"
+        # The file is named after the run already; the tag names the run once and the file's digest.
+        tag = f"run {cfg.run}, weights sha256:{tag.rsplit('@', 1)[-1]}" if "@" in tag else f"run {cfg.run}"
         execution = stored.result.get("execution", {})
         # As the run evaluated itself: its precision and memory format change float rounding, so a prediction on the fence.
         precision = stored.result.get("effective_precision", "fp32")
@@ -171,8 +205,10 @@ def serve(cfg: ServeConfig) -> ServeResult:
         precision, channels_last, single_window = "fp32", True, True
     model = ready_model(model.to(device), single_window, channels_last)
     sizes = cfg.test_sizes or (int(min(dataset.test_images.shape[-2:])),)
+    logger.info("serve: %s x %s on %d test images (each recipe resized once, then cached)", plural(len(cfg.serve), "recipe"),
+                plural(len(sizes), "size"), len(dataset.test_labels))
     evals = serve_model(model, dataset, cfg.serve, sizes, cfg.train_recipe, device, precision, channels_last, cfg.eval_batch_size)
-    notes = []
+    notes = [skipped_line(skipped)] if skipped else []
     if cfg.train_recipe is not None:
         from ..training.recipes import baseline_note
 
@@ -186,6 +222,31 @@ def baseline_of(evals: list[ServeEval], size: int) -> ServeEval | None:
     return next((e for e in evals if e.size_px == size and e.baseline), None)
 
 
+def resolution_note(result: ServeResult) -> str:
+    """In words: what one model on these test images can resolve. Each change is a count of images; two accuracies
+    near a on n images differ by chance within about 1.96 * sqrt(2 a (1 - a) / n) points (unpaired, so an upper
+    bound on the paired noise), and n' = 2 a (1 - a) (1.96 / d)^2 images would resolve a change of d."""
+    import math
+
+    n = max(result.images, 1)
+    accuracy = next((e.accuracy for e in result.evals if e.baseline), None)
+    a = (accuracy if accuracy is not None else (result.evals[0].accuracy if result.evals else 50.0)) / 100
+    a = min(max(a, 0.5 / n), 1 - 0.5 / n)
+    noise = 196 * math.sqrt(2 * a * (1 - a) / n)
+    changes = [abs(e.accuracy - b.accuracy) for e in result.evals if not e.baseline
+               for b in [baseline_of(result.evals, e.size_px)] if b is not None]
+    within = sum(1 for c in changes if c < noise)
+    text = (f"one model on {n} test images: one image is {100 / n:.2f} points, and changes within about +-{noise:.1f} points "
+            "can be chance")
+    if changes and within:
+        smallest = min((c for c in changes if c > 0), default=None)
+        text += f"; {within} of the {len(changes)} changes here are within it"
+        if smallest:
+            needed = math.ceil(2 * a * (1 - a) * (1.96 * 100 / smallest) ** 2)
+            text += f" (about {needed:,} test images would resolve a change of {smallest:.2f} points; more seeds show the spread)"
+    return text
+
+
 def format_serve(result: ServeResult) -> str:
     """The table: one row per recipe and size, accuracy and its change against the training recipe at that size."""
     lines = [f"{result.arch} ({result.weights_tag}) on {result.images} test images of {result.config.data} "
@@ -197,6 +258,7 @@ def format_serve(result: ServeResult) -> str:
         lines.append(f"| {e.recipe} | {e.size_px} | {e.accuracy:.2f} | {change} | {e.library} |")
     if result.run_test_accuracy is not None:
         lines.append(f"the run's own test accuracy: {result.run_test_accuracy:.2f} %")
+    lines.append(resolution_note(result))
     lines.extend(result.notes)
     return "\n".join(lines)
 
@@ -219,6 +281,35 @@ VERDICT_TEXT = {"supported": "a mismatch that matters", "contradicted": "does no
                 "not resolved at this n": "not resolved at this n", "not measured": "not measured"}
 
 
+def seeds_to_resolve(estimate, threshold: float, level: float = 0.95, most: int = 1000) -> int | None:
+    """About how many seeds would put the 95% t interval of a change of this size and spread clear of the +-threshold
+    band (either beyond it or within it); None when no number up to `most` would (the change sits on the threshold,
+    or there is no spread to extrapolate from)."""
+    import math
+
+    from scipy import stats
+
+    e = estimate
+    if e.n < 2 or e.low != e.low or e.high == e.low:
+        return None
+    sd = (e.high - e.low) / 2 / stats.t.ppf(0.5 + level / 2, e.n - 1) * math.sqrt(e.n)
+    gap = abs(abs(e.value) - threshold)
+    for n in range(e.n + 1, most + 1):
+        if stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n) < gap:
+            return n
+    return None
+
+
+def unresolved_text(estimate, threshold: float) -> str:
+    """The verdict "not resolved at this n", said with what would resolve it."""
+    needed = seeds_to_resolve(estimate, threshold)
+    if needed is None:
+        return (f"not resolved at this n: a change of {abs(estimate.value):.1f} points this close to the +-{threshold:g} point "
+                "threshold, at this spread, needs more than 1,000 seeds" if estimate.n >= 2 else
+                "not resolved at this n: one seed has no interval; run 3 or more")
+    return f"not resolved at this n: about {needed} seeds would resolve a change of {abs(estimate.value):.1f} points at this spread"
+
+
 @dataclass
 class MatrixCell:
     train_recipe: str
@@ -234,7 +325,9 @@ class MatrixCell:
         word = "costs" if cost >= 0 else "gains"
         low, high = (-e.high, -e.low) if cost >= 0 else (e.low, e.high)
         interval = f"[{low:.1f}, {high:.1f}]" if e.low == e.low else "(no interval)"
-        verdict = VERDICT_TEXT[self.verdict].format(t=mismatch_claim().threshold)
+        threshold = mismatch_claim().threshold
+        verdict = (unresolved_text(e, threshold) if self.verdict == "not resolved at this n"
+                   else VERDICT_TEXT[self.verdict].format(t=threshold))
         return (f"serving with {self.serve_recipe} a model trained with {self.train_recipe} at {self.size_px} px {word} "
                 f"{abs(cost):.1f} points {interval}, {e.n} seed{'s' if e.n != 1 else ''}: {verdict}")
 

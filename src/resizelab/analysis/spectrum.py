@@ -83,8 +83,9 @@ class SpectrumConfig:
     antialias: tuple[bool, ...] = option((True, False), bool_list(), "true, false or true,false; the effective value is shown")
     backends: tuple[str, ...] = option(("pil", "tensor"), text_list(), "comma-separated: pil, tensor, opencv", flag="backend")
     # Class-balanced test images (seed 0); fewer if the split is smaller.
-    limit: int = option(500, whole(1), "class-balanced test images to measure")
-    out: str = option("reports/spectrum", text("DIR"), "folder for spectrum.json, spectrum.csv, psd.csv and the figures")
+    limit: int = option(500, whole(1), "class-balanced test images to measure", flag="limit_test", aliases=("--limit",))
+    out: str = option("reports/spectrum", text("DIR"), "folder for spectrum.json, spectrum.csv, psd.csv and the figures",
+                        flag="report_dir", aliases=("--out",))
     figures: bool = True
 
     def __post_init__(self) -> None:
@@ -341,7 +342,7 @@ def run_spectrum(cfg: SpectrumConfig, progress: Callable[[str], None] | None = N
     """Measure every size x variant of `cfg` on its test images and a zone plate; write files to cfg.out."""
     from ..core.paths import check_out_dir
 
-    check_out_dir(Path(cfg.out), "--out", create=False, what="output folder")  # before measuring, not after
+    check_out_dir(Path(cfg.out), "--report-dir", create=False, what="output folder")  # before measuring, not after
     from ..training.data import balanced_subset, load_dataset
 
     say = progress or (lambda message: None)

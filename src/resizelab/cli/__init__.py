@@ -1,8 +1,8 @@
 """The command line: parses arguments and calls the library. `resizelab --help` lists the commands.
 
 One module per command group, each with `add_parser(sub)` (its subcommands and their flags) and a `cmd_<name>`
-per command: run, sweep (study, sweep, presets), measure (bench, spectrum, probe), results (report, export,
-env), serve. A new command group is one entry in GROUPS and one per command in COMMANDS. Flags of options are not
+per command: run, sweep (study, sweep, presets), measure (bench, spectrum, probe), results (runs, report,
+export, env), serve. A new command group is one entry in GROUPS and one per command in COMMANDS. Flags of options are not
 declared here: they are generated from the config dataclasses' option declarations (flags.add_options).
 """
 
@@ -24,7 +24,7 @@ GROUPS = (run, sweep, results, measure, serve)
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": run.cmd_run, "study": sweep.cmd_study, "sweep": sweep.cmd_sweep, "presets": sweep.cmd_presets,
-    "env": results.cmd_env, "report": results.cmd_report, "export": results.cmd_export,
+    "env": results.cmd_env, "runs": results.cmd_runs, "report": results.cmd_report, "export": results.cmd_export,
     "bench": measure.cmd_bench, "spectrum": measure.cmd_spectrum, "probe": measure.cmd_probe,
     "serve": serve.cmd_serve,
 }

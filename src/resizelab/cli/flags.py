@@ -38,7 +38,7 @@ def add_options(parser: argparse.ArgumentParser | Any, cls: type, *, skip: tuple
             if kwargs["metavar"] == "{true,false}":
                 # A bare boolean flag means true, as --compile reads; --compile false still turns it off.
                 kwargs.update(nargs="?", const="true")
-        parser.add_argument(opt.flag_name(name), **kwargs)
+        parser.add_argument(opt.flag_name(name), *opt.aliases, **kwargs)
 
 
 def _dest(cls: type, name: str) -> str:

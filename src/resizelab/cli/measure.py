@@ -16,6 +16,8 @@ from .flags import add_json, add_options, add_run_options, given_options, print_
 # Column b of the benchmark runs a recipe as `resizelab run` takes it, at each of --sizes: these run options
 # belong to the benchmark's own rows, not to the recipe.
 BENCH_SETS = ("size", "test_size", "test_sizes", "test_interpolation", "limit_test", "epochs")
+# Run options a benchmark has no use for: it times steps, it keeps no weights and serves nothing.
+BENCH_IGNORES = ("serve", "save_weights")
 
 
 def add_parser(sub) -> None:
@@ -34,8 +36,8 @@ def _bench_flags(p: argparse.ArgumentParser) -> None:
     add_options(p, BenchConfig)
     p.add_argument("--json-out", default="bench.json", metavar="PATH", help="where to write the JSON record (default bench.json)")
     recipe = default_recipe()
-    add_run_options(p, grid=False, skip=BENCH_SETS,
-                    defaults={name: getattr(recipe, name) for name in CONFIG_FIELDS if name not in BENCH_SETS})
+    add_run_options(p, grid=False, skip=BENCH_SETS + BENCH_IGNORES,
+                    defaults={name: getattr(recipe, name) for name in CONFIG_FIELDS if name not in BENCH_SETS + BENCH_IGNORES})
 
 
 def _spectrum_flags(p: argparse.ArgumentParser) -> None:

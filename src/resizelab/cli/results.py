@@ -1,9 +1,11 @@
-"""`resizelab report`, `export` and `env`: what the store holds, written out or sent on, and what this machine has."""
+"""`resizelab runs`, `report`, `export` and `env`: what the store holds, written out or sent on, and what this machine has."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 
 from ..core.log import plural
 from ..report.tracking import DEFAULT_EXPERIMENT
@@ -23,10 +25,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("env", help="versions, device, cache paths, and whether data and weights are present")
     add_options(p, RunConfig, only=("data_dir",))  # where a run looks for CIFAR, so where env looks too
 
+    p = sub.add_parser("runs", help="list the stored runs with their hashes (for serve --run, probe --run)")
+    add_db(p)
+    p.add_argument("--sweep", default=None, metavar="NAME", help="only this sweep or preset study (default: every run)")
+
     p = sub.add_parser("report", help="write tables and figures (md, html, png, csv) from the store")
     add_db(p)
     p.add_argument("--sweep", default=None, metavar="NAME", help="only this sweep or preset study (default: every done run)")
-    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<sweep or 'all'>)")
+    p.add_argument("--report-dir", "--out", dest="out", default=None, metavar="DIR",
+                   help="output folder (default reports/<sweep or 'all'>)")
     p.add_argument("--split-on", default="", metavar="KEY[,KEY...]",
                    help="execution settings that make configurations of their own, each finished attempt counted "
                         "(e.g. channels_last,single_window_matmul,device; see EXECUTION_KEYS in results.py)")
@@ -43,6 +50,24 @@ def cmd_report(args: argparse.Namespace) -> int:
                                     out=os.path.join("reports", args.sweep or "all") if args.out is None else args.out,
                                     split_on=tuple(comma_flag("--split-on", args.split_on))))
     print(out / "report.md")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from ..report.writer import runs_table
+    from ..store.database import require_store
+    from ..store.read import read_runs
+
+    db = db_path(args)
+    require_store(db)
+    rows = read_runs(db, args.sweep, status=None).runs
+    if not rows:
+        print(f"no runs in {db}" + (f" for sweep {args.sweep}" if args.sweep else ""))
+        return 0
+    print(runs_table(rows))
+    saved = sum(1 for r in rows if r.get("result_json") and json.loads(r["result_json"]).get("weights_file"))
+    print(f"{plural(len(rows), 'run')}, {saved} with saved weights: resizelab serve --run HASH"
+          + ("" if db == "resizelab.db" else f" --db {db}") + " (any unique prefix of 4 or more digits)", file=sys.stderr)
     return 0
 
 

@@ -21,7 +21,10 @@ from .flags import (Terminated, add_json, add_mlflow, add_options, add_run_optio
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("study", help="run a named preset study, print its table and write its report")
+    p = sub.add_parser("study", help="run a named preset study, print its table and write its report",
+                       description="Run a preset study. The defaults shown under 'run options' are a single run's: a "
+                       "preset sets its own values (sizes, methods, seeds, ...; `resizelab presets` and --dry-run list "
+                       "them), and those win over the defaults shown; a flag given wins over both.")
     p.add_argument("--preset", required=True, metavar="NAME", help="preset name (see `resizelab presets`)")
     _add_sweep_flags(p)
 
@@ -37,7 +40,8 @@ def _add_sweep_flags(parser: argparse.ArgumentParser) -> None:
     add_json(parser)
     add_mlflow(parser)
     add_options(parser, SweepOptions)
-    parser.add_argument("--seeds", type=int, default=None, metavar="N", help="run seeds 0..N-1 (--seed 3 or --seed 0,5 picks them)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N", help="run seeds 0..N-1 (--seed 3 or --seed 0,5 picks them) "
+                        "(default: the preset's or file's seeds, else seed 0 only)")
     parser.add_argument("--name", default=None, help="sweep name in the store (default: from the preset or file)")
     parser.add_argument("--dry-run", action="store_true", help="list what would run and what is already done, then stop")
     parser.add_argument("--yes", action="store_true", help=f"run a sweep of more than {CONFIRM_RUNS:,} runs (refused without it)")
@@ -109,6 +113,51 @@ def _sweep_and_report(args: argparse.Namespace, plan: SweepPlan) -> int:
     return code
 
 
+def missing_for(plan: SweepPlan) -> list[str]:
+    """What a real run of the plan needs that this install lacks (a dry run says it; the run would stop on it)."""
+    import importlib.util
+
+    from ..core.choices import unavailable_recipes
+
+    if importlib.util.find_spec("cv2") is not None:
+        return []
+    backend = sum(1 for cfg in plan.configs if cfg.backend == "opencv")
+    recipes = sorted({r for cfg in plan.configs for r in unavailable_recipes(cfg.serve)})
+    if not backend and not recipes:
+        return []
+    uses = ([f"{plural(backend, 'run')} with --backend opencv"] if backend else []) + \
+        ([f"serving recipes {', '.join(recipes)}"] if recipes else [])
+    return [f"a real run needs OpenCV ({'; '.join(uses)}), which is not installed here: pip install 'resizelab[opencv]'"]
+
+
+def native_px(data: str) -> int | None:
+    """The images' own size where the data name says it (CIFAR and the synthetic task: 32 px, or @PX); else None."""
+    if data in ("cifar10", "cifar100") or data.startswith("synthetic"):
+        return int(data.rsplit("@", 1)[1]) if "@" in data else 32
+    return None
+
+
+def same_computations(plan: SweepPlan) -> list[str]:
+    """Runs that resize nothing and differ only in the resize method: one computation, trained once per method."""
+    import dataclasses
+
+    groups: dict[tuple, list[RunConfig]] = {}
+    for cfg in plan.configs:
+        if cfg.size != native_px(cfg.data) or cfg.test_sizes:
+            continue
+        rest = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("interpolation", "antialias", "test_interpolation", "seed")}
+        groups.setdefault(tuple(sorted((k, repr(v)) for k, v in rest.items())), []).append(cfg)
+    lines = []
+    for same in groups.values():
+        methods = sorted({c.interpolation for c in same})
+        if len(methods) > 1:
+            seeds = len({c.seed for c in same})
+            lines.append(f"{plural(len(same), 'run')} at {same[0].size} px on {same[0].size} px images ({', '.join(methods)}; "
+                         f"{plural(seeds, 'seed')}) resize nothing: per seed, the same computation, trained once per method "
+                         "so that each method's line has its native point")
+    return lines
+
+
 def _execute(plan: SweepPlan, options: SweepOptions, args: argparse.Namespace, tracker=None) -> tuple[int, Any]:
     from ..report.writer import results_table, serving_table
     from ..sweeps.plan import describe
@@ -124,6 +173,10 @@ def _execute(plan: SweepPlan, options: SweepOptions, args: argparse.Namespace, t
         for problem in problems:  # runs named by their data's digest cannot be named before the data is here
             logger.info("not named yet (no hash before its inputs are here): %s", problem)
         logger.info("%s in sweep %s", plural(len(plan.configs), "run"), plan.name)
+        for line in missing_for(plan):
+            logger.warning("%s", line)
+        for line in same_computations(plan):
+            logger.info("%s", line)
         return 0, None
     callbacks = ([lambda r: print_json(r.to_json_dict())] if args.json else []) + ([tracker.on_result] if tracker else [])
     try:

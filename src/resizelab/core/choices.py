@@ -53,3 +53,25 @@ def effective_antialias(interpolation: str, backend: str, requested: bool) -> bo
     if backend == "opencv":
         return False
     return bool(requested)
+
+
+# Recipes that need an optional package, by name prefix: (module, extra, library as users name it).
+OPTIONAL_RECIPES = {"cv2-": ("cv2", "opencv", "OpenCV")}
+
+
+def unavailable_recipes(recipes: tuple[str, ...] | list[str] = SERVE_RECIPES) -> dict[str, tuple[str, str, str]]:
+    """The recipes whose library is not installed here, each with (module, extra, library); imports nothing."""
+    import importlib.util
+
+    out = {}
+    for name in recipes:
+        for prefix, needed in OPTIONAL_RECIPES.items():
+            if name.startswith(prefix) and importlib.util.find_spec(needed[0]) is None:
+                out[name] = needed
+    return out
+
+
+def available_recipes() -> tuple[str, ...]:
+    """Every serving recipe whose library is installed here, in catalogue order."""
+    missing = unavailable_recipes()
+    return tuple(r for r in SERVE_RECIPES if r not in missing)

@@ -16,11 +16,13 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterator
 
 from .choices import (ARCHS, AUGMENTS, BACKEND_INTERPOLATIONS, BACKENDS, DATASETS, GRAPHS, INTERPOLATIONS, OPTIMIZERS, PRECISIONS,
                       RESNETS, SCHEDULES, SERVE_RECIPES, STEMS, effective_antialias)
+from .choices import available_recipes
 from .errors import ConfigError
 MIN_SIZE_PX, MAX_SIZE_PX = 4, 1024
 # BatchNorm normalises a training batch over its images: one image has no spread (and at 1x1 maps fails).
@@ -237,19 +239,20 @@ def sizes_list() -> Kind:
 
 
 def recipes_list() -> Kind:
-    """Serving recipe names (core.choices.SERVE_RECIPES), comma-separated; 'all' is every one."""
+    """Serving recipe names (core.choices.SERVE_RECIPES), comma-separated; 'all' is every one, 'available' every
+    one whose library is installed here."""
     def parse(text: str) -> tuple[str, ...]:
         items = comma_items(text)
-        return SERVE_RECIPES if items == ["all"] else tuple(items)
+        return SERVE_RECIPES if items == ["all"] else available_recipes() if items == ["available"] else tuple(items)
 
     def check(name: str, value: Any) -> None:
-        if value == "all":  # a sweep file's `serve = "all"`; the config turns it into every recipe
+        if value in ("all", "available"):  # a sweep file's `serve = "all"`; the config turns it into the recipes
             return
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name} must be 'all' or a list of serving recipes, e.g. ['pil-bilinear', 'cv2-linear']; got {value!r}")
         for v in value:
             choice(SERVE_RECIPES).check(f"{name} recipe", v)
-    return Kind(parse, check, "RECIPE[,RECIPE...]|all")
+    return Kind(parse, check, "RECIPE[,RECIPE...]|available|all")
 
 
 def text_list(metavar: str = "NAME[,NAME...]") -> Kind:
@@ -308,20 +311,22 @@ class Option:
     metavar: str | None = None  # the flag's metavar when it is not the kind's
     # A flag without a value that sets the field to the opposite of its default (--retry-failed, --no-ablation).
     switch: bool = False
+    # Older spellings still accepted (e.g. "--limit" for --limit-test): one name per concept across commands.
+    aliases: tuple[str, ...] = ()
 
     def flag_name(self, field_name: str) -> str:
         return "--" + (self.flag or field_name).replace("_", "-")
 
     def help_text(self, default: Any) -> str:
         """The help, with the default generated from the declaration unless the help already says it."""
-        if self.switch or "(default" in self.help:
+        if self.switch or re.search(r"(?<![-\w])default\b", self.help):  # the help says the default in its own words
             return self.help
         return f"{self.help} (default {default_text(default, self.kind)})"
 
 
 def option(default: Any, kind: Kind, help: str, *, identity: bool = True, grid: bool = True,  # noqa: A002
-           flag: str | None = None, metavar: str | None = None, switch: bool = False) -> Any:
-    return field(default=default, metadata={"option": Option(kind, help, identity, grid, flag, metavar, switch)})
+           flag: str | None = None, metavar: str | None = None, switch: bool = False, aliases: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"option": Option(kind, help, identity, grid, flag, metavar, switch, aliases)})
 
 
 def default_text(value: Any, kind: Kind | None = None) -> str:
@@ -370,7 +375,7 @@ class RunConfig:
     test_size: int | str | None = option(None, test_size_kind(),
                                          "size for the headline test accuracy: PX, native (no resize at test) or same "
                                          "(the default: the train size)")
-    test_sizes: tuple[int, ...] = option((), sizes_list(), "extra test sizes, comma-separated (train at A, test at B)",
+    test_sizes: tuple[int, ...] = option((), sizes_list(), "extra test sizes, comma-separated (train at A, test at B) (default: none, the test size only)",
                                          grid=False)
     interpolation: str = option("bilinear", choice(INTERPOLATIONS), "resize method")
     test_interpolation: str | None = option(None, choice(INTERPOLATIONS, optional=True),
@@ -397,8 +402,8 @@ class RunConfig:
     precision: str = option("auto", choice(PRECISIONS), "auto: bf16 on CUDA and on a CPU with native bf16, "
                             "fp32 on other CPUs; the precision that ran is recorded")
     seed: int = option(0, whole(0, 2**31 - 1), "random seed (weights of the new head, batch order, augmentation)")
-    limit_train: int | None = option(None, whole(1, optional=True), "train on a class-balanced subset of N images")
-    limit_test: int | None = option(None, whole(1, optional=True), "test on a class-balanced subset of N images")
+    limit_train: int | None = option(None, whole(1, optional=True), "train on a class-balanced subset of N images (default: all of them)")
+    limit_test: int | None = option(None, whole(1, optional=True), "test on a class-balanced subset of N images (default: all of them)")
     device: str = option("auto", text("{auto,cpu,cuda,cuda:N}", _check_device), "where to train", identity=False)
     compile: bool = option(False, boolean(), "torch.compile the model", identity=False)
     graphs: str = option("auto", choice(GRAPHS), "CUDA graphs for the training step, compile or "
@@ -425,7 +430,7 @@ class RunConfig:
     # Not identity: evaluating the trained model under more resizes adds measurements, it changes nothing trained.
     serve: tuple[str, ...] = option((), recipes_list(), "after training, also evaluate under these serving recipes (resizelab "
                                     "serve's catalogue, or all) at the test size and every --test-sizes entry; stored with the "
-                                    "run, the recipe it was trained with as the baseline", identity=False, grid=False)
+                                    "run, the recipe it was trained with as the baseline (default: none, the run's own test resize only)", identity=False, grid=False)
     # Execution, not identity: saving the trained weights changes nothing the run measures, so a run
     # saved and one not saved are the same experiment (one hash, resumed and skipped alike).
     save_weights: bool = option(False, boolean(), "save the trained state_dict beside the results db "
@@ -442,6 +447,8 @@ class RunConfig:
             object.__setattr__(self, "test_sizes", tuple(self.test_sizes))
         if self.serve == "all" or self.serve == ["all"] or self.serve == ("all",):  # as a sweep file or Python spells it
             object.__setattr__(self, "serve", SERVE_RECIPES)
+        elif self.serve == "available" or self.serve == ["available"] or self.serve == ("available",):
+            object.__setattr__(self, "serve", available_recipes())
         elif isinstance(self.serve, list):
             object.__setattr__(self, "serve", tuple(self.serve))
         for name in ("channels_last", "single_window_matmul"):

@@ -10,21 +10,63 @@ from typing import TYPE_CHECKING
 
 from ..core.plotting import fitted, log_axis, pyplot, save_figure
 from ..core.stats import pareto_front
-from ..store.runs import series_key, value_text, varying
+from ..store.runs import value_text, varying
 
 if TYPE_CHECKING:
     from ..store.runs import Group
+
+# Options whose values name themselves in a legend ("tensor", "imagenet"): their key is left out. Others are kept as
+# short "key value" pairs ("epochs 1"), so a legend from a mixed store says what differs in few words.
+SELF_NAMED = ("interpolation", "backend", "arch", "weights", "optimizer", "schedule", "augment", "precision", "stem",
+              "test_interpolation")
+SHORT_KEYS = {"limit_train": "train", "limit_test": "test", "batch_size": "batch", "weight_decay": "wd",
+              "label_smoothing": "ls", "epochs": "epochs", "lr": "lr", "seed": "seed"}
+LEGEND_WRAP = 34  # characters per legend line
+
+
+def short_label(cfg: dict, columns: list[str]) -> str:
+    """A figure series' name: only what differs within the figure (columns), without the keys that values name."""
+    import os
+
+    parts = []
+    for k in columns:
+        if k in ("size", "test_size", "antialias"):
+            continue
+        value = "all" if k.startswith("limit_") and cfg.get(k) is None else value_text(k, cfg.get(k))
+        if k == "data" and isinstance(cfg.get(k), str) and cfg[k].startswith("imagefolder:"):
+            value = os.path.basename(cfg[k].rstrip("/")) or value
+        parts.append(value if k in SELF_NAMED or k == "data" else f"{SHORT_KEYS.get(k, k.replace('_', ' '))} {value}")
+    return ", ".join(parts) or cfg["interpolation"]
+
+
+def legend_below(fig, handles, labels, *, max_columns: int = 3, fontsize: float = 8, top: float = 1.0, **kwargs):
+    """One legend under the plots, its labels wrapped, with as many columns as fit the figure's width, and the plots
+    laid out above it: inside an axes a long legend covered the data, and a wide one was cut at both ends."""
+    import textwrap
+
+    labels = [textwrap.fill(label, LEGEND_WRAP) for label in labels]
+    columns = max(1, min(max_columns, len(labels)))
+    while True:
+        legend = fig.legend(handles, labels, loc="lower center", ncol=columns, frameon=False, fontsize=fontsize, **kwargs)
+        fig.canvas.draw()
+        if legend.get_window_extent().width <= fig.bbox.width * 0.98 or columns == 1:
+            break
+        legend.remove()
+        columns -= 1
+    height = legend.get_window_extent().height / fig.bbox.height
+    fig.tight_layout(rect=(0, min(height + 0.01, 0.6), 1, top))
+    return legend
 
 
 def figure_accuracy_vs_size(groups: list[Group], path: Path) -> bool:
     columns = varying([g.config for g in groups])
     series = defaultdict(list)
     for g in groups:
-        series[(series_key(g.config, columns), g.config["antialias"])].append(g)
+        series[(short_label(g.config, columns), g.config["antialias"])].append(g)
     if not any(len(v) > 1 for v in series.values()):
         return False
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 4.5 + 0.3 * max(0, len(series) - 4)))
     colours, seed_values, sizes = {}, [], []
     for (name, aa), members in sorted(series.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
         members.sort(key=lambda g: g.train_size)
@@ -58,21 +100,25 @@ def figure_accuracy_vs_size(groups: list[Group], path: Path) -> bool:
     ax.set_xlabel("train/test input size (px, shorter edge; log scale)")
     ax.set_ylabel("test accuracy (%)")
     seeds = "seed" if n == [1] else "seeds"
-    ax.set_title(f"Test accuracy vs input size (n={'/'.join(map(str, n))} {seeds}; line: mean, dots: seeds, "
-                 f"{'band' if min(n) >= 3 else 'bars'}: 95% CI)", fontsize=10)
-    ax.legend()
-    return save_figure(plt, fig, path)
+    ax.set_title(fitted(fig, f"Test accuracy vs input size (n={'/'.join(map(str, n))} {seeds}; line: mean, dots: seeds, "
+                 f"{'band' if min(n) >= 3 else 'bars'}: 95% CI)", 10), fontsize=10)
+    handles, names = ax.get_legend_handles_labels()
+    legend_below(fig, handles, names)
+    fig.savefig(path)
+    plt.close(fig)
+    return True
 
 
 def figure_cost_vs_size(groups: list[Group], path: Path) -> bool:
     if len({g.train_size for g in groups}) < 2:
         return False
-    plt = pyplot()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     columns = varying([g.config for g in groups])
     series = defaultdict(list)
     for g in groups:
-        series[series_key(g.config, columns) + ("" if g.config["antialias"] else ", no antialias")].append(g)
+        series[short_label(g.config, columns) + ("" if g.config["antialias"] else ", no antialias")].append(g)
+    plt = pyplot()
+    # Taller with more series: the legend below takes its rows from the figure, not from the panels.
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4 + 0.3 * max(0, len(series) - 3)))
     for name, members in sorted(series.items()):
         members.sort(key=lambda g: g.train_size)
         xs = [g.train_size for g in members]
@@ -88,10 +134,7 @@ def figure_cost_vs_size(groups: list[Group], path: Path) -> bool:
     ax2.set_title("Throughput vs input size")
     # One legend for both panels, below them: inside a panel it covered points.
     handles, names = ax2.get_legend_handles_labels()
-    columns_per_row = min(3, len(names))
-    rows = -(-len(names) // columns_per_row)
-    fig.legend(handles, names, loc="lower center", ncol=columns_per_row, frameon=False)
-    fig.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
+    legend_below(fig, handles, names)
     fig.savefig(path)
     plt.close(fig)
     return True
@@ -104,7 +147,7 @@ def figure_accuracy_vs_cost(groups: list[Group], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     points = [(g.runs[0]["macs_per_image"] / 1e6, g.summary("test_accuracy").mean) for g in groups]
     columns = varying([g.config for g in groups])
-    labels = [f"{value_text('size', g.config['size'])}px {series_key(g.config, columns)}" for g in groups]
+    labels = [f"{value_text('size', g.config['size'])}px {short_label(g.config, columns)}" for g in groups]
     ax.scatter([p[0] for p in points], [p[1] for p in points], color="C0", alpha=0.6, label="configuration (mean over seeds)")
     front = pareto_front(points)
     ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="C3", marker="o", label="Pareto front")
@@ -204,7 +247,7 @@ def _class_series(groups: list[Group]) -> dict[tuple[str, bool], list[Group]]:
     series: dict[tuple[str, bool], list[Group]] = defaultdict(list)
     for g in groups:
         if all(r["result"].get("per_class_accuracy") for r in g.runs):
-            series[(series_key(g.config, columns), g.config["antialias"])].append(g)
+            series[(short_label(g.config, columns), g.config["antialias"])].append(g)
     for members in series.values():
         members.sort(key=lambda g: g.train_size)
     return dict(sorted(series.items(), key=lambda kv: (kv[0][0], not kv[0][1])))
@@ -257,11 +300,10 @@ def figure_per_class_vs_size(groups: list[Group], path: Path) -> bool:
     for row in axes:
         row[0].set_ylabel("class accuracy (%)", fontsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False, handlelength=3.5)
     n = sorted({len(g.runs) for g in groups})
     fig.suptitle(fitted(fig, f"Test accuracy per class vs input size (mean over n={'/'.join(map(str, n))} seeds): which classes a resize hurts", 10),
                  fontsize=10)
-    fig.tight_layout(rect=(0, 0.04 + 0.025 * math.ceil(len(labels) / 4), 1, 0.97))
+    legend_below(fig, handles, labels, max_columns=4, fontsize=7, top=0.97, handlelength=3.5)
     fig.savefig(path)
     plt.close(fig)
     return True

@@ -41,19 +41,39 @@ def format_run(result: dict, label: str) -> str:
     return "\n".join(lines)
 
 
+# Digits of a config hash the tables show: what `serve --run` and `probe --run` take (any unique prefix of 4 or more).
+SHORT_HASH = 8
+
+
 def results_table(rows: list[dict]) -> str:
-    """One line per run: what varies, train seconds, images/s, test accuracy, status."""
+    """One line per run: its short hash (for `serve --run`, `probe --run`), what varies, train seconds, images/s,
+    test accuracy, status."""
     configs = [json.loads(r["config_json"]) for r in rows]
     columns = varying(configs, always=("size", "interpolation"))
-    header = columns + ["train s", "img/s", "test acc %", "status"]
+    header = ["run"] + columns + ["train s", "img/s", "test acc %", "status"]
     body = []
     for row, cfg in zip(rows, configs):
-        cells = [value_text(c, cfg.get(c)) for c in columns]
+        cells = [row["config_hash"][:SHORT_HASH]] + [value_text(c, cfg.get(c)) for c in columns]
         if row["status"] == "done":
             cells += [f"{row['train_seconds']:.1f}", f"{row['images_per_second']:.0f}", f"{row['test_accuracy']:.2f}", "done"]
         else:
             cells += ["-", "-", "-", row["status"] + (f": {row['error']}" if row.get("error") else "")]
         body.append(cells)
+    return _aligned(header, body)
+
+
+def runs_table(rows: list[dict]) -> str:
+    """`resizelab runs`: one line per stored run, its full hash first, what varies, accuracy, status, and whether its
+    weights were saved (what `serve --run` and `probe --run` need)."""
+    configs = [json.loads(r["config_json"]) for r in rows]
+    columns = varying(configs, always=("size", "interpolation"))
+    header = ["run"] + columns + ["test acc %", "status", "weights"]
+    body = []
+    for row, cfg in zip(rows, configs):
+        result = json.loads(row["result_json"]) if row.get("result_json") else {}
+        accuracy = f"{row['test_accuracy']:.2f}" if row["status"] == "done" and row.get("test_accuracy") is not None else "-"
+        body.append([row["config_hash"]] + [value_text(c, cfg.get(c)) for c in columns]
+                    + [accuracy, row["status"], "saved" if result.get("weights_file") else "-"])
     return _aligned(header, body)
 
 
@@ -141,7 +161,7 @@ def write_report(config: ReportConfig) -> Path:
     from .figures import FIGURES, figure_examples
 
     if not isinstance(config.out, (str, os.PathLike)) or not str(config.out).strip():
-        raise ConfigError(f"the report folder must be a path; got {config.out!r} (give --out a folder)")
+        raise ConfigError(f"the report folder must be a path; got {config.out!r} (give --report-dir a folder)")
     groups, failed = load_groups(config.db, config.sweep, config.split_on)
     out = Path(config.out)
     check_out_dir(out)
@@ -177,7 +197,12 @@ def write_report(config: ReportConfig) -> Path:
         "body": body,
         "kinds": _column_kinds(body) or ["text"] * len(header),
         "figures": [{"filename": f, "heading": h, "caption": c, "data": base64.b64encode((out / f).read_bytes()).decode()}
-                    for f, h, c in figures],
+                    for f, h, c in figures if f != SERVING_FIGURE],
+        # The train x serve section leads with its heat map and the cells that matter, its full table below.
+        "serving_figure": next(({"filename": f, "heading": h, "caption": c,
+                                 "data": base64.b64encode((out / f).read_bytes()).decode()}
+                                for f, h, c in figures if f == SERVING_FIGURE), None),
+        "serving_lead": serving_lead(groups),
         "failed": [(r["label"], r["error"] or "") for r in failed],
         "adapted": adapted_threads(groups),
         "findings": findings_rows(findings) if findings else [],
@@ -201,6 +226,23 @@ def serving_rows(groups: list[Group]) -> list[dict[str, str]]:
             for c in serving_matrix(groups)]
 
 
+SERVING_FIGURE = "serving_matrix.png"
+SERVING_LEAD = 5  # cells the serve section names in words before its full table
+
+
+def serving_lead(groups: list[Group]) -> list[str]:
+    """The few cells that matter, largest effect first, in words; when none does, the largest unresolved ones, and the
+    summary of what n resolves."""
+    from ..analysis.serve import serving_matrix
+
+    cells = serving_matrix(groups)
+    if not cells:
+        return []
+    matters = sorted((c for c in cells if c.verdict == "supported"), key=lambda c: -abs(c.change.value))
+    lead = matters or sorted((c for c in cells if c.verdict == "not resolved at this n"), key=lambda c: -abs(c.change.value))
+    return [serving_summary(groups)] + [c.text for c in lead[:SERVING_LEAD]]
+
+
 SERVING_COLUMNS = (("train", "trained with"), ("serve", "served with"), ("size", "size px"),
                    ("change", "change (points) [95% CI]"), ("n", "n"), ("verdict", "verdict"))
 
@@ -215,7 +257,23 @@ def serving_table(rows: list[dict]) -> str:
 
     caption = ("train x serve: accuracy served with another recipe minus served with the one trained with (points, mean over "
                f"seeds [95% CI], n seeds); verdict at +-{mismatch_claim().threshold:g} point, as in the report")
-    return caption + "\n" + _aligned([title for _, title in SERVING_COLUMNS], [[c[key] for key, _ in SERVING_COLUMNS] for c in cells])
+    table = _aligned([title for _, title in SERVING_COLUMNS], [[c[key] for key, _ in SERVING_COLUMNS] for c in cells])
+    return caption + "\n" + table + "\n" + serving_summary(group_runs(rows))
+
+
+def serving_summary(groups: list[Group]) -> str:
+    """In words, under the matrix: how many cells n resolves, and what would resolve the largest unresolved change."""
+    from ..analysis.serve import mismatch_claim, serving_matrix, unresolved_text
+
+    cells = serving_matrix(groups)
+    open_cells = [c for c in cells if c.verdict == "not resolved at this n"]
+    matters = [c for c in cells if c.verdict == "supported"]
+    words = [f"{len(matters)} of {plural(len(cells), 'cell')} a mismatch that matters"]
+    if open_cells:
+        largest = max(open_cells, key=lambda c: abs(c.change.value))
+        words.append(f"{len(open_cells)} not resolved at this n (the largest, {largest.serve_recipe} on a {largest.train_recipe} "
+                     f"model at {largest.size_px} px, {unresolved_text(largest.change, mismatch_claim().threshold)})")
+    return "; ".join(words)
 
 
 def findings_rows(findings) -> list[dict[str, str]]:
@@ -290,7 +348,8 @@ def _write_csv(groups: list[Group], out: Path) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        logging.getLogger("resizelab").warning("runs.parquet not written: pyarrow is not installed (pip install 'resizelab[parquet]')")
+        # An extra copy of runs.csv nobody asked for: said only with -v, not as a warning on every default install.
+        logging.getLogger("resizelab").debug("runs.parquet not written: pyarrow is not installed (pip install 'resizelab[parquet]')")
         return
     if rows:
         pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in fieldnames} for r in rows]), out / "runs.parquet")

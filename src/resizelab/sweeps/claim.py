@@ -18,7 +18,7 @@ from ..core.log import logger
 from ..store.database import DEFAULT_LEASE_SECONDS, ResultNotStored, Store
 from ..store.lease import Lease, LeaseLost, lost_reason
 from ..training.planning import run_hash
-from .progress import SweepProgress
+from .progress import SweepProgress, run_work
 
 # How a handed-out run ended, as an executor reports it: done (payload: the RunResult), failed (the reason),
 # lost (the lease was taken over while training; the reason), unavailable (its data or weights are missing:
@@ -181,9 +181,9 @@ def record(attempt: Attempt, cfg: RunConfig, config_hash: str, outcome: SweepOut
         say(f"{prefix}{cfg.label()}: " + (f"held by {attempt.reason}, left to it" if attempt.status == "held" else attempt.reason), quiet)
     # After the run's own line: the sweep's count includes it.
     if attempt.status in ("done", "failed"):
-        progress.finished(ok=attempt.status == "done")
+        progress.finished(ok=attempt.status == "done", work=run_work(cfg))
     else:
-        progress.left_to_another()
+        progress.left_to_another(run_work(cfg))
 
 
 def claim_loop(todo: list[RunConfig], store: Store, owner: str, executor: Executor, outcome: SweepOutcome, *,
@@ -194,7 +194,7 @@ def claim_loop(todo: list[RunConfig], store: Store, owner: str, executor: Execut
     Ctrl-C (or SIGTERM) ends the loop with `outcome.interrupted` set; every claim this process holds is given
     back, so the next sweep runs those runs straight away.
     """
-    progress = SweepProgress(outcome.name, len(todo), quiet)
+    progress = SweepProgress(outcome.name, len(todo), quiet, total_work=sum(run_work(cfg) for cfg in todo))
     waiting = list(todo)
     in_flight: dict[Hashable, tuple[RunConfig, Lease]] = {}
     claiming: Lease | None = None  # between its claim and its hand-out, given back if interrupted there
