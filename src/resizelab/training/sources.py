@@ -598,6 +598,35 @@ def check_sizes(spec: str, stem: str, train: int | None, tests: list[tuple[str, 
     _size_memo[key] = None
 
 
+# --- a stored run's model ----------------------------------------------------------------------
+
+def check_named_code(theirs: str, given: str, default: str, run: str) -> None:
+    """A stored run whose model is the user's Python code is rebuilt only when the user names that code again: a
+    results database never makes resizelab import a module by itself."""
+    if arch_form(theirs) != "callable":
+        return
+    if given == default:
+        raise ConfigError(f"run {run}'s model is Python code ({theirs}), which a stored run never imports by itself; "
+                          f"give --arch {theirs} to build it")
+    if given != theirs:
+        raise ConfigError(f"run {run} was trained with --arch {theirs}; give that, not {given}")
+
+
+def stored_build_size(stored) -> int | None:
+    """The input size a stored run's model was built for (what a ViT's image_size was): its train input."""
+    shape = stored.result.get("input_shape")
+    return int(max(shape)) if shape else stored.config.get("size")
+
+
+def check_model_digest(config: dict, run: str) -> None:
+    """A callable's code must still build what the run trained, or its weights would be loaded into another model."""
+    digest = config.get("model_digest")
+    if digest is not None and model_digest(config["arch"]) != digest:
+        raise ConfigError(f"the code of {config['arch']} changed since run {run} was trained (its model digest differs); "
+                          "restore it, or train the run again")
+
+
+
 # --- listing ------------------------------------------------------------------------------------
 
 def parameter_count(spec: str, num_classes: int = 1000) -> int:
