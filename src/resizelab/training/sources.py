@@ -682,5 +682,10 @@ def available(pattern: str | None = None, *, with_timm: bool = True) -> list[Lis
                     params = parameter_count(spec)
                 except Exception:  # noqa: BLE001 - a registry entry that does not build on meta: listed without a count
                     params = None
-                out.append(Listed(spec, params, None))
+                try:
+                    cfg = timm.models.get_pretrained_cfg(name)
+                    weights = (cfg.hf_hub_id or cfg.url) if cfg is not None else None
+                except Exception:  # noqa: BLE001
+                    weights = None
+                out.append(Listed(spec, params, weights))
     return out
