@@ -79,12 +79,8 @@ def test_an_arch_that_is_no_spec_is_refused_before_any_import():
 
 def test_a_timm_name_without_timm_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # as if not installed
-    sources._timm_source.cache_clear()
-    try:
-        with pytest.raises(MissingDependency, match=r"pip install 'resizelab\[timm\]'"):
-            sources.resolve("timm:resnet10t")
-    finally:
-        sources._timm_source.cache_clear()
+    with pytest.raises(MissingDependency, match=r"pip install 'resizelab\[timm\]'"):
+        sources.resolve("timm:resnet10t")
 
 
 def test_cli_bad_inputs_are_one_line_and_store_nothing(tmp_path, capsys):

@@ -109,6 +109,7 @@ def resolve(spec: str) -> ModelSource:
     if form == "torchvision":
         return _torchvision_source(spec)
     if form == "timm":
+        timm_module()  # asked every time, not remembered with the source: timm may be gone (or mocked away)
         return _timm_source(spec[len("timm:"):])
     return _callable_source(spec)
 
