@@ -118,7 +118,7 @@ def plan_model(cfg: RunConfig) -> dict:
     source = resolve(cfg.arch)
     changes = {}
     if source.form == "callable" and cfg.model_digest is None:
-        changes["model_digest"] = model_digest(cfg.arch)
+        changes["model_digest"] = _once(("model", cfg.arch), f"building {cfg.arch} to name its runs", lambda: model_digest(cfg.arch))
     if cfg.weights == "imagenet" and source.form == "callable":
         raise ConfigError(f"arch {cfg.arch!r} is your own factory: it has no ImageNet weights here; use --weights FILE or --weights none")
     train, tests = _fed_sizes(cfg)
