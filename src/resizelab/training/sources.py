@@ -543,30 +543,35 @@ def normalization(spec: str, normalize: str) -> tuple[tuple[float, ...], tuple[f
 
 # --- sizes --------------------------------------------------------------------------------------
 
-def _takes(spec: str, stem: str, build_size: int, size: int) -> str | None:
-    """None when a model built for `build_size` takes a `size` px input, else the first line of why not."""
+def _takes(spec: str, stem: str, build_size: int, sizes: list[int]) -> dict[int, str | None]:
+    """For each of `sizes`: None when a model built for `build_size` takes that input, else the first line of why not
+    (one build, one forward of one image per size)."""
     try:
         model, _ = build(spec, DIGEST_CLASSES, "none", stem, size=build_size)
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size))
-        return None
     except ConfigError:
         raise
-    except Exception as e:  # noqa: BLE001 - whatever the model's own code raises at this size
-        return first_line(e, 160)
+    except Exception as e:  # noqa: BLE001 - a constructor that refuses this size (an assertion in the library)
+        return {size: f"built for {build_size} px: {first_line(e, 160)}" for size in sizes}
+    model.eval()
+    out: dict[int, str | None] = {}
+    for size in sizes:
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, size, size))
+            out[size] = None
+        except Exception as e:  # noqa: BLE001 - whatever the model's own code raises at this size
+            out[size] = first_line(e, 160)
+    return out
 
 
 def sizes_that_work(spec: str, stem: str, fixed: bool) -> list[int]:
-    """The PROBE_SIZES a model takes (each built for its size when the size is fixed at construction)."""
+    """The PROBE_SIZES up to 256 px a model takes (each built for its size when the size is fixed at construction)."""
     source = resolve(spec)
-    out = []
-    for s in PROBE_SIZES:
-        if source.patch_size and s % source.patch_size:
-            continue
-        if _takes(spec, stem, s, s) is None:
-            out.append(s)
-    return out
+    candidates = [s for s in PROBE_SIZES if s <= 256 and not (source.patch_size and s % source.patch_size)]
+    if fixed:
+        return [s for s in candidates if _takes(spec, stem, s, [s])[s] is None]
+    works = _takes(spec, stem, candidates[0], candidates)
+    return [s for s in candidates if works[s] is None]
 
 
 _size_memo: dict[tuple, None] = {}
@@ -587,14 +592,16 @@ def check_sizes(spec: str, stem: str, train: int | None, tests: list[tuple[str, 
             raise ConfigError(f"arch {spec} cuts its input into {source.patch_size} px patches: {role} {px} px is not a multiple "
                               f"of {source.patch_size}; sizes that work: {source.patch_size}, {2 * source.patch_size}, "
                               f"{3 * source.patch_size}, ... px")
-        why = _takes(spec, stem, train, px)
+    fed = _takes(spec, stem, train, [px for _, px in checks])
+    for role, px in checks:
+        why = fed[px]
         if why is not None:
             fixed = source.size_arg is not None and not construction_kwargs(source, train).get("dynamic_img_size")
-            if fixed and role != "train size" and _takes(spec, stem, px, px) is None:
+            if fixed and role != "train size" and _takes(spec, stem, px, [px])[px] is None:
                 raise ConfigError(f"arch {spec} is built for one input size (its {source.size_arg}, the train size {train} px) "
                                   f"and cannot take {role} {px} px; test at {train} px, or train at {px} px")
             works = sizes_that_work(spec, stem, fixed)
-            listed = ", ".join(map(str, works)) if works else "none of " + ", ".join(map(str, PROBE_SIZES))
+            listed = ", ".join(map(str, works)) if works else "none of " + ", ".join(str(s) for s in PROBE_SIZES if s <= 256)
             raise ConfigError(f"arch {spec} cannot take {role} {px} px ({why}); sizes that work: {listed} px")
     _size_memo[key] = None
 
