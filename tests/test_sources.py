@@ -265,35 +265,42 @@ def _run(argv: list[str], capsys) -> str:
     return capsys.readouterr().out
 
 
-def _trained(db, capsys, arch: str, *extra: str, size: int = 32) -> tuple[str, float]:
+def _trained(db, capsys, arch: str, *extra: str, size: int = 32, lr: float = 0.001) -> tuple[str, float]:
     """(config hash, test accuracy) of a tiny run on the synthetic task, stored with its weights."""
     import re
 
     out = _run(["run", "--data", "synthetic:600:200", "--arch", arch, "--weights", "none", "--size", str(size), "--epochs", "2",
-                "--optimizer", "adamw", "--lr", "0.001", "--precision", "fp32", "--save-weights", "--db", str(db), *extra], capsys)
+                "--optimizer", "adamw", "--lr", str(lr), "--precision", "fp32", "--save-weights", "--db", str(db), *extra], capsys)
     return re.search(r"stored as ([0-9a-f]{16})", out).group(1), float(re.search(r"test\s+([\d.]+)% at", out).group(1))
 
 
+# RegNet learns this task slowly: at lr 0.003 it reached 24.5 % in two epochs here (0.001: 12 %; SGD 0.05: 12.5 %).
 MODELS = [
-    pytest.param("regnet_x_400mf", (), 32, id="torchvision-cnn"),
-    pytest.param("vit_b_16", ("--limit-train", "300"), 16, id="torchvision-vit-16px"),
-    pytest.param("timm:resnet10t", (), 32, id="timm"),
+    pytest.param("regnet_x_400mf", (), 32, 0.003, id="torchvision-cnn"),
+    pytest.param("vit_b_16", ("--limit-train", "300"), 16, 0.001, id="torchvision-vit-16px"),
+    pytest.param("timm:resnet10t", (), 32, 0.001, id="timm"),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch, extra, size", MODELS)
-def test_any_model_trains_serves_and_probes(tmp_path, capsys, arch, extra, size):
+@pytest.mark.parametrize("arch, extra, size, lr", MODELS)
+def test_any_model_trains_serves_and_probes(tmp_path, capsys, arch, extra, size, lr):
     if arch.startswith("timm:"):
         pytest.importorskip("timm")
     db = tmp_path / "r.db"
-    run, accuracy = _trained(db, capsys, arch, *extra, size=size)
+    run, accuracy = _trained(db, capsys, arch, *extra, size=size, lr=lr)
     assert accuracy > 20  # chance is 10%
     served = _run(["serve", "--run", run, "--db", str(db), "--serve", "tensor-bilinear-aa"], capsys)
     assert "the run's own test accuracy" in served
-    probed = _run(["probe", "--run", run, "--db", str(db), "--size", str(size), "--limit", "40", "--interpolation", "bilinear",
-                   "--out", str(tmp_path / "probe")], capsys)
-    assert "linear CKA" in probed
+    probe = ["probe", "--run", run, "--db", str(db), "--size", str(size), "--limit", "40", "--interpolation", "bilinear",
+             "--out", str(tmp_path / "probe")]
+    if arch == "vit_b_16":
+        # Built for 16 px (image_size), it cannot also take the native 32 px images the probe compares with: one line.
+        assert main(probe) == 2
+        lines = error_lines(capsys.readouterr().err)
+        assert len(lines) == 1 and "cannot take both the native (32, 32) px and the 16 px input" in lines[0]
+        return
+    assert "linear CKA" in _run(probe, capsys)
 
 
 def test_a_callable_trains_serves_probes_and_is_never_imported_unasked(tmp_path, capsys):

@@ -457,7 +457,8 @@ def run_probe(cfg: ProbeConfig, progress: Callable[[str], None] | None = None) -
     stages = stage_modules(model, cfg.arch, cfg.probe_layers)
     try:
         grids = comparison_grids(model, images, next(iter(resized.values())), stages)
-    except RuntimeError as e:  # a model built for one input size (a ViT's image_size) fed another
+    # A model built for one input size (a torchvision ViT's image_size) fed another: torch._assert raises AssertionError.
+    except (RuntimeError, AssertionError) as e:
         raise ConfigError(f"{cfg.arch} cannot take both the native {tuple(images.shape[-2:])} px and the {cfg.size} px input "
                           f"({str(e).splitlines()[0][:160]}); probe a model that takes both sizes") from None
     say(f"native {tuple(images.shape[-2:])} px: {plural(len(images), 'image')} through {cfg.arch}")
