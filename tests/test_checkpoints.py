@@ -114,8 +114,9 @@ def test_probe_run_errors_are_one_line(trained, tmp_path, capsys):
                           (["--db", str(db), "--run", "ffffffff"], f"no run ffffffff in {db}"),
                           (["--db", str(db), "--run", h + "00"], "run must be a config hash (16 hex digits"),
                           (["--db", str(db), "--run", "xyz1"], "run must be a config hash (16 hex digits"),
+                          # --arch with --run only names again a run's Python code; another arch is refused.
                           (["--db", str(db), "--run", h, "--arch", "resnet34"],
-                           "--run brings the run's own weights, arch, stem and data; drop --arch")):
+                           "arch comes from run")):
         assert main(["probe", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and message in err, err

@@ -213,8 +213,9 @@ def test_a_findings_study_reports_a_verdict_on_every_claim(tmp_path):
 
 
 @pytest.mark.slow  # a whole findings study (trainings, spectra, report), as the ResNet one above
-def test_findings_of_a_mobilenet_study_say_the_probe_rows_are_not_measured(tmp_path):
-    """The probe hooks ResNet blocks: a mobilenet_v2 study's report is still written, its probe rows not measured."""
+def test_findings_of_a_mobilenet_study_probe_its_stages_and_say_residual_is_not_measured(tmp_path):
+    """The probe hooks a mobilenet_v2's `features` stages (CKA cascade measured); its inverted residuals are not blocks
+    whose branch and skip it can name, so that row says not measured, and why."""
     import json
 
     from resizelab.report.writer import ReportConfig, write_report
@@ -231,11 +232,11 @@ def test_findings_of_a_mobilenet_study_say_the_probe_rows_are_not_measured(tmp_p
     # Written from a store that already holds the runs, as `resizelab report` does.
     out = write_report(ReportConfig(db=db, sweep="mobile", out=str(tmp_path / "rep")))
     by_key = {f["claim"]["key"]: f for f in json.loads((out / "findings.json").read_text())["findings"]}
-    for key in ("cascade", "residual"):
-        assert by_key[key]["verdict"] == NOT_MEASURED and "probe supports ResNets" in by_key[key]["note"]
+    assert by_key["cascade"]["verdict"] != NOT_MEASURED and by_key["cascade"]["cases"]
+    assert by_key["residual"]["verdict"] == NOT_MEASURED and "no residual blocks identified in mobilenet_v2" in by_key["residual"]["note"]
     assert by_key["frequency"]["verdict"] != NOT_MEASURED  # the claims that need no probe still have their verdicts
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
-    assert "probe supports ResNets" in (out / "report.md").read_text()
+    assert "no residual blocks identified" in (out / "report.md").read_text()
 
 
 def _group(size, method, aa=True, limit_test=None, seeds=(0, 1), acc=50.0):

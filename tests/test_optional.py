@@ -32,6 +32,7 @@ def test_report_without_pyarrow_stays_quiet_and_says_how_to_get_parquet_with_ver
     ("cv2", ["--backend", "opencv"], "pip install 'resizelab[opencv]'"),
     ("ray", ["--executor", "ray"], "pip install 'resizelab[ray]'"),
     ("mlflow", ["--mlflow"], "pip install 'resizelab[mlflow]'"),
+    ("timm", ["--arch", "timm:resnet10t"], "pip install 'resizelab[timm]'"),
 ])
 def test_a_sweep_that_needs_a_missing_package_stops_at_once_naming_it(tmp_path, monkeypatch, capsys, module, flags, command):
     monkeypatch.setitem(sys.modules, module, None)
@@ -46,5 +47,5 @@ def test_env_lists_each_optional_package_with_its_install_command(monkeypatch, c
     monkeypatch.setitem(sys.modules, "ray", None)
     assert main(["env"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("optional ")]
-    assert [line.split()[1] for line in lines] == ["pandas", "mlflow", "pyarrow", "cv2", "ray"]
+    assert [line.split()[1] for line in lines] == ["pandas", "mlflow", "pyarrow", "cv2", "ray", "timm"]
     assert "optional ray        missing: pip install 'resizelab[ray]' (--executor ray)" in lines

@@ -122,7 +122,7 @@ def test_cli_probe_json_and_one_line_errors(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert [m["input"] for m in data["methods"]] == ["nearest", "bilinear", "bicubic"]
     assert set(data["methods"][0]["cka"]) == set(STAGES)
-    for argv, message in ((["--arch", "mobilenet_v2"], "arch must be one of resnet18, resnet34, resnet50"),
+    for argv, message in ((["--arch", "resnt18"], "closest: resnet18"),
                           (["--weights", str(tmp_path / "missing.pt")], "is not a file"),
                           (["--interpolation", "lanczos", "--backend", "tensor"], "use backend 'pil' for lanczos"),
                           (["--size", "16px"], "--size: expected a whole number")):

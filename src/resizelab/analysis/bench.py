@@ -27,7 +27,7 @@ from ..core.config import RunConfig, boolean, option, sizes_list, whole
 from ..training.data import Dataset, load_dataset
 from ..training.engine import Run
 from ..core.errors import ConfigError
-from ..training.models import build_model
+from ..training.sources import build
 from ..training.pipeline import normalize, to_nhwc
 from ..core.log import plural
 from ..training.resize import ResizeCache
@@ -180,7 +180,7 @@ def plain_pipeline(cfg: BenchConfig, dataset: Dataset, size: int, device: torch.
     train_set = PlainDataset(dataset.train_images.permute(0, 2, 3, 1).numpy(), dataset.train_labels.numpy(), transform)
     test_set = PlainDataset(dataset.test_images[:cfg.eval_images].permute(0, 2, 3, 1).numpy(), dataset.test_labels[:cfg.eval_images].numpy(), transform)
     torch.manual_seed(recipe.seed)
-    model, _ = build_model(recipe.arch, dataset.num_classes, "none", recipe.stem)
+    model, _ = build(recipe.arch, dataset.num_classes, "none", recipe.stem, size=size, normalize=recipe.normalize)
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     criterion = nn.CrossEntropyLoss()

@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ..core.choices import RESNETS
+from ..core.choices import arch_form
 from ..core.log import plural
 from ..core.results import finite
 from ..core.stats import t_interval
@@ -434,17 +434,20 @@ class ProbeRecord:
 
 
 def cascade(record: ProbeRecord) -> float:
-    return record.cka["stem"] - record.cka["pooled"]
+    """The drop in CKA from the first stage probed to the last (a ResNet's stem to its pooled features)."""
+    stages = list(record.cka)
+    return record.cka[stages[0]] - record.cka[stages[-1]]
 
 
 def residual_shift(record: ProbeRecord) -> float:
     return float(np.mean([abs(math.log(record.ratio_resized[b] / record.ratio_native[b])) for b in record.ratio_native]))
 
 
-def probe_findings(records: list[ProbeRecord], note: str = "") -> list[Finding]:
+def probe_findings(records: list[ProbeRecord], note: str = "", measures=(("cascade", cascade), ("residual", residual_shift))
+                   ) -> list[Finding]:
     sizes = sorted({r.size_px for r in records})
     out = []
-    for key, effect in (("cascade", cascade), ("residual", residual_shift)):
+    for key, effect in measures:
         level = case_level(len(sizes))
         cases = [one_sample({r.seed: effect(r) for r in records if r.size_px == s}, level, f"{s} px input") for s in sizes]
         out.append(decide(CLAIMS_BY_KEY[key], cases, note))
@@ -575,9 +578,10 @@ def _probe(groups, native_px: int, db: str, out: Path, backend: str, say, study_
     if not study_aa:
         return [not_measured(k, "the study's antialiased bilinear resize is not available on this backend") for k in ("cascade", "residual")]
     arch = groups[0].config["arch"]
-    if arch not in RESNETS:
-        # The probe hooks ResNet blocks; the accuracy and signal claims need no probe, so the rest still stands.
-        return [not_measured(k, f"probe supports ResNets ({', '.join(RESNETS)}); these runs are {arch}") for k in ("cascade", "residual")]
+    if arch_form(arch) == "callable":
+        # A results database never makes resizelab import code; `resizelab probe --run HASH --arch SPEC` names it.
+        return [not_measured(k, f"these runs' model is Python code ({arch}), which a stored run never imports by itself; "
+                                f"probe them with resizelab probe --run HASH --arch {arch}") for k in ("cascade", "residual")]
     natives = [g for g in groups if g.train_size == native_px and (g.config["interpolation"], g.config["antialias"]) == STUDY_METHOD]
     saved = [r for g in natives for r in g.runs if r["result"].get("weights_file")]
     if not saved:
@@ -601,6 +605,9 @@ def _probe(groups, native_px: int, db: str, out: Path, backend: str, say, study_
                 return [not_measured(k, str(e)) for k in ("cascade", "residual")]
             m = result.methods[0]
             records.append(ProbeRecord(run["config"]["seed"], size, m.cka, result.native.residual_ratio, m.residual_ratio))
+    if records and not records[0].ratio_native:
+        return probe_findings(records, measures=(("cascade", cascade),)) + [not_measured(
+            "residual", f"no residual blocks identified in {arch} (torchvision's or timm's BasicBlock/Bottleneck)")]
     return probe_findings(records)
 
 

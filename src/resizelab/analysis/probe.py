@@ -1,4 +1,10 @@
-"""`resizelab probe`: what a resize does to a ResNet's internal representation, without training.
+"""`resizelab probe`: what a resize does to a model's internal representation, without training.
+
+Any --arch: the stages are found by the model's library (a ResNet's stem/layer1..4/pooled; timm's feature_info;
+torchvision's `features` or `trunk_output` children, a ViT's encoder layers) or named with --probe-layers; the
+residual ratios need blocks whose residual branch can be identified (torchvision's and timm's BasicBlock /
+Bottleneck); the band shares need a first layer that is a convolution (a patch embedding is one). What a model
+does not have is reported as not measured, with the reason. The ResNet measures in detail:
 
 The test images are fed at their native size and, resized to S by each interpolation, at S; the
 same model (random init by seed, ImageNet weights, a state_dict file, or with `run` the weights a
@@ -39,10 +45,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core.config import MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, boolean, choice, option, preflight, run_option, text, text_list, whole
-from ..core.config import check_choice as _choice
+from ..core.config import MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, boolean, option, preflight, run_option, text, text_list, whole
 from ..core.config import check_whole as _int_in
-from ..training.models import RESNETS
 from ..training.resize import effective_antialias
 from ..core.errors import ConfigError
 from ..core.log import plural
@@ -61,7 +65,8 @@ class ProbeConfig:
 
     data: str = run_option("data", "cifar10, cifar100, synthetic or imagefolder:PATH; its test split is used")
     data_dir: str | None = run_option("data_dir")
-    arch: str = option("resnet18", choice(RESNETS), "the probe hooks a ResNet's blocks")
+    arch: str = run_option("arch", "any --arch of `resizelab run`; with --run, only to name again a run's "
+                           "package.module:callable (a stored run never imports Python code by itself)")
     weights: str = run_option("weights", "imagenet, none (random init by --seed) or a path to a state_dict file")
     stem: str = run_option("stem", "imagenet or cifar")
     # None: with `run`, the run's train size when it resized (else DEFAULT_SIZE); else DEFAULT_SIZE.
@@ -79,8 +84,14 @@ class ProbeConfig:
     run: str | None = option(None, text("HASH", optional=True), "a stored run's config hash (or a unique prefix): probe "
                              "its saved weights (--save-weights), with its arch, stem and data (default: none, the model --weights gives)")
     db: str = option(DEFAULT_DB, text("PATH"), "the results store that holds --run")
+    probe_layers: tuple[str, ...] = option((), text_list("MODULE[,MODULE...]"), "the modules whose outputs are compared "
+                                           "(qualified names, as model.named_modules() gives them); default: the model's "
+                                           "stages as its library names them")
+    normalize: str = run_option("normalize")
 
     def __post_init__(self) -> None:
+        if isinstance(self.probe_layers, (list, str)):
+            object.__setattr__(self, "probe_layers", tuple([self.probe_layers] if isinstance(self.probe_layers, str) else self.probe_layers))
         value = self.interpolations
         object.__setattr__(self, "interpolations", tuple(dict.fromkeys((value,) if isinstance(value, str) else value)))
         if not self.interpolations:
@@ -89,11 +100,13 @@ class ProbeConfig:
             self._take_from_run()  # a size left out is chosen once the data's native size is known (run_probe)
         elif self.size is None:
             object.__setattr__(self, "size", DEFAULT_SIZE)
-        _choice("arch", self.arch, RESNETS)  # the probe hooks ResNet blocks
         for method in self.interpolations:
             # One run config per method: data, weights, size, method x backend checked as `resizelab run` does.
             preflight(RunConfig(data=self.data, data_dir=self.data_dir, arch=self.arch, weights=self.weights, stem=self.stem,
                                 size=self.size, interpolation=method, antialias=self.antialias, backend=self.backend, seed=self.seed))
+        from ..training.sources import resolve
+
+        resolve(self.arch)  # a name that is no model: one line with the closest names, before any data is read
         _int_in("limit", self.limit, 1)
         if not isinstance(self.out, str) or not self.out:
             raise ConfigError(f"out must be a folder path; got {self.out!r}")
@@ -102,10 +115,15 @@ class ProbeConfig:
         """Weights, arch, stem and data from the stored run; a different value given for one of them is an error."""
         from ..store.read import find_run
 
+        from ..training.sources import check_named_code
+
         stored = find_run(self.db, self.run)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         if self.weights != defaults["weights"]:
             raise ConfigError(f"give --weights or --run, not both: run {stored.config_hash} brings its own trained weights")
+        check_named_code(stored.config.get("arch", ""), self.arch, defaults["arch"], stored.config_hash)
+        object.__setattr__(self, "normalize", stored.config.get("normalize", "seed"))
+        object.__setattr__(self, "_stored", stored)
         for name in ("data", "data_dir", "arch", "stem"):
             given, theirs = getattr(self, name), stored.config.get(name)
             if given != defaults[name] and given != theirs:
@@ -168,10 +186,59 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(num / den) if den > 0 else math.nan
 
 
-def residual_blocks(model: nn.Module) -> dict[str, nn.Module]:
+def _block_types() -> tuple[type, ...]:
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
-    return {name: m for name, m in model.named_modules() if isinstance(m, (BasicBlock, Bottleneck))}
+    types: tuple[type, ...] = (BasicBlock, Bottleneck)
+    import sys
+
+    timm_resnet = sys.modules.get("timm.models.resnet")  # only when a timm model was built: never imported for this
+    if timm_resnet is not None:
+        types += (timm_resnet.BasicBlock, timm_resnet.Bottleneck)
+    return types
+
+
+def residual_blocks(model: nn.Module) -> dict[str, nn.Module]:
+    """The blocks whose residual branch and skip path are known by name: torchvision's and timm's BasicBlock and
+    Bottleneck (last BN bn2 or bn3, skip `downsample`)."""
+    types = _block_types()
+    return {name: m for name, m in model.named_modules() if isinstance(m, types) and hasattr(m, "bn2")}
+
+
+def stage_modules(model: nn.Module, arch: str, layers: tuple[str, ...] = ()) -> dict[str, nn.Module]:
+    """The modules whose outputs the probe compares, as the model's library names its stages; `layers` overrides."""
+    names = dict(model.named_modules())
+    if layers:
+        for layer in layers:
+            if layer not in names or not layer:
+                import difflib
+
+                close = difflib.get_close_matches(layer, [n for n in names if n], n=3)
+                raise ConfigError(f"probe layer {layer!r} is not a module of {arch}" + (f"; closest: {', '.join(close)}" if close else ""))
+        return {layer: names[layer] for layer in layers}
+    if all(hasattr(model, a) for a in ("maxpool", "layer1", "layer4", "avgpool")) and not arch.startswith("timm:"):
+        return {"stem": model.maxpool, "layer1": model.layer1, "layer2": model.layer2, "layer3": model.layer3,
+                "layer4": model.layer4, "pooled": model.avgpool}
+    feature_info = getattr(model, "feature_info", None)
+    if feature_info is not None and hasattr(feature_info, "module_name"):  # timm
+        found = [n for n in feature_info.module_name() if n in names]
+        if found:
+            return {n: names[n] for n in found}
+    if isinstance(feature_info, list) and feature_info and isinstance(feature_info[0], dict):
+        found = [f["module"] for f in feature_info if f.get("module") in names]
+        if found:
+            return {n: names[n] for n in found}
+    for container in ("features", "trunk_output", "encoder.layers", "blocks", "stages"):
+        part = names.get(container)
+        if isinstance(part, nn.Sequential) and len(part) > 1:
+            return {f"{container}.{n}": m for n, m in part.named_children()}
+    children = [(n, m) for n, m in model.named_children() if any(True for _ in m.parameters())]
+    return dict(children[:-1] or children)  # the last one is the head, which is not a representation
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d | None:
+    """The first convolution the input meets (a ResNet's conv1, a ViT's patch embedding), in definition order."""
+    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
 
 
 def band_shares(maps: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -228,11 +295,12 @@ class ResidualRatios:
 
 
 class Recorder:
-    """Forward hooks on a ResNet's own modules. Each hook reduces what it sees at once (stage maps
+    """Forward hooks on a model's own modules. Each hook reduces what it sees at once (stage maps
     pooled to their comparison grid, norms per image, band energies), so memory stays small and a
     block's later in-place addition cannot change what was recorded."""
 
-    def __init__(self, model: nn.Module, grids: dict[str, tuple[int, int]] | None = None):
+    def __init__(self, model: nn.Module, grids: dict[str, tuple[int, int]] | None = None,
+                 stages: dict[str, nn.Module] | None = None):
         self.grids = grids
         self.stages: dict[str, list[torch.Tensor]] = defaultdict(list)
         self.shapes: dict[str, tuple[int, ...]] = {}
@@ -241,17 +309,29 @@ class Recorder:
         self.energy = 0.0
         self.maps = 0
         self.handles = []
-        modules = {"stem": model.maxpool, "layer1": model.layer1, "layer2": model.layer2, "layer3": model.layer3,
-                   "layer4": model.layer4, "pooled": model.avgpool}
+        # torchvision's Swin keeps its maps channels-last (N, H, W, C) between stages.
+        self.channels_last_maps = hasattr(model, "permute") and type(model).__name__ == "SwinTransformer"
+        modules = stages if stages is not None else stage_modules(model, "")
         for name, module in modules.items():
             self.handles.append(module.register_forward_hook(self._stage(name)))
-        self.handles.append(model.conv1.register_forward_hook(self._conv1))
+        conv = first_conv(model)
+        self.has_conv = conv is not None
+        if conv is not None:
+            self.handles.append(conv.register_forward_hook(self._conv1))
 
     def _stage(self, name: str) -> Callable:
         def hook(module, inputs, output):
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            if output.dim() == 4 and self.channels_last_maps:
+                output = output.permute(0, 3, 1, 2)
             self.shapes[name] = tuple(output.shape[1:])
             if self.grids is not None:
-                output = F.adaptive_avg_pool2d(output, self.grids[name])
+                grid = self.grids[name]
+                if output.dim() == 4:
+                    output = F.adaptive_avg_pool2d(output, grid)
+                elif output.dim() == 3 and grid == (1, 1):
+                    output = output.mean(1)  # tokens: as many as the size gives, compared by their mean
                 self.stages[name].append(output.detach().to(torch.float64).flatten(1))
         return hook
 
@@ -273,16 +353,19 @@ class Recorder:
         return self.residual.ratios()
 
     def conv1_bands(self) -> dict[str, float]:
+        if not self.has_conv:
+            return {}
         shares = self.bands / self.bands.sum()
         return {**{band: float(s) for band, s in zip(BANDS, shares)}, "energy": self.energy / self.maps}
 
 
 @torch.inference_mode()
-def record(model: nn.Module, images: torch.Tensor, grids: dict[str, tuple[int, int]] | None) -> Recorder:
+def record(model: nn.Module, images: torch.Tensor, grids: dict[str, tuple[int, int]] | None,
+           stages: dict[str, nn.Module] | None = None) -> Recorder:
     """Run uint8 N x 3 x H x W images through the model (eval mode, fp32, Normalize(0.5, 0.5)) under a Recorder."""
     from ..training.pipeline import normalize, to_nhwc
 
-    recorder = Recorder(model, grids)
+    recorder = Recorder(model, grids, stages)
     try:
         for start in range(0, images.shape[0], BATCH):
             model(normalize(to_nhwc(images[start:start + BATCH]), channels_last=False))
@@ -291,10 +374,20 @@ def record(model: nn.Module, images: torch.Tensor, grids: dict[str, tuple[int, i
     return recorder
 
 
-def comparison_grids(model: nn.Module, native: torch.Tensor, resized: torch.Tensor) -> dict[str, tuple[int, int]]:
-    """Per stage, the coarser of the native and resized map grids (from one image each)."""
-    a, b = record(model, native[:1], None).shapes, record(model, resized[:1], None).shapes
-    return {s: (min(a[s][1], b[s][1]), min(a[s][2], b[s][2])) for s in STAGES}
+def comparison_grids(model: nn.Module, native: torch.Tensor, resized: torch.Tensor,
+                     stages: dict[str, nn.Module] | None = None) -> dict[str, tuple[int, int]]:
+    """Per stage, the coarser of the native and resized map grids (from one image each); for tokens (N x L x D), the
+    whole sequence when both inputs give as many, else (1, 1): their mean; other outputs as they are, (0, 0)."""
+    a, b = record(model, native[:1], None, stages).shapes, record(model, resized[:1], None, stages).shapes
+    grids = {}
+    for s in a:
+        if len(a[s]) == 3:
+            grids[s] = (min(a[s][1], b[s][1]), min(a[s][2], b[s][2]))
+        elif len(a[s]) == 2:
+            grids[s] = (a[s][0], 1) if a[s] == b[s] else (1, 1)
+        else:
+            grids[s] = (0, 0)
+    return grids
 
 
 # --- the probe -------------------------------------------------------------------------------
@@ -341,8 +434,8 @@ def run_probe(cfg: ProbeConfig, progress: Callable[[str], None] | None = None) -
 
     check_out_dir(Path(cfg.out), "--report-dir", create=False, what="output folder")  # before measuring, not after
     from ..training.data import balanced_subset, load_dataset
-    from ..training.models import build_model
     from ..training.resize import resize
+    from ..training.sources import build
 
     say = progress or (lambda message: None)
     t0 = time.perf_counter()
@@ -351,22 +444,32 @@ def run_probe(cfg: ProbeConfig, progress: Callable[[str], None] | None = None) -
     if cfg.size is None:
         cfg = _with_run_size(cfg, (int(images.shape[-2]), int(images.shape[-1])))
     torch.manual_seed(cfg.seed)  # the random init of --weights none
+    stored = getattr(cfg, "_stored", None)
     if cfg.run is not None:
-        model, info = build_model(cfg.arch, dataset.num_classes, "none", cfg.stem)
+        from ..training.sources import check_model_digest, stored_build_size
+
+        check_model_digest(stored.config, cfg.run)
+        model, info = build(cfg.arch, dataset.num_classes, "none", cfg.stem, size=stored_build_size(stored), normalize=cfg.normalize)
         info.weights_tag = load_run_weights(model, cfg.weights, cfg.run)
     else:
-        model, info = build_model(cfg.arch, dataset.num_classes, cfg.weights, cfg.stem)
+        model, info = build(cfg.arch, dataset.num_classes, cfg.weights, cfg.stem, size=min(images.shape[-2:]), normalize=cfg.normalize)
     model.eval()
     resized = {m: resize(images, cfg.size, m, cfg.antialias, cfg.backend) for m in cfg.interpolations}
-    grids = comparison_grids(model, images, next(iter(resized.values())))
+    stages = stage_modules(model, cfg.arch, cfg.probe_layers)
+    try:
+        grids = comparison_grids(model, images, next(iter(resized.values())), stages)
+    # A model built for one input size (a torchvision ViT's image_size) fed another: torch._assert raises AssertionError.
+    except (RuntimeError, AssertionError) as e:
+        raise ConfigError(f"{cfg.arch} cannot take both the native {tuple(images.shape[-2:])} px and the {cfg.size} px input "
+                          f"({str(e).splitlines()[0][:160]}); probe a model that takes both sizes") from None
     say(f"native {tuple(images.shape[-2:])} px: {plural(len(images), 'image')} through {cfg.arch}")
-    native_rec = record(model, images, grids)
+    native_rec = record(model, images, grids, stages)
     native = Measures("native", None, int(min(images.shape[-2:])), {}, native_rec.ratios(), native_rec.conv1_bands())
     methods = []
     for method, x in resized.items():
         say(f"{method}: {cfg.size} px")
-        rec = record(model, x, grids)
-        cka = {s: linear_cka(native_rec.features(s), rec.features(s)) for s in STAGES}
+        rec = record(model, x, grids, stages)
+        cka = {s: linear_cka(native_rec.features(s), rec.features(s)) for s in stages}
         methods.append(Measures(method, effective_antialias(method, cfg.backend, cfg.antialias), cfg.size, cka,
                                 rec.ratios(), rec.conv1_bands()))
     result = ProbeResult(cfg, info.weights_tag, (int(images.shape[-2]), int(images.shape[-1])), len(images), grids,
@@ -394,13 +497,23 @@ def format_probe(result: ProbeResult) -> str:
     lines = [f"{cfg.arch} ({cfg.stem} stem), weights {result.weights_tag}, {result.images} test images: native {h}x{w} px "
              f"vs {cfg.size} px ({cfg.backend})", "",
              "linear CKA, native vs resized (maps box-averaged to the coarser grid)"]
+    stages = list(result.grids)
     lines += _table(["stage", "grid"] + names,
-                    [[s, "x".join(map(str, result.grids[s]))] + [f"{m.cka[s]:.3f}" for m in result.methods] for s in STAGES])
+                    [[s, "x".join(map(str, result.grids[s]))] + [f"{m.cka[s]:.3f}" for m in result.methods] for s in stages])
     lines += ["", "||residual branch|| / ||skip path||, mean over images"]
-    lines += _table(["block", "native"] + names,
-                    [[b, f"{result.native.residual_ratio[b]:.3f}"] + [f"{m.residual_ratio[b]:.3f}" for m in result.methods]
-                     for b in result.native.residual_ratio])
-    lines += ["", "conv1 response: share of energy by frequency band of its own grid (low < 1/3 Nyquist < mid < 2/3 < high)"]
+    if not result.native.residual_ratio:
+        lines.append(f"not measured: no residual blocks identified in {cfg.arch} (torchvision's or timm's BasicBlock/Bottleneck)")
+        lines.append("")
+    else:
+        lines += _table(["block", "native"] + names,
+                        [[b, f"{result.native.residual_ratio[b]:.3f}"] + [f"{m.residual_ratio[b]:.3f}" for m in result.methods]
+                         for b in result.native.residual_ratio])
+        lines.append("")
+    if not result.native.conv1_bands:
+        lines.append(f"first-layer response: not measured: {cfg.arch} has no convolution for its input to meet")
+        return "\n".join(lines)
+    lines += ["first convolution's response (conv1 of a ResNet, a ViT's patch embedding): share of energy by frequency band "
+              "of its own grid (low < 1/3 Nyquist < mid < 2/3 < high)"]
     rows = [[f"native {h} px"] + [f"{result.native.conv1_bands[k]:.3f}" for k in BANDS] + [f"{result.native.conv1_bands['energy']:.4g}"]]
     rows += [[f"{n} {cfg.size} px"] + [f"{m.conv1_bands[k]:.3f}" for k in BANDS] + [f"{m.conv1_bands['energy']:.4g}"]
              for n, m in zip(names, result.methods)]

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.choices import ARCHS, SERVE_RECIPES, STEMS, available_recipes, unavailable_recipes
-from ..core.config import (MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, check_choice, check_whole, choice, option, preflight,
+from ..core.choices import SERVE_RECIPES, STEMS, arch_form, available_recipes, unavailable_recipes
+from ..core.config import (MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, check_arch, check_choice, check_whole, choice, option, preflight,
                            recipes_list, run_option, sizes_list, text, whole)
 from ..core.errors import ConfigError
 from ..core.log import plural
@@ -62,7 +62,8 @@ class ServeConfig:
     db: str = option(DEFAULT_DB, text("PATH"), "the results store that holds --run")
     weights: str | None = option(None, text("FILE", optional=True), "or a state_dict file (torch.save(model.state_dict()), or "
                                  "a checkpoint holding one under 'state_dict' or 'model'), with --arch, --stem, --data and --test-sizes (default: none; give --run or --weights)")
-    arch: str = option("resnet18", choice(ARCHS), "the architecture of --weights")
+    arch: str = option("resnet18", text("ARCH", check_arch), "the architecture of --weights (any --arch of `resizelab run`); "
+                       "with --run, only to name again a run's package.module:callable, which a stored run never imports by itself")
     stem: str = option("imagenet", choice(STEMS), "the stem of --weights")
     data: str | None = run_option("data", "test data, any resolution (resized from its native size, shorter edge) "
                                   "(default: the run's, or cifar10)", default=None)
@@ -97,7 +98,10 @@ class ServeConfig:
         if self.run is not None:
             self._take_from_run()
         else:
-            check_choice("arch", self.arch, ARCHS)
+            check_arch("arch", self.arch)
+            from ..training.sources import resolve
+
+            resolve(self.arch)  # a name that is no model: one line with the closest names, before any data is read
             check_choice("stem", self.stem, STEMS)
             if not self.test_sizes:
                 raise ConfigError("with --weights, give --test-sizes PX[,PX...] (the size the model was trained at, and any other)")
@@ -118,10 +122,13 @@ class ServeConfig:
         from ..store.read import find_run
         from ..training.recipes import training_recipe
 
+        from ..training.sources import check_named_code
+
         stored = find_run(self.db, self.run)
         theirs = stored.config
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        for name in ("arch", "stem", "data", "data_dir", "train_recipe"):
+        check_named_code(theirs.get("arch", ""), self.arch, defaults["arch"], stored.config_hash)
+        for name in ("stem", "data", "data_dir", "train_recipe") + (() if arch_form(theirs.get("arch", "")) == "callable" else ("arch",)):
             if getattr(self, name) != defaults[name]:
                 raise ConfigError(f"{name} comes from run {stored.config_hash}; leave --{name.replace('_', '-')} out")
         for name in ("arch", "stem", "data", "data_dir"):
@@ -169,7 +176,8 @@ def serve(cfg: ServeConfig) -> ServeResult:
     from ..core.errors import RunFailed
     from ..training.data import load_dataset, subset
     from ..training.engine import serve_model
-    from ..training.models import build_model, load_trained_weights
+    from ..training.models import load_trained_weights
+    from ..training.sources import build, check_model_digest, stored_build_size
     from ..training.runtime import ready_model, resolve_device
 
     from ..core.log import logger
@@ -188,7 +196,12 @@ def serve(cfg: ServeConfig) -> ServeResult:
                             f"{digest}); serve it on the data it was trained on")
     dataset = subset(dataset, None, cfg.limit_test, seed=0)  # the same test images as the run's own evaluation
     device = resolve_device(cfg.device)
-    model, _ = build_model(cfg.arch, dataset.num_classes, "none", cfg.stem)
+    if stored is not None:
+        check_model_digest(stored.config, cfg.run)
+        model, _ = build(cfg.arch, dataset.num_classes, "none", cfg.stem, size=stored_build_size(stored),
+                         normalize=stored.config.get("normalize", "seed"))
+    else:
+        model, _ = build(cfg.arch, dataset.num_classes, "none", cfg.stem, size=cfg.test_sizes[0])
     if stored is not None:
         tag = load_trained_weights(model, cfg.weights, f"run {cfg.run}'s weights file",
                                    "train the run again with --save-weights --force to save them anew")

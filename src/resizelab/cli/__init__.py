@@ -24,7 +24,8 @@ GROUPS = (run, sweep, results, measure, serve)
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": run.cmd_run, "study": sweep.cmd_study, "sweep": sweep.cmd_sweep, "presets": sweep.cmd_presets,
-    "env": results.cmd_env, "runs": results.cmd_runs, "report": results.cmd_report, "export": results.cmd_export,
+    "env": results.cmd_env, "runs": results.cmd_runs, "models": results.cmd_models, "report": results.cmd_report,
+    "export": results.cmd_export,
     "bench": measure.cmd_bench, "spectrum": measure.cmd_spectrum, "probe": measure.cmd_probe,
     "serve": serve.cmd_serve,
 }

@@ -84,7 +84,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from ..analysis.probe import ProbeConfig, format_probe, run_probe
 
     options = given_options(args, ProbeConfig)
-    clash = [f"--{name.replace('_', '-')}" for name in ("weights", "arch", "stem", "data", "data_dir") if name in options]
+    # --arch with --run only names again a run's Python code (package.module:callable), which the config checks.
+    clash = [f"--{name.replace('_', '-')}" for name in ("weights", "stem", "data", "data_dir") if name in options]
     if "run" in options and clash:
         raise ConfigError(f"--run brings the run's own weights, arch, stem and data; drop {', '.join(clash)}")
     if "db" in options and "run" not in options:

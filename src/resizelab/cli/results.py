@@ -29,6 +29,12 @@ def add_parser(sub) -> None:
     add_db(p)
     p.add_argument("--sweep", default=None, metavar="NAME", help="only this sweep or preset study (default: every run)")
 
+    p = sub.add_parser("models", help="the models --arch can name here (torchvision's classifiers; timm's with --timm), "
+                       "with parameter counts and their pinned ImageNet weights")
+    p.add_argument("--filter", default=None, metavar="PATTERN", help="a shell-style pattern on the name, e.g. 'efficientnet*' "
+                   "or 'timm:*vit_tiny*' (a timm: pattern lists timm's models)")
+    p.add_argument("--timm", action="store_true", help="list timm's models too (pip install 'resizelab[timm]'; over a thousand)")
+
     p = sub.add_parser("report", help="write tables and figures (md, html, png, csv) from the store")
     add_db(p)
     p.add_argument("--sweep", default=None, metavar="NAME", help="only this sweep or preset study (default: every done run)")
@@ -82,6 +88,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     count = export_store_to_mlflow(db, uri, args.experiment, sweep=args.sweep)
     print(f"logged {plural(count, 'run')} to {uri}, experiment {args.experiment}"
           + (" (every finished run was there already)" if count == 0 else ""))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..core.optional import require
+    from ..training.sources import available
+
+    with_timm = args.timm or (args.filter or "").startswith("timm:")
+    if with_timm:
+        require("timm", "timm", "resizelab models --timm")
+    listed = available(args.filter, with_timm=with_timm)
+    if not listed:
+        print(f"no model matches {args.filter!r}")
+        return 1
+    width = max(len(m.spec) for m in listed)
+    print(f"{'arch':{width}s}  {'params':>9s}  pinned ImageNet weights")
+    for m in listed:
+        params = "?" if m.params is None else f"{m.params / 1e6:.2f} M"
+        print(f"{m.spec:{width}s}  {params:>9s}  {m.weights or '-'}")
+    print(f"{plural(len(listed), 'model')}; also package.module:callable or path/file.py:callable, your own factory")
     return 0
 
 

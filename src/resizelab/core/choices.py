@@ -20,6 +20,27 @@ BACKEND_INTERPOLATIONS = {
 ARCHS = ("resnet18", "resnet34", "resnet50", "mobilenet_v2")
 RESNETS = ("resnet18", "resnet34", "resnet50")
 STEMS = ("imagenet", "cifar")
+# The inputs' normalisation: the seed study's Normalize(0.5, 0.5), or the mean/std the model's weights were trained with.
+NORMALIZATIONS = ("seed", "weights")
+ARCH_FORMS = "a torchvision classification model (resnet18, efficientnet_b0, vit_b_16, ...), timm:NAME or package.module:callable"
+
+
+def arch_form(spec: str) -> str | None:
+    """Which of the three forms an --arch spec is written in ("torchvision", "timm", "callable"), from its spelling
+    alone (nothing imported); None when it is none of them. A callable is `package.module:callable` or
+    `path/to/file.py:callable`; `timm:` is timm's prefix, not a module named timm."""
+    import re
+
+    if spec.startswith("timm:"):
+        return "timm" if re.fullmatch(r"[\w.\-]+", spec[5:]) else None
+    if ":" in spec:
+        where, _, name = spec.rpartition(":")
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name):
+            return None
+        if where.endswith(".py") or re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", where):
+            return "callable"
+        return None
+    return "torchvision" if re.fullmatch(r"[a-z][a-z0-9_]*", spec) else None
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine")

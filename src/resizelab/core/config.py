@@ -20,9 +20,9 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterator
 
-from .choices import (ARCHS, AUGMENTS, BACKEND_INTERPOLATIONS, BACKENDS, DATASETS, GRAPHS, INTERPOLATIONS, OPTIMIZERS, PRECISIONS,
-                      RESNETS, SCHEDULES, SERVE_RECIPES, STEMS, effective_antialias)
 from .choices import available_recipes
+from .choices import (ARCH_FORMS, AUGMENTS, BACKEND_INTERPOLATIONS, BACKENDS, DATASETS, GRAPHS, INTERPOLATIONS, NORMALIZATIONS,
+                      OPTIMIZERS, PRECISIONS, RESNETS, SCHEDULES, SERVE_RECIPES, STEMS, arch_form, effective_antialias)
 from .errors import ConfigError
 MIN_SIZE_PX, MAX_SIZE_PX = 4, 1024
 # BatchNorm normalises a training batch over its images: one image has no spread (and at 1x1 maps fails).
@@ -292,6 +292,13 @@ def _check_data(name: str, value: str) -> None:
         raise ConfigError(f"data must be one of {', '.join(DATASETS)}; got {value!r}")
 
 
+def check_arch(name: str, value: str) -> None:
+    """The spelling of an --arch spec; whether the model exists is asked of its library when the run is planned
+    (training.sources), so that this module imports no torch."""
+    if arch_form(value) is None:
+        raise ConfigError(f"{name} must be {ARCH_FORMS}; got {value!r}")
+
+
 def _check_device(name: str, value: str) -> None:
     if not (value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit())):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N; got {value!r}")
@@ -384,11 +391,17 @@ class RunConfig:
                              "(nearest never filters, PIL and area always do)")
     backend: str = option("tensor", choice(BACKENDS), "pil: torchvision's Resize on PIL images, once; "
                           "tensor: batched on the device")
-    arch: str = option("resnet18", choice(ARCHS), "architecture")
+    arch: str = option("resnet18", text("ARCH", check_arch), "architecture: a torchvision classification model (resnet18, "
+                       "efficientnet_b0, vit_b_16, ...; `resizelab models` lists them), timm:NAME (pip install 'resizelab[timm]'), "
+                       "or package.module:callable / path/file.py:callable, your own factory called with num_classes=N")
     weights: str = option("imagenet", text("{imagenet,none,PATH}"), "imagenet (torchvision's, downloaded on first use), "
                           "none, or a state_dict file")
     stem: str = option("imagenet", choice(STEMS), "imagenet: 7x7 stride-2 conv + max-pool; cifar: 3x3 stride-1 conv, "
                        "no max-pool (ResNets)")
+    # Identity, but left out of the hash at its default so that every run stored before it existed keeps its name.
+    normalize: str = option("seed", choice(NORMALIZATIONS), "input normalisation: seed (Normalize(0.5, 0.5), the study "
+                            "being reproduced) or weights (the mean/std the model's weights were trained with, from "
+                            "torchvision's weights meta or timm's pretrained_cfg); recorded")
     epochs: int = option(2, whole(1, 10_000), "training epochs")
     batch_size: int = option(32, whole(1, 65_536), "training batch size")
     lr: float = option(0.001, number(0.0, 10.0, low_open=True), "learning rate")
@@ -441,6 +454,8 @@ class RunConfig:
     data_digest: str | None = derived("SHA-256 over the dataset's files (ImageFolder images, CIFAR batches)")
     weights_digest: str | None = derived("SHA-256 of the weights file (for imagenet: of torchvision's cached checkpoint)")
     precision_requested: str | None = derived("the --precision asked for; `precision` holds what auto resolved to here")
+    model_digest: str | None = derived("for a package.module:callable arch: SHA-256 over the factory's source file and the "
+                                       "built model's parameter names and shapes (editing your model makes a new run)")
 
     def __post_init__(self) -> None:
         if isinstance(self.test_sizes, list):
@@ -510,6 +525,9 @@ class RunConfig:
             changes["data"] = "imagefolder:" + os.path.abspath(self.imagefolder_path)
         if self.weights not in ("imagenet", "none"):
             changes["weights"] = os.path.abspath(self.weights)
+        where, _, name = self.arch.rpartition(":")
+        if arch_form(self.arch) == "callable" and where.endswith(".py"):
+            changes["arch"] = f"{os.path.abspath(where)}:{name}"
         if self.data_dir is not None:
             changes["data_dir"] = os.path.abspath(self.data_dir)
         # Resolved to what is fed at test: a number, or None for the native size (as `size` spells it).
@@ -542,7 +560,8 @@ class RunConfig:
         """Whether everything the hash needs is resolved: precision, and the digest of each file input."""
         return (self.precision != "auto" and self.precision_requested is not None
                 and (self.data_digest is not None or not needs_data_digest(self.data))
-                and (self.weights_digest is not None or self.weights == "none"))
+                and (self.weights_digest is not None or self.weights == "none")
+                and (self.model_digest is not None or arch_form(self.arch) != "callable"))
 
     def config_hash(self) -> str:
         """Stable 16-hex-digit name of what runs: the planned config's identity (`identity_payload`). Only a
@@ -601,6 +620,15 @@ def identity_payload(config: dict[str, Any]) -> dict[str, Any]:
         payload["weights"] = "file"
     payload["data_digest"] = config.get("data_digest")
     payload["weights_digest"] = config.get("weights_digest")
+    # Added after runs were stored: at their defaults they are left out, so those runs keep their names.
+    if payload.get("normalize") in (None, "seed"):
+        payload.pop("normalize", None)
+    if config.get("model_digest") is not None:
+        payload["model_digest"] = config["model_digest"]
+    arch = str(payload.get("arch", ""))
+    if arch_form(arch) == "callable" and arch.rpartition(":")[0].endswith(".py"):
+        # A factory in a file is named by what it builds (model_digest), not where the file lies.
+        payload["arch"] = "file:" + str(payload["arch"]).rpartition(":")[2]
     return payload
 
 

@@ -15,7 +15,8 @@ from ..training import provenance
 from ..core.config import MIN_TRAIN_IMAGES, RunConfig
 from .data import Dataset, load_dataset, subset
 from ..core.errors import ConfigError, RunFailed
-from .models import build_model, count_macs, ensure_imagenet_weights
+from .models import count_macs
+from .sources import build, ensure_imagenet_weights
 from .planning import plan
 from .optim import make_optimizer, make_schedule
 from .pipeline import MAX_RESIZED_TRAIN_BYTES, NORM_MEAN, NORM_STD, TrainData, input_shape, normalize
@@ -111,7 +112,8 @@ class Run:
                               f"over the batch and needs at least {MIN_TRAIN_IMAGES} images; give more training data")
         check_memory(cfg, self.dataset, device)
         logger.info("building %s (weights %s, %s stem) on %s", cfg.arch, cfg.weights, cfg.stem, device)
-        model, self.model_info = build_model(cfg.arch, self.dataset.num_classes, cfg.weights, cfg.stem)
+        model, self.model_info = build(cfg.arch, self.dataset.num_classes, cfg.weights, cfg.stem,
+                                       size=input_shape(cfg, self.dataset), normalize=cfg.normalize)
         model.to(device)
         # Counted before ready_model's single-window swap: the architecture's MACs, whichever kernels run them.
         self.macs = count_macs(model, (3, *input_shape(cfg, self.dataset)), device)
@@ -314,7 +316,7 @@ class Run:
             weights_loaded_keys=self.model_info.loaded_keys, input_shape=self.data.shape,
             provenance={**provenance.collect(self.device), "antialias_requested": self.requested.antialias,
                         "antialias_effective": cfg.effective_antialias, "backend": cfg.backend,
-                        "weights_skipped_keys": self.model_info.skipped_keys, "normalize": {"mean": NORM_MEAN, "std": NORM_STD},
+                        "weights_skipped_keys": self.model_info.skipped_keys, "normalize": {"mean": NORM_MEAN, "std": NORM_STD, **self.model_info.source},
                         "train_seconds_includes": TRAIN_SECONDS_INCLUDES, "per_batch_resize": self.data.per_batch_resize,
                         "resize_path": self.data.resize_path, "channels_last": self.channels_last,
                         "single_window_matmul": self.single_window_matmul, "graphs": self.graphs, "precision_requested": cfg.precision_requested,

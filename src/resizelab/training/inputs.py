@@ -16,7 +16,7 @@ def ensure_inputs(configs, checked: set | None = None) -> None:
     the inputs found already (by an earlier call of the same sweep), which are not looked for again.
     """
     from .data import load_dataset
-    from .models import ensure_imagenet_weights
+    from .sources import ensure_imagenet_weights
 
     problems = []
     for cfg in configs:

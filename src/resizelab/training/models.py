@@ -32,6 +32,7 @@ class ModelInfo:
     loaded_keys: int = 0
     skipped_keys: list[str] = field(default_factory=list)
     params: int = 0
+    source: dict = field(default_factory=dict)  # what training.sources records: library, construction, normalisation
 
 
 def hub_checkpoint_path(url: str) -> str:

@@ -43,9 +43,12 @@ def plan(config: RunConfig) -> RunConfig:
     if cfg.data_digest is None and needs_data_digest(cfg.data):
         changes["data_digest"] = _once(("data", cfg.data, cfg.data_dir), f"reading the files of {cfg.data} to name its runs",
                                        lambda: data_digest(cfg.data, cfg.data_dir))
+    # The model first: a name that is no model, a factory that fails or a size it cannot take is said before the
+    # weights are looked for.
+    changes.update(plan_model(cfg))
     if cfg.weights_digest is None and cfg.weights == "imagenet":
         # The cached checkpoint, verified against the hash in its name: another file there is another run.
-        from .models import imagenet_weights_digest
+        from .sources import imagenet_weights_digest
 
         changes["weights_digest"] = _once(("imagenet", cfg.arch), f"reading the ImageNet weights of {cfg.arch}",
                                           lambda: imagenet_weights_digest(cfg.arch))
@@ -102,6 +105,49 @@ def _once(key: tuple, doing: str, compute: Callable[[], str]) -> str:
     return value
 
 
+def plan_model(cfg: RunConfig) -> dict:
+    """The model's part of planning: the spec resolved against its library (ConfigError with the closest names),
+    a callable's model_digest, and every size the run feeds checked against what the model can take. The four
+    built-in archs take any size and need nothing here."""
+    from ..core.choices import ARCHS
+
+    if cfg.arch in ARCHS:
+        return {}
+    from .sources import check_sizes, model_digest, resolve
+
+    source = resolve(cfg.arch)
+    changes = {}
+    if source.form == "callable" and cfg.model_digest is None:
+        changes["model_digest"] = _once(("model", cfg.arch), f"building {cfg.arch} to name its runs", lambda: model_digest(cfg.arch))
+    if cfg.weights == "imagenet" and source.form == "callable":
+        raise ConfigError(f"arch {cfg.arch!r} is your own factory: it has no ImageNet weights here; use --weights FILE or --weights none")
+    train, tests = _fed_sizes(cfg)
+    check_sizes(cfg.arch, cfg.stem, train, tests)
+    return changes
+
+
+def _fed_sizes(cfg: RunConfig) -> tuple[int | None, list[tuple[str, int]]]:
+    """(train size, [(role, px)] of the test sizes) the run feeds; a native size is read from the data when it is
+    here (None when it is not: the run itself then says what the model cannot take)."""
+    from ..core.config import synthetic_spec
+
+    native = None
+    if synthetic_spec(cfg.data) is not None:
+        native = synthetic_spec(cfg.data)[2]
+    elif cfg.size is None or cfg.test_size is None:
+        from ..core.errors import DataUnavailable
+        from .data import load_dataset
+
+        try:
+            native = min(load_dataset(cfg.data, cfg.data_dir, download=False).native_size)
+        except (DataUnavailable, ConfigError):
+            native = None
+    train = cfg.size if cfg.size is not None else native
+    tests = [("test size", cfg.test_size if cfg.test_size is not None else native)]
+    tests += [("test size", s) for s in cfg.test_sizes]
+    return train, [(role, px) for role, px in tests if px is not None]
+
+
 def _precision_inputs(cfg: RunConfig) -> tuple:
     """What `auto_precision` reads of a config: the device, the matmul choice and what sets the step's MACs."""
     return (cfg.device, cfg.single_window_matmul, cfg.arch, cfg.stem, cfg.data, cfg.data_dir, cfg.batch_size, cfg.size)
@@ -129,15 +175,16 @@ def auto_precision(cfg: RunConfig) -> str:
 
 def _macs_and_params(cfg: RunConfig) -> tuple[int, int]:
     from .data import load_dataset
-    from .models import build_model, count_macs
+    from .models import count_macs
     from .pipeline import input_shape
+    from .sources import build
 
     dataset = load_dataset(cfg.data, cfg.data_dir, download=False)
     shape = input_shape(cfg, dataset)
     key = (cfg.arch, cfg.stem, dataset.num_classes, shape)
     with _lock:
         if key not in _macs_memo:
-            model, info = build_model(cfg.arch, dataset.num_classes, "none", cfg.stem)
+            model, info = build(cfg.arch, dataset.num_classes, "none", cfg.stem, size=shape)
             _macs_memo[key] = (count_macs(model, (3, *shape)), info.params)
         return _macs_memo[key]
 
