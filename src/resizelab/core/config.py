@@ -384,6 +384,10 @@ class RunConfig:
     seed: int = option(0, whole(0, 2**31 - 1), "random seed (weights of the new head, batch order, augmentation)")
     limit_train: int | None = option(None, whole(1, optional=True), "train on a class-balanced subset of N images")
     limit_test: int | None = option(None, whole(1, optional=True), "test on a class-balanced subset of N images")
+    # Named only when nonzero (identity_payload), so the runs stored before it existed keep their names.
+    val_fraction: float = option(0.0, number(0.0, 0.5, high_open=True), "hold out this share of the training images "
+                                 "(class-balanced, the same images for every run) as a validation split, evaluated after "
+                                 "every epoch; `advise` selects on it and reports the test split", grid=False)
     device: str = option("auto", text("{auto,cpu,cuda,cuda:N}", _check_device), "where to train", identity=False)
     compile: bool = option(False, boolean(), "torch.compile the model", identity=False)
     graphs: str = option("auto", choice(GRAPHS), "CUDA graphs for the training step, compile or "
@@ -570,6 +574,8 @@ def identity_payload(config: dict[str, Any]) -> dict[str, Any]:
     """What names a run, from a planned config's dict: every identity option, with data and weights that
     live in files named by their digests instead of their paths (the paths are where, not what)."""
     payload = {k: config.get(k) for k in sorted(IDENTITY_FIELDS)}
+    if not payload.get("val_fraction"):
+        payload.pop("val_fraction", None)
     if str(payload.get("data", "")).startswith("imagefolder:"):
         payload["data"] = "imagefolder"
     if payload.get("weights") not in ("imagenet", "none"):

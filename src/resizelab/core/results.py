@@ -28,6 +28,7 @@ class EpochResult:
     train_accuracy: float  # percent, on the training batches as seen during the epoch
     seconds: float
     images: int
+    val_accuracy: float | None = None  # percent, on the held-out validation split (--val-fraction) after the epoch
 
 
 @dataclass

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from ..training import provenance
 from ..core.config import MIN_TRAIN_IMAGES, RunConfig
-from .data import Dataset, load_dataset, subset
+from .data import Dataset, hold_out, load_dataset, subset
 from ..core.errors import ConfigError, RunFailed
 from .models import build_model, count_macs, ensure_imagenet_weights
 from .planning import plan
@@ -92,6 +92,9 @@ class Run:
                             f"{cfg.data_digest}); run it again to plan it with the data as it is now")
         # A fixed subset seed: every run of a study sees the same images, whatever its own seed.
         self.dataset = subset(dataset, cfg.limit_train, cfg.limit_test, seed=0)
+        self.val_images = self.val_labels = None
+        if cfg.val_fraction:
+            self.dataset, self.val_images, self.val_labels = hold_out(self.dataset, cfg.val_fraction)
         if len(self.dataset.train_labels) < MIN_TRAIN_IMAGES:
             raise ConfigError(f"{len(self.dataset.train_labels)} training image is too few for a batch: BatchNorm normalises "
                               f"over the batch and needs at least {MIN_TRAIN_IMAGES} images; give more training data")
@@ -224,6 +227,14 @@ class Run:
         key = ResizeKey(self.dataset.key, "test", size, cfg.test_interpolation,
                         effective_antialias(cfg.test_interpolation, cfg.backend, cfg.antialias), cfg.backend)
         return self.cache.get(key, self.dataset.test_images.to(self.device))
+
+    def validate(self) -> float:
+        """Accuracy (percent) on the held-out validation split, resized as the test split is (--val-fraction)."""
+        cfg = self.config
+        key = ResizeKey(self.dataset.key, "val", cfg.test_size, cfg.test_interpolation,
+                        effective_antialias(cfg.test_interpolation, cfg.backend, cfg.antialias), cfg.backend)
+        images = self.cache.get(key, self.val_images.to(self.device))
+        return self.accuracy(images, self.val_labels.to(self.device))[0]
 
     def evaluate(self) -> list[EvalResult]:
         """Accuracy at the headline test size and at every extra test size."""
@@ -371,6 +382,8 @@ def _train(config: RunConfig, *, dataset: Dataset | None, cache: ResizeCache | N
             # A cold cache resizes inside the first epoch; that time is resize_seconds, not training.
             seconds = time.perf_counter() - t_epoch - (run.data.resize_seconds - resized_before)
             epochs.append(run.end_epoch(seconds))
+            if run.val_images is not None:  # after the epoch's clock: validation is not training time
+                epochs[-1].val_accuracy = run.validate()
             reporter.end_epoch(epochs[-1])
         check()
         t_eval = time.perf_counter()
