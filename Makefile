@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # The tests exercise every optional extra (Ray against a real local instance, MLflow's own client, OpenCV,
 # pandas, Parquet): installed here so that CI runs those tests instead of skipping them.
-TEST_EXTRAS := dev,pandas,mlflow,opencv,ray,parquet
+TEST_EXTRAS := dev,pandas,mlflow,opencv,ray,parquet,advise
 # The classic study; tests/test_online.py runs exactly these arguments.
 STUDY_ARGS := study --preset seed
 

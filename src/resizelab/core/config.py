@@ -134,6 +134,9 @@ class Kind:
     check: Callable[[str, Any], None]
     metavar: str
     none_text: str = "none"  # how a default of None reads in a help text: native (sizes), auto (auto booleans)
+    # The values a search may try (`resizelab advise` generates its space from them): a closed choice's
+    # list, a boolean's two values; empty for open kinds (sizes, rates), which a search is given explicitly.
+    domain: tuple = ()
 
 
 def _is_int(value: Any) -> bool:
@@ -192,7 +195,7 @@ def choice(valid: tuple[str, ...], *, optional: bool = False) -> Kind:
             close = difflib.get_close_matches(str(value), valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{name} must be one of {', '.join(valid)}; got {value!r}{hint}")
-    return Kind(_parse_optional_str if optional else str, check, "{" + ",".join(valid) + "}")
+    return Kind(_parse_optional_str if optional else str, check, "{" + ",".join(valid) + "}", domain=tuple(valid))
 
 
 def check_whole(name: str, value: Any, low: int, high: int | None = None) -> None:
@@ -209,7 +212,7 @@ def boolean(*, auto: bool = False) -> Kind:
         if not isinstance(value, bool) and not (auto and value is None):
             raise ConfigError(f"{name} must be {'auto, true or false' if auto else 'true or false'}; got {value!r}")
     return Kind(parse_auto_bool if auto else parse_bool, check, "{auto,true,false}" if auto else "{true,false}",
-                "auto" if auto else "none")
+                "auto" if auto else "none", domain=(True, False))
 
 
 def sizes_list() -> Kind:

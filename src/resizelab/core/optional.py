@@ -30,6 +30,7 @@ OPTIONAL_PACKAGES = (
     ("pyarrow", "parquet", "runs.parquet in reports"),
     ("cv2", "opencv", "--backend opencv"),
     ("ray", "ray", "--executor ray"),
+    ("optuna", "advise", "resizelab advise"),
 )
 
 

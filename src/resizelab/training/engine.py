@@ -263,6 +263,20 @@ class Run:
         return serve_model(model, self.dataset, cfg.serve, sizes, baseline, self.device, self.precision, self.channels_last,
                            cfg.eval_batch_size, self.cache)
 
+    def serve_validation(self) -> list[ServeEval]:
+        """Accuracy under each --serve recipe on the validation split, at the test size."""
+        cfg = self.config
+        if not cfg.serve or self.val_images is None:
+            return []
+        held = Dataset(self.dataset.name, self.dataset.classes, self.val_images[:0], self.val_labels[:0], self.val_images,
+                       self.val_labels, f"{self.dataset.key}-heldout")
+        size = int(min(held.test_images.shape[-2:])) if cfg.test_size is None else cfg.test_size
+        baseline = training_recipe(cfg.test_interpolation, effective_antialias(cfg.test_interpolation, cfg.backend, cfg.antialias),
+                                   cfg.backend)
+        model = self.model if self.graphs != "off" else self.step_model
+        return serve_model(model, held, cfg.serve, (size,), baseline, self.device, self.precision, self.channels_last,
+                           cfg.eval_batch_size, self.cache)
+
     def execution(self) -> dict:
         """How this run executed (EXECUTION_KEYS): not part of its name, stored with each attempt."""
         cfg = self.config
@@ -394,6 +408,7 @@ def _train(config: RunConfig, *, dataset: Dataset | None, cache: ResizeCache | N
         reporter.close()
     result = run.result(epochs, evals, time.perf_counter() - t_eval)
     result.serving = run.serve()  # after eval_seconds: each recipe's resize and evaluation is timed in its own entry
+    result.serving_val = run.serve_validation()
     if run.config.save_weights:
         # Handed to whoever writes the store (this process, or a Ray driver), which saves it beside the db.
         result.state_dict = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in run.model.state_dict().items()}
