@@ -385,7 +385,7 @@ def advise(base: Mapping[str, Any] | RunConfig | None = None, *, budget: str = "
            backends: Sequence[str] | None = None, space_file: str | os.PathLike | None = None,
            replay: str | os.PathLike | None = None, final_seeds: int = 3, low_epochs: int = 1, strategy: str = "advise",
            db: str | os.PathLike = _sweep_default("db"), executor: str = _sweep_default("executor"),
-           pack: int | None = _sweep_default("pack"), progress: bool = False):
+           pack: int | None = _sweep_default("pack"), report: str | os.PathLike | None = None, progress: bool = False):
     """Search the resize pipelines (size × method × antialias × backend) for the best one under a budget, on
     Optuna, and return an `Advice` (`.text()`, `.to_dict()`): what `resizelab advise` prints.
 
@@ -394,7 +394,8 @@ def advise(base: Mapping[str, Any] | RunConfig | None = None, *, budget: str = "
 
     `base` holds the run options every trial shares (a dict, or a RunConfig; val_fraction 0.2 unless given). Each
     trial is a stored run (sweep `advise-...` in `db`): calling it again with the same seed answers from the store
-    and makes the same recommendation. `replay` answers from a grid file instead of training.
+    and makes the same recommendation. `replay` answers from a grid file instead of training. `report`: a folder
+    for the Advice page (advice.html, its figures and advice.json).
     """
     from .search.advise import AdviseConfig, run_advise
     from .search.space import make_space, space_from_file
@@ -412,5 +413,12 @@ def advise(base: Mapping[str, Any] | RunConfig | None = None, *, budget: str = "
         space = make_space(**axes)
     run_base = RunConfig(**{k: v for k, v in values.items() if k not in ("size", "interpolation", "antialias", "backend")})
     options = SweepOptions(db=os.fspath(db), executor=executor, pack=pack, progress=progress)
+    if report is not None:
+        check_out_dir(Path(report), "report", create=False)
     with console_logging(progress):
-        return run_advise(run_base, space, config, options=options, quiet=not progress)
+        answer = run_advise(run_base, space, config, options=options, quiet=not progress)
+    if report is not None:
+        from .report.advice import write_advice_report
+
+        answer.report = write_advice_report(answer, report)
+    return answer

@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("file", nargs="?", default=None, help="TOML file in the sweep format: its [grid] axes narrow the search "
                    "space, its [base] options are the runs' options (flags win)")
     add_json(p, help="print the answer as one JSON object on stdout")
+    p.add_argument("--report-dir", default=None, metavar="DIR", help="write the Advice page there (advice.html, figures, advice.json)")
     add_options(p, AdviseConfig)
     add_options(p, SweepOptions, only=("db", "executor", "pack"))
     space = p.add_argument_group("search space (default: every value the options declare; sizes 16,24,32)")
@@ -46,9 +47,11 @@ def cmd_advise(args: argparse.Namespace) -> int:
     }
     if not config.get("replay") and not base.get("data") and not args.file:
         raise ConfigError("advise needs the data to train on: --data imagefolder:PATH (or cifar10, synthetic), or --replay GRID.json")
-    answer = advise(base, **config, **axes, space_file=args.file, progress=not args.quiet, **sweep)
+    answer = advise(base, **config, **axes, space_file=args.file, report=args.report_dir, progress=not args.quiet, **sweep)
     if args.json:
         print(json.dumps(answer.to_dict(), default=str))
     else:
         print(answer.text())
+    if answer.report is not None:
+        print(f"advice: {answer.report}", file=__import__("sys").stderr)
     return 0

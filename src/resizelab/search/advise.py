@@ -74,6 +74,7 @@ class Advice:
     sweep: str | None = None
     db: str | None = None
     truth: dict = field(default_factory=dict)  # replay: the grid's mean test accuracy per pipeline label
+    report: Any = None  # the Advice page, when one was written
 
     def serving_recipe(self) -> str:
         rec = self.result.recommended
@@ -159,26 +160,18 @@ class StoreOracle:
     def config(self, job: Job) -> RunConfig:
         return dataclasses.replace(self.base, **job.point.options(), seed=job.seed, epochs=job.epochs)
 
-    def images(self) -> int:
-        return self.base.limit_train or 50_000
-
     def estimate(self, job: Job) -> float:
-        k = self.seconds_per_px or 0.0
-        return k * job.epochs * self.images() * (1 - self.base.val_fraction) * job.point.size ** 2
+        # Training time scales with epochs and with pixels per image (the convolutions' work); the constant is
+        # measured on this machine, by the study's first run.
+        return (self.seconds_per_px or 0.0) * job.epochs * job.point.size ** 2
 
-    def calibrate(self, rows: list[dict]) -> None:
-        """Seconds per image-epoch-pixel from the finished runs given (their mean)."""
+    def calibrate(self, row: dict) -> None:
+        """Seconds per epoch and pixel from a finished run's row."""
         import json
 
-        ks = []
-        for row in rows:
-            res = json.loads(row["result_json"])
-            images = sum(e["images"] for e in res["epoch_history"])
-            size = res["config"]["size"] or 32
-            if images and res["train_seconds"] > 0:
-                ks.append(res["train_seconds"] / (images * size ** 2))
-        if ks:
-            self.seconds_per_px = sum(ks) / len(ks)
+        res = json.loads(row["result_json"])
+        size = res["config"]["size"] or 32
+        self.seconds_per_px = res["train_seconds"] / (len(res["epoch_history"]) * size ** 2)
 
     def answer(self, jobs: list[Job]) -> list[Observation | None]:
         import json
@@ -282,7 +275,7 @@ def run_advise(base: RunConfig, space: SearchSpace, config: AdviseConfig, *, opt
         if pilot is None:
             raise ConfigError(f"the first run ({cheapest.label()}) failed; see `resizelab report --db {options.db}` for why")
         with Store(options.db) as store:
-            oracle.calibrate([store.get(pilot.config_hash)])
+            oracle.calibrate(store.get(pilot.config_hash))
         per_point = {p: oracle.estimate(Job(p, 0, base.epochs)) for p in space.points()}
         grid_seconds = config.final_seeds * sum(per_point.values())
         mean_run = sum(per_point.values()) / len(per_point)
@@ -294,11 +287,17 @@ def run_advise(base: RunConfig, space: SearchSpace, config: AdviseConfig, *, opt
         name, pack = resolve_executor(options.executor, options.pack, [oracle.config(Job(p, 0, base.epochs)) for p in space.points()])
         settings = SearchSettings(budget.seconds(grid_seconds, mean_run), base.epochs, config.seed, strategy, config.serve,
                                   config.low_epochs, config.final_seeds, batch=pack if name == "packed" else 1,
-                                  val_images=round(base.val_fraction * oracle.images()))
+                                  val_images=_val_images(base, pilot))
         result = search(space, oracle, settings)
     finally:
         oracle.close()
     return Advice(result, grid_seconds, config.serve, space, config.budget, sweep=sweep, db=str(options.db))
+
+
+def _val_images(base: RunConfig, pilot: Observation) -> int:
+    """Images in the validation split, from the pilot run's training images (the held-out share of the rest)."""
+    trained = pilot.train_images
+    return round(trained * base.val_fraction / (1 - base.val_fraction)) if trained else 0
 
 
 def _has_cv2() -> bool:

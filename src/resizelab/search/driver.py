@@ -49,6 +49,7 @@ class Observation:
     images_per_second: float = float("nan")
     config_hash: str | None = None
     trained: bool = False  # trained by this call (False: read from the store or the grid)
+    train_images: int = 0  # images in the training split (one epoch's)
 
 
 class Oracle(Protocol):
@@ -170,8 +171,8 @@ class Search:
             if obs is not None and job.epochs == self.settings.epochs:
                 self.full.setdefault(job.point, {})[job.seed] = obs
             self.jobs.append((job, obs, self.spent))
-            leader = self.ranked()
-            self.best_so_far.append((self.spent, leader[0].point.label() if leader else ""))
+            leader = self.leader()
+            self.best_so_far.append((self.spent, leader.point.label() if leader else ""))
         return answers
 
     # --- statistics -----------------------------------------------------------------------------
@@ -212,6 +213,15 @@ class Search:
                     c.serving.setdefault(recipe, []).append(acc)
             out.append(c)
         return out
+
+    def leader(self) -> Candidate | None:
+        """The pipeline to recommend: among those within seed noise of the best mean, the one measured over the
+        most seeds (then the better mean): a lucky single seed does not beat a mean over three it cannot be told from."""
+        ranked = self.ranked()
+        if not ranked:
+            return None
+        tied = [c for c in ranked if not self.apart(ranked[0], c)]
+        return max(tied, key=lambda c: (c.n, c.mean))
 
     def ranked(self) -> list[Candidate]:
         # Ties (within noise or not) go to the better mean, then the cheaper pipeline, then the point's order.
@@ -341,8 +351,8 @@ class Search:
 
     def result(self) -> SearchResult:
         ranked = self.ranked()
-        best = ranked[0] if ranked else None
-        runner = next((c for c in ranked[1:] if not self.apart(best, c)), None) if best else None
+        best = self.leader()
+        runner = next((c for c in ranked if c is not best and not self.apart(best, c) and not self.apart(c, best)), None)
         front_idx = pareto_front([(sum(c.train_seconds) / c.n, c.mean) for c in ranked])
         return SearchResult(self.settings, ranked, best, runner, self.spent, self.trained, self.jobs, self.best_so_far,
                             [ranked[i] for i in front_idx], self.noise_sd(), self.trials)

@@ -35,7 +35,8 @@ def observation_from_result(result: dict, epochs: int | None = None, trained: bo
     for s in result.get("serving_val") or []:
         serving_val[s["recipe"]] = s["accuracy"]
     return Observation([e["val_accuracy"] for e in history], result["test_accuracy"], sum(e["seconds"] for e in history),
-                       serving, serving_val, result.get("images_per_second") or float("nan"), result["config_hash"], trained)
+                       serving, serving_val, result.get("images_per_second") or float("nan"), result["config_hash"], trained,
+                       history[0]["images"] if history else 0)
 
 
 def point_of(config: dict) -> Point:
