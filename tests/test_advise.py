@@ -52,15 +52,20 @@ def replay(seed, strategy="advise", budget="20%"):
     return run_advise(None, None, AdviseConfig(budget=budget, seed=seed, strategy=strategy, replay=str(GRID))).result
 
 
-def test_replay_recommends_the_grids_best_within_noise_at_a_fifth_of_its_cost():
+def test_replay_recommends_a_pipeline_within_noise_of_the_grids_best_at_a_fifth_of_its_cost():
     grid = Grid.load(GRID)
-    seeds = range(8)
-    ours = [score(grid, replay(s)) for s in seeds]
-    rand = [score(grid, replay(s, "random")) for s in seeds]
-    assert all(s.spent_share <= 0.2 + 1e-9 for s in ours)
-    assert sum(s.hit for s in ours) >= 7, [(s.recommended, round(s.regret, 2)) for s in ours]
-    # Better than random search at the same budget, by the median regret over the sampler seeds.
-    assert statistics.median(s.regret for s in ours) <= statistics.median(s.regret for s in rand)
+    truth = grid.truth()
+    best = max(t["test"] for t in truth.values())
+    ours = [replay(seed) for seed in range(8)]
+    scores = [score(grid, r) for r in ours]
+    assert all(s.spent_share <= 0.2 + 1e-9 for s in scores)
+    assert all(s.hit for s in scores)
+    # The grid's 16 px pipelines are 3 to 6 points below its best: no replay may recommend one of them.
+    assert max(s.regret for s in scores) < 2.0, [(s.recommended, round(s.regret, 2)) for s in scores]
+    # Far better than a pipeline picked at random (2.1 points of regret on average on this grid).
+    assert statistics.mean(s.regret for s in scores) <= statistics.mean(best - t["test"] for t in truth.values()) - 0.5
+    # Every recommendation comes with an interval: the finalists got their seeds.
+    assert all(r.recommended.n >= 2 for r in ours)
 
 
 def test_a_replay_is_a_function_of_its_seed():
@@ -82,7 +87,7 @@ def cli(*args, cwd):
 
 @pytest.mark.parametrize("args, says", [
     (["--budget", "0"], "more than zero"),
-    (["--budget", "-2h"], "more than zero"),
+    (["--budget=-2h"], "more than zero"),
     (["--size", "16", "--interpolation", "bilinear", "--backend", "pil"], "one point"),
     (["--serve", "pil-bilinar"], "did you mean 'pil-bilinear'"),
     (["--interpolation", "bilinaer,nearest"], "did you mean 'bilinear'"),
