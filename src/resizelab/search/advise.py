@@ -130,7 +130,9 @@ class Advice:
         else:
             lines.append("  no other pipeline is within seed noise of it")
         cost = self.to_dict().get("mismatch_cost")
-        if cost:
+        if cost and max(cost.values()) - min(cost.values()) < 0.005:
+            lines.append(f"  serving mismatch: none measured, all {len(cost)} recipes score alike (no resize at this size)")
+        elif cost:
             worst = max(cost, key=cost.get)
             lines.append(f"  serving mismatch: the worst recipe measured, {worst}, costs {cost[worst]:+.2f} points "
                          f"(of {len(cost)} recipes; table in --json)")
