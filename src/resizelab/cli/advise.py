@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from ..api import advise
-from ..core.config import comma_items, parse_bool, parse_sizes
+from ..core.config import RunConfig, comma_items, parse_bool, parse_sizes
 from ..core.errors import ConfigError
-from ..search.advise import AdviseConfig
 from ..sweeps.runner import SweepOptions
 from .flags import add_json, add_options, add_run_options, given_options
 
@@ -17,8 +16,13 @@ SPACE_AXES = ("size", "interpolation", "antialias", "backend")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("advise", help="search the resize pipelines for the best one under a budget (Optuna), and say how "
-                       "sure, what it costs and what the grid would have cost")
+    sub.add_parser("advise", flags=_add_flags, help="search the resize pipelines for the best one under a budget (Optuna), "
+                   "and say how sure, what it costs and what the grid would have cost")
+
+
+def _add_flags(p: argparse.ArgumentParser) -> None:
+    from ..search.advise import AdviseConfig
+
     p.add_argument("file", nargs="?", default=None, help="TOML file in the sweep format: its [grid] axes narrow the search "
                    "space, its [base] options are the runs' options (flags win)")
     add_json(p, help="print the answer as one JSON object on stdout")
@@ -36,9 +40,12 @@ def add_parser(sub) -> None:
 
 
 def cmd_advise(args: argparse.Namespace) -> int:
+    from ..api import advise
+    from ..search.advise import AdviseConfig
+
     config = given_options(args, AdviseConfig)
     sweep = given_options(args, SweepOptions)
-    base = given_options(args, __import__("resizelab.core.config", fromlist=["RunConfig"]).RunConfig)
+    base = given_options(args, RunConfig)
     axes = {
         "sizes": parse_sizes(args.space_size) if args.space_size else None,
         "interpolations": comma_items(args.space_interpolation) if args.space_interpolation else None,
@@ -53,5 +60,5 @@ def cmd_advise(args: argparse.Namespace) -> int:
     else:
         print(answer.text())
     if answer.report is not None:
-        print(f"advice: {answer.report}", file=__import__("sys").stderr)
+        print(f"advice: {answer.report}", file=sys.stderr)
     return 0

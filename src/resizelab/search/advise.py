@@ -17,7 +17,6 @@ from ..core.config import RunConfig, choice, declared_options, option, text, who
 from ..core.errors import ConfigError
 from ..core.optional import require
 from ..store.database import Store, new_owner_id
-from ..training.recipes import training_recipe
 from .budget import Budget, parse_budget
 from .driver import STRATEGIES, Job, Observation, SearchResult, SearchSettings, search
 from .replay import Grid, ReplayOracle, observation_from_result
@@ -77,6 +76,8 @@ class Advice:
     report: Any = None  # the Advice page, when one was written
 
     def serving_recipe(self) -> str:
+        from ..training.recipes import training_recipe
+
         rec = self.result.recommended
         if self.serve:
             return self.serve
