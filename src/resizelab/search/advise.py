@@ -290,7 +290,7 @@ def run_advise(base: RunConfig, space: SearchSpace, config: AdviseConfig, *, opt
         name, pack = resolve_executor(options.executor, options.pack, [oracle.config(Job(p, 0, base.epochs)) for p in space.points()])
         settings = SearchSettings(budget.seconds(grid_seconds, mean_run), base.epochs, config.seed, strategy, config.serve,
                                   config.low_epochs, config.final_seeds, batch=pack if name == "packed" else 1,
-                                  val_images=_val_images(base, pilot))
+                                  val_images=_val_images(base, pilot), charge="measured" if budget.kind == "seconds" else "estimated")
         result = search(space, oracle, settings)
     finally:
         oracle.close()

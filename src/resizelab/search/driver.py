@@ -74,6 +74,10 @@ class SearchSettings:
     reduction_factor: int = 3
     noise_z: float = 1.96  # two-sided 95%: the width within which two pipelines are not told apart
     val_images: int = 0  # size of the validation split, for the noise prior before seeds are repeated
+    # What a job costs against the budget: its measured seconds (a budget of compute time), or the cost model's
+    # estimate (a budget of runs or a share of the grid: then the machine's speed cancels out, and the same seed
+    # takes the same decisions on any machine, however its timings vary).
+    charge: str = "measured"
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -164,10 +168,10 @@ class Search:
     def run(self, jobs: list[Job]) -> list[Observation | None]:
         answers = self.oracle.answer(jobs)
         for job, obs in zip(jobs, answers):
-            cost = obs.train_seconds if obs is not None else self.oracle.estimate(job)
+            cost = obs.train_seconds if obs is not None and self.settings.charge == "measured" else self.oracle.estimate(job)
             self.spent += cost
             if obs is not None and obs.trained:
-                self.trained += cost
+                self.trained += obs.train_seconds
             if obs is not None and job.epochs == self.settings.epochs:
                 self.full.setdefault(job.point, {})[job.seed] = obs
             self.jobs.append((job, obs, self.spent))
@@ -352,7 +356,8 @@ class Search:
     def result(self) -> SearchResult:
         ranked = self.ranked()
         best = self.leader()
-        runner = next((c for c in ranked if c is not best and not self.apart(best, c) and not self.apart(c, best)), None)
+        runner = next((c for c in ranked if best is not None and c.point != best.point and not self.apart(best, c)
+                       and not self.apart(c, best)), None)
         front_idx = pareto_front([(sum(c.train_seconds) / c.n, c.mean) for c in ranked])
         return SearchResult(self.settings, ranked, best, runner, self.spent, self.trained, self.jobs, self.best_so_far,
                             [ranked[i] for i in front_idx], self.noise_sd(), self.trials)
