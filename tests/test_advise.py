@@ -155,3 +155,15 @@ def test_kill_9_mid_advise_then_a_rerun_repeats_no_run_and_recommends_the_same(t
     assert got["recommended"]["label"] == expected["recommended"]["label"]
     assert got["recommended"]["runs"] == expected["recommended"]["runs"]  # the same runs, by content name
     assert [c["label"] for c in got["candidates"]] == [c["label"] for c in expected["candidates"]]
+
+
+def test_the_advice_page_has_the_recommendation_and_its_figures(tmp_path):
+    import resizelab
+
+    advice = resizelab.advise(replay=GRID, budget="20%", seed=1, report=tmp_path / "advice")
+    page = (tmp_path / "advice" / "advice.html").read_text()
+    rec = advice.result.recommended
+    assert f"Train at {rec.point.size} px with {rec.point.interpolation}" in page and "within seed noise" in page
+    assert page.count("data:image/png;base64,") == 2  # best so far, and the front with the grid's pipelines
+    saved = json.loads((tmp_path / "advice" / "advice.json").read_text())
+    assert saved["recommended"]["label"] == rec.point.label() and len(saved["best_so_far"]) == len(advice.result.jobs)
