@@ -167,3 +167,8 @@ def test_the_advice_page_has_the_recommendation_and_its_figures(tmp_path):
     assert page.count("data:image/png;base64,") == 2  # best so far, and the front with the grid's pipelines
     saved = json.loads((tmp_path / "advice" / "advice.json").read_text())
     assert saved["recommended"]["label"] == rec.point.label() and len(saved["best_so_far"]) == len(advice.result.jobs)
+
+
+def test_advise_help_lists_its_flags(tmp_path):
+    proc = cli("--help", cwd=tmp_path)
+    assert proc.returncode == 0 and "--budget BUDGET" in proc.stdout and "(default 20%)" in proc.stdout
