@@ -155,6 +155,11 @@ def test_kill_9_mid_advise_then_a_rerun_repeats_no_run_and_recommends_the_same(t
     assert got["recommended"]["label"] == expected["recommended"]["label"]
     assert got["recommended"]["runs"] == expected["recommended"]["runs"]  # the same runs, by content name
     assert [c["label"] for c in got["candidates"]] == [c["label"] for c in expected["candidates"]]
+    # The study's runs are ordinary stored runs: exported as a grid, they carry their per-epoch validation accuracy.
+    from resizelab.search.replay import export_grid
+
+    grid = Grid.from_dict(export_grid(str(tmp_path / "r.db"), got["sweep"]))
+    assert grid.val_images == 24 and all(len(r["val_by_epoch"]) == len(r["epoch_seconds"]) for r in grid.runs.values())
 
 
 def test_the_advice_page_has_the_recommendation_and_its_figures(tmp_path):

@@ -28,10 +28,10 @@ def best_so_far_figure(advice: Advice, path: Path) -> bool:
         cand = next((c for c in r.candidates if c.point.label() == label), None)
         truth = advice.truth.get(label)
         accs.append(truth["test"] if truth else (cand.test_interval()[0] if cand else float("nan")))
-    ax.step(xs, accs, where="post", label="leading pipeline (grid's mean test accuracy)" if advice.truth else "leading pipeline (test accuracy)")
+    ax.step(xs, accs, where="post", label="leading pipeline (mean test accuracy over the stored seeds)")
     if advice.truth:
         best = max(t["test"] for t in advice.truth.values())
-        ax.axhline(best, color="grey", ls="--", lw=1, label=f"grid's best {best:.1f}%")
+        ax.axhline(best, color="grey", ls="--", lw=1, label=f"best of the grid's stored pipelines {best:.1f}%")
     ax.set_xlabel("compute spent (% of the full grid)" if grid else "compute spent (s)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(fitted(fig, "Best so far against compute spent", 10), fontsize=10)
@@ -47,7 +47,7 @@ def front_figure(advice: Advice, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     if advice.truth:
         pts = list(advice.truth.values())
-        ax.scatter([t["seconds"] for t in pts], [t["test"] for t in pts], s=18, color="lightgrey", label="grid: every pipeline")
+        ax.scatter([t["seconds"] for t in pts], [t["test"] for t in pts], s=18, color="lightgrey", label="grid: every pipeline" if advice.replay else "stored runs of this grid")
         front = [pts[i] for i in pareto_front([(t["seconds"], t["test"]) for t in pts])]
         front.sort(key=lambda t: t["seconds"])
         ax.step([t["seconds"] for t in front], [t["test"] for t in front], where="post", color="grey", lw=1, label="grid's front")

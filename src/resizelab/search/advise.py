@@ -219,6 +219,25 @@ class StoreOracle:
             out.append(observation_from_result(json.loads(row["result_json"]), trained=h in self.trained_hashes))
         return out
 
+    def known(self, points: list, epochs: int, seeds: int) -> dict[str, dict]:
+        """What the store already holds of the full grid (any sweep's runs, by content name): per pipeline with at
+        least one finished seed, its mean test accuracy, 95% interval and mean training seconds."""
+        import json
+
+        from ..core.stats import t_interval
+        from ..training.planning import many, plan
+
+        out = {}
+        with many(len(points) * seeds), Store(self.db) as store:
+            for p in points:
+                rows = [store.get(plan(self.config(Job(p, seed, epochs))).config_hash()) for seed in range(seeds)]
+                results = [json.loads(r["result_json"]) for r in rows if r and r["status"] == "done"]
+                if results:
+                    mean, lo, hi = t_interval([r["test_accuracy"] for r in results])
+                    out[p.label()] = {"test": mean, "lo": lo, "hi": hi, "n": len(results),
+                                      "seconds": sum(r["train_seconds"] for r in results) / len(results)}
+        return out
+
     def close(self) -> None:
         if self.executor is not None:
             self.executor.close()
@@ -292,9 +311,10 @@ def run_advise(base: RunConfig, space: SearchSpace, config: AdviseConfig, *, opt
                                   config.low_epochs, config.final_seeds, batch=pack if name == "packed" else 1,
                                   val_images=_val_images(base, pilot), charge="measured" if budget.kind == "seconds" else "estimated")
         result = search(space, oracle, settings)
+        truth = oracle.known(space.points(), base.epochs, config.final_seeds)
     finally:
         oracle.close()
-    return Advice(result, grid_seconds, config.serve, space, config.budget, sweep=sweep, db=str(options.db))
+    return Advice(result, grid_seconds, config.serve, space, config.budget, sweep=sweep, db=str(options.db), truth=truth)
 
 
 def _val_images(base: RunConfig, pilot: Observation) -> int:

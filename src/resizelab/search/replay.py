@@ -49,9 +49,11 @@ def export_grid(db: str, sweep: str) -> dict:
     from ..store.read import read_runs
 
     stored = read_runs(db, sweep=sweep)
+    results = [row["result_json"] if isinstance(row["result_json"], dict) else json.loads(row["result_json"]) for row in stored.runs]
+    # A grid is one fidelity: an advise study's cheap runs (fewer epochs) are left out.
+    epochs = max((r["config"]["epochs"] for r in results), default=0)
     runs, shared = [], None
-    for row in stored.runs:
-        result = row["result_json"] if isinstance(row["result_json"], dict) else json.loads(row["result_json"])
+    for result in (r for r in results if r["config"]["epochs"] == epochs):
         cfg = result["config"]
         fixed = {k: v for k, v in cfg.items() if k not in ("size", "interpolation", "antialias", "backend", "seed", "test_size",
                                                             "test_interpolation", "data", "data_dir")}
@@ -64,8 +66,8 @@ def export_grid(db: str, sweep: str) -> dict:
                                  if s["size_px"] == result["evals"][0]["size_px"]}})
     if not runs:
         raise ConfigError(f"sweep {sweep!r} in {db} has no finished runs to export")
-    n_train = shared.get("limit_train")
-    val_images = round(shared["val_fraction"] * n_train) if n_train and shared.get("val_fraction") else 0
+    fraction, trained = shared.get("val_fraction") or 0, results[0]["epoch_history"][0]["images"]
+    val_images = round(trained * fraction / (1 - fraction))
     return {"format": GRID_FORMAT, "sweep": sweep, "settings": shared, "val_images": val_images,
             "note": "measured with resizelab sweep; every run has the same settings but its point and seed", "runs": runs}
 
