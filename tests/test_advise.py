@@ -177,3 +177,15 @@ def test_the_advice_page_has_the_recommendation_and_its_figures(tmp_path):
 def test_advise_help_lists_its_flags(tmp_path):
     proc = cli("--help", cwd=tmp_path)
     assert proc.returncode == 0 and "--budget BUDGET" in proc.stdout and "(default 20%)" in proc.stdout
+
+
+@pytest.mark.slow
+def test_two_advise_commands_on_one_store_cooperate_and_train_each_run_once(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-m", "resizelab.cli", "advise", *SMALL, "--db", "r.db"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    answers = [json.loads(out) for out, _ in outs]
+    assert answers[0]["recommended"]["runs"] == answers[1]["recommended"]["runs"]
+    assert all(n == 1 for _, n in done_attempts(tmp_path / "r.db"))  # each run trained by one of them, once

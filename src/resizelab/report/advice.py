@@ -35,7 +35,7 @@ def best_so_far_figure(advice: Advice, path: Path) -> bool:
     ax.set_xlabel("compute spent (% of the full grid)" if grid else "compute spent (s)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(fitted(fig, "Best so far against compute spent", 10), fontsize=10)
-    ax.legend(loc="best", fontsize=7)
+    ax.legend(loc="lower right", fontsize=7)
     return save_figure(plt, fig, path)
 
 
