@@ -189,3 +189,20 @@ def test_two_advise_commands_on_one_store_cooperate_and_train_each_run_once(tmp_
     answers = [json.loads(out) for out, _ in outs]
     assert answers[0]["recommended"]["runs"] == answers[1]["recommended"]["runs"]
     assert all(n == 1 for _, n in done_attempts(tmp_path / "r.db"))  # each run trained by one of them, once
+
+
+@pytest.mark.slow
+def test_runs_an_earlier_sweep_stored_are_free_trials_the_study_starts_from(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    sweep = subprocess.run([sys.executable, "-m", "resizelab.cli", "sweep", "--data", "synthetic:120:40", "--weights", "none",
+                            "--epochs", "2", "--lr", "0.02", "--precision", "fp32", "--size", "8,12", "--interpolation",
+                            "nearest,bilinear", "--backend", "tensor", "--val-fraction", "0.2", "--executor", "local",
+                            "--threads", "1", "--db", "r.db", "--no-report", "-q"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert sweep.returncode == 0, sweep.stderr
+    proc = cli(*SMALL, "--db", "r.db", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    # Every pipeline's first run was the sweep's: told to Optuna as trials, none asked again, none trained twice.
+    assert answer["trials"] == 0 and len(answer["candidates"]) == 4
+    assert all(n == 1 for _, n in done_attempts(tmp_path / "r.db"))

@@ -219,6 +219,24 @@ class StoreOracle:
             out.append(observation_from_result(json.loads(row["result_json"]), trained=h in self.trained_hashes))
         return out
 
+    def stored_elsewhere(self, points: list, epochs: int) -> list[tuple[Any, Observation]]:
+        """Full-fidelity seed-0 runs of these pipelines that another sweep stored: the study's warm start. Runs only
+        this study stored are left out, so a resumed study starts from the same trials as the first session."""
+        import json
+
+        from ..store.read import read_runs
+        from ..training.planning import many, plan
+
+        stored = read_runs(self.db, status="done")
+        by_hash = {r["config_hash"]: r for r in stored.runs}
+        out = []
+        with many(len(points)):
+            for p in points:
+                h = plan(self.config(Job(p, 0, epochs))).config_hash()
+                if h in by_hash and any(name != self.sweep for name in stored.sweeps.get(h, [])):
+                    out.append((p, observation_from_result(json.loads(by_hash[h]["result_json"]))))
+        return out
+
     def known(self, points: list, epochs: int, seeds: int) -> dict[str, dict]:
         """What the store already holds of the full grid (any sweep's runs, by content name): per pipeline with at
         least one finished seed, its mean test accuracy, 95% interval and mean training seconds."""
@@ -310,7 +328,7 @@ def run_advise(base: RunConfig, space: SearchSpace, config: AdviseConfig, *, opt
         settings = SearchSettings(budget.seconds(grid_seconds, mean_run), base.epochs, config.seed, strategy, config.serve,
                                   config.low_epochs, config.final_seeds, batch=pack if name == "packed" else 1,
                                   val_images=_val_images(base, pilot), charge="measured" if budget.kind == "seconds" else "estimated")
-        result = search(space, oracle, settings)
+        result = search(space, oracle, settings, oracle.stored_elsewhere(space.points(), base.epochs))
         truth = oracle.known(space.points(), base.epochs, config.final_seeds)
     finally:
         oracle.close()

@@ -152,9 +152,11 @@ def objective_value(obs: Observation, serve: str | None) -> float:
 class Search:
     """One study: its Optuna study, what it has been told, what it has spent."""
 
-    def __init__(self, space: SearchSpace, oracle: Oracle, settings: SearchSettings):
+    def __init__(self, space: SearchSpace, oracle: Oracle, settings: SearchSettings,
+                 warm: list[tuple[Point, Observation]] | None = None):
         require("optuna", "advise", "resizelab advise")
         self.space, self.oracle, self.settings = space, oracle, settings
+        self.warm = list(warm or [])  # full-fidelity seed-0 runs stored before the study: free trials, told first
         self.points = space.points()
         self.spent = self.trained = 0.0
         self.jobs: list[tuple[Job, Observation | None, float]] = []
@@ -276,11 +278,32 @@ class Search:
         else:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
+    def warm_start(self, study) -> None:
+        """Tell the study what the store already holds (optuna.trial.create_trial + study.add_trial), so TPE starts
+        from it and never asks for it: a run stored by any earlier sweep is a free trial."""
+        import optuna
+
+        axes = self.space.axes()
+        for point, obs in self.warm:
+            if point in self.low or point not in self.points:
+                continue
+            self.low[point] = obs.val_by_epoch[-1]
+            self.full.setdefault(point, {})[0] = obs
+            params = point.options()
+            if not all(params[k] in axes[k] for k in axes):  # antialias folded to a value the axis does not offer
+                continue
+            value = objective_value(obs, self.settings.serve)
+            values = {"values": [value, obs.train_seconds]} if self.settings.strategy == "pareto" else {"value": value}
+            study.add_trial(optuna.trial.create_trial(
+                params=params, distributions=self.space.distributions(), **values,
+                intermediate_values={} if self.settings.strategy == "pareto" else dict(enumerate(obs.val_by_epoch, start=1))))
+
     def explore(self) -> None:
         import optuna
 
         s = self.settings
         study = self.study()
+        self.warm_start(study)
         fidelity = s.strategy == "advise" and s.low_epochs < s.epochs
         limit = s.budget_seconds * (1 - RESERVE_FOR_FINALISTS) if s.strategy == "advise" else s.budget_seconds
         asks = 0
@@ -366,9 +389,10 @@ class Search:
                             [ranked[i] for i in front_idx], self.noise_sd(), self.trials)
 
 
-def search(space: SearchSpace, oracle: Oracle, settings: SearchSettings) -> SearchResult:
-    """Run one study to its budget and say what it found."""
-    study = Search(space, oracle, settings)
+def search(space: SearchSpace, oracle: Oracle, settings: SearchSettings,
+           warm: list[tuple[Point, Observation]] | None = None) -> SearchResult:
+    """Run one study to its budget and say what it found; `warm`: runs stored before it, told as free trials."""
+    study = Search(space, oracle, settings, warm)
     study.explore()
     if settings.strategy == "advise":
         study.finalize()
