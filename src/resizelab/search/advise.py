@@ -140,7 +140,8 @@ class Advice:
         share = r.spent_seconds / self.grid_seconds if self.grid_seconds else float("nan")
         lines.append(f"  search spent {r.spent_seconds:.0f} s of training ({100 * share:.0f}% of the full grid's "
                      f"{self.grid_seconds:.0f} s: {self.space.describe()} × {r.settings.final_seeds} seeds); "
-                     f"{len(r.jobs)} runs, {r.trials} pipelines tried, seed noise sd {r.noise_sd:.2f} points")
+                     f"{len(r.jobs)} runs asked, {r.trials} pipelines proposed by the sampler, {len(r.candidates)} measured at full "
+                     f"fidelity (stored earlier ones included), seed noise sd {r.noise_sd:.2f} points")
         if self.sweep:
             lines.append(f"  runs stored in {self.db} as sweep {self.sweep}")
         return "\n".join(lines)
