@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # The tests exercise every optional extra (Ray against a real local instance, MLflow's own client, OpenCV,
 # pandas, Parquet): installed here so that CI runs those tests instead of skipping them.
-TEST_EXTRAS := dev,pandas,mlflow,opencv,ray,parquet,timm
+TEST_EXTRAS := dev,pandas,mlflow,opencv,ray,parquet,timm,advise
 # The classic study; tests/test_online.py runs exactly these arguments. Options of your own go in ARGS:
 #   make study ARGS="--data imagefolder:PATH --weights none"
 STUDY_ARGS := study --preset seed

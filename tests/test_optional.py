@@ -47,5 +47,5 @@ def test_env_lists_each_optional_package_with_its_install_command(monkeypatch, c
     monkeypatch.setitem(sys.modules, "ray", None)
     assert main(["env"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("optional ")]
-    assert [line.split()[1] for line in lines] == ["pandas", "mlflow", "pyarrow", "cv2", "ray", "timm"]
+    assert [line.split()[1] for line in lines] == ["pandas", "mlflow", "pyarrow", "cv2", "ray", "timm", "optuna"]
     assert "optional ray        missing: pip install 'resizelab[ray]' (--executor ray)" in lines

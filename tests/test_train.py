@@ -181,3 +181,23 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_allocating():
     with pytest.raises(ConfigError, match=r"would hold about 2\d\d\d.\d GiB .*test split at 1024 px .* GiB is available") as info:
         train(cfg, dataset=dataset, progress=False)
     assert "\n" not in str(info.value)
+
+
+def test_a_validation_split_is_held_out_and_scored_after_every_epoch(synthetic):
+    cfg = RunConfig(data="synthetic", weights="none", epochs=2, lr=0.01, batch_size=32, precision="fp32", val_fraction=0.25)
+    result = train(cfg, dataset=synthetic, progress=False)
+    # Held out of training: the epochs see three quarters of the images, the validation split the rest.
+    assert [e.images for e in result.epochs] == [900, 900]
+    vals = [e.val_accuracy for e in result.epochs]
+    assert all(v is not None for v in vals) and vals[-1] > 60  # the model learns; chance is 10%
+    assert result.to_json_dict()["epoch_history"][1]["val_accuracy"] == vals[1]
+    without = train(dataclasses_replace(cfg, val_fraction=0.0, epochs=1), dataset=synthetic, progress=False)
+    assert without.epochs[0].val_accuracy is None and without.epochs[0].images == 1200
+
+
+def test_val_fraction_names_a_run_only_when_it_is_set():
+    from resizelab.core.config import identity_payload
+
+    base = RunConfig(data="synthetic", weights="none", precision="fp32").resolved().to_dict()
+    assert "val_fraction" not in identity_payload(base)  # the runs stored before it existed keep their names
+    assert identity_payload({**base, "val_fraction": 0.2})["val_fraction"] == 0.2

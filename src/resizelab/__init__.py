@@ -15,6 +15,7 @@ _LAZY = {
     "expand": "sweeps.plan",
     "run_sweep": "sweeps.runner",
     "sweep": "api",
+    "advise": "api",
     "load_runs": "api",
     "load_evals": "api",
     "load_epochs": "api",
@@ -22,7 +23,7 @@ _LAZY = {
     "serve": "analysis.serve",
     "ServeConfig": "analysis.serve",
 }
-__all__ = ["RunConfig", "RunResult", "plan", "run_hash", "train", "sweep", "expand", "run_sweep", "load_runs", "load_evals",
+__all__ = ["RunConfig", "RunResult", "plan", "run_hash", "train", "sweep", "advise", "expand", "run_sweep", "load_runs", "load_evals",
            "load_epochs", "load_serving", "serve", "ServeConfig", "ConfigError", "ResizelabError", "__version__"]
 
 

@@ -381,3 +381,48 @@ def _report_folder(report: Any) -> bool | str | None:
     if isinstance(report, (str, os.PathLike)) and os.fspath(report):
         return os.fspath(report)
     raise ConfigError(f"report must be True (reports/<sweep name>), False or a folder path; got {report!r}")
+
+
+def advise(base: Mapping[str, Any] | RunConfig | None = None, *, budget: str = "20%", serve: str | None = None,
+           objective: str = "accuracy", seed: int = 0, sizes: Sequence[int] | None = None,
+           interpolations: Sequence[str] | None = None, antialias: Sequence[bool] | None = None,
+           backends: Sequence[str] | None = None, space_file: str | os.PathLike | None = None,
+           replay: str | os.PathLike | None = None, final_seeds: int = 3, low_epochs: int = 1, strategy: str = "advise",
+           db: str | os.PathLike = _sweep_default("db"), executor: str = _sweep_default("executor"),
+           pack: int | None = _sweep_default("pack"), report: str | os.PathLike | None = None, progress: bool = False):
+    """Search the resize pipelines (size × method × antialias × backend) for the best one under a budget, on
+    Optuna, and return an `Advice` (`.text()`, `.to_dict()`): what `resizelab advise` prints.
+
+        advice = resizelab.advise({"data": "imagefolder:imgs", "weights": "none", "epochs": 3, "limit_train": 1250},
+                                  budget="20%", sizes=[16, 24, 32], db="runs.db")
+
+    `base` holds the run options every trial shares (a dict, or a RunConfig; val_fraction 0.2 unless given). Each
+    trial is a stored run (sweep `advise-...` in `db`): calling it again with the same seed answers from the store
+    and makes the same recommendation. `replay` answers from a grid file instead of training. `report`: a folder
+    for the Advice page (advice.html, its figures and advice.json).
+    """
+    from .search.advise import AdviseConfig, run_advise
+    from .search.space import make_space, space_from_file
+
+    config = AdviseConfig(budget=str(budget), serve=serve, objective=objective, seed=seed, final_seeds=final_seeds,
+                          low_epochs=low_epochs, strategy=strategy, replay=None if replay is None else os.fspath(replay))
+    values = _option_dict(base, "base")
+    axes = {"sizes": sizes, "interpolations": interpolations, "antialias": antialias, "backends": backends}
+    if space_file is not None:
+        space, others = space_from_file(os.fspath(space_file), **axes)
+        values = {**others, **values}
+    elif replay is not None and not any(v is not None for v in axes.values()):
+        space = None  # the grid's own
+    else:
+        space = make_space(**axes)
+    run_base = RunConfig(**{k: v for k, v in values.items() if k not in ("size", "interpolation", "antialias", "backend")})
+    options = SweepOptions(db=os.fspath(db), executor=executor, pack=pack, progress=progress)
+    if report is not None:
+        check_out_dir(Path(report), "report", create=False)
+    with console_logging(progress):
+        answer = run_advise(run_base, space, config, options=options, quiet=not progress)
+    if report is not None:
+        from .report.advice import write_advice_report
+
+        answer.report = write_advice_report(answer, report)
+    return answer

@@ -17,17 +17,17 @@ from typing import Callable
 
 from ..core.errors import ResizelabError
 from ..core.log import configure_logging
-from . import measure, results, run, serve, sweep
+from . import advise, measure, results, run, serve, sweep
 from .flags import add_verbosity, interrupted_code, interruption, on_sigterm
 
-GROUPS = (run, sweep, results, measure, serve)
+GROUPS = (run, sweep, results, measure, serve, advise)
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": run.cmd_run, "study": sweep.cmd_study, "sweep": sweep.cmd_sweep, "presets": sweep.cmd_presets,
     "env": results.cmd_env, "runs": results.cmd_runs, "models": results.cmd_models, "report": results.cmd_report,
     "export": results.cmd_export,
     "bench": measure.cmd_bench, "spectrum": measure.cmd_spectrum, "probe": measure.cmd_probe,
-    "serve": serve.cmd_serve,
+    "serve": serve.cmd_serve, "advise": advise.cmd_advise,
 }
 
 

@@ -30,7 +30,8 @@ def add_options(parser: argparse.ArgumentParser | Any, cls: type, *, skip: tuple
         if name in skip or (only is not None and name not in only):
             continue
         default = (defaults or {}).get(name, declared_default(cls, name))
-        kwargs: dict[str, Any] = {"dest": _dest(cls, name), "default": None, "help": opt.help_text(default)}
+        # argparse formats help with %: a literal one (advise's "20%" budget) is written %%.
+        kwargs: dict[str, Any] = {"dest": _dest(cls, name), "default": None, "help": opt.help_text(default).replace("%", "%%")}
         if opt.switch:
             kwargs.update(action="store_const", const=not default)
         else:

@@ -136,6 +136,9 @@ class Kind:
     check: Callable[[str, Any], None]
     metavar: str
     none_text: str = "none"  # how a default of None reads in a help text: native (sizes), auto (auto booleans)
+    # The values a search may try (`resizelab advise` generates its space from them): a closed choice's
+    # list, a boolean's two values; empty for open kinds (sizes, rates), which a search is given explicitly.
+    domain: tuple = ()
 
 
 def _is_int(value: Any) -> bool:
@@ -209,7 +212,7 @@ def choice(valid: tuple[str, ...], *, optional: bool = False) -> Kind:
             close = difflib.get_close_matches(str(value), valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{name} must be one of {', '.join(valid)}; got {value!r}{hint}")
-    return Kind(_parse_optional_str if optional else str, check, "{" + ",".join(valid) + "}")
+    return Kind(_parse_optional_str if optional else str, check, "{" + ",".join(valid) + "}", domain=tuple(valid))
 
 
 def check_whole(name: str, value: Any, low: int, high: int | None = None) -> None:
@@ -226,7 +229,7 @@ def boolean(*, auto: bool = False) -> Kind:
         if not isinstance(value, bool) and not (auto and value is None):
             raise ConfigError(f"{name} must be {'auto, true or false' if auto else 'true or false'}; got {value!r}")
     return Kind(parse_auto_bool if auto else parse_bool, check, "{auto,true,false}" if auto else "{true,false}",
-                "auto" if auto else "none")
+                "auto" if auto else "none", domain=(True, False))
 
 
 def sizes_list() -> Kind:
@@ -417,6 +420,10 @@ class RunConfig:
     seed: int = option(0, whole(0, 2**31 - 1), "random seed (weights of the new head, batch order, augmentation)")
     limit_train: int | None = option(None, whole(1, optional=True), "train on a class-balanced subset of N images (default: all of them)")
     limit_test: int | None = option(None, whole(1, optional=True), "test on a class-balanced subset of N images (default: all of them)")
+    # Named only when nonzero (identity_payload), so the runs stored before it existed keep their names.
+    val_fraction: float = option(0.0, number(0.0, 0.5, high_open=True), "hold out this share of the training images "
+                                 "(class-balanced, the same images for every run) as a validation split, evaluated after "
+                                 "every epoch; `advise` selects on it and reports the test split", grid=False)
     device: str = option("auto", text("{auto,cpu,cuda,cuda:N}", _check_device), "where to train", identity=False)
     compile: bool = option(False, boolean(), "torch.compile the model", identity=False)
     graphs: str = option("auto", choice(GRAPHS), "CUDA graphs for the training step, compile or "
@@ -614,6 +621,8 @@ def identity_payload(config: dict[str, Any]) -> dict[str, Any]:
     """What names a run, from a planned config's dict: every identity option, with data and weights that
     live in files named by their digests instead of their paths (the paths are where, not what)."""
     payload = {k: config.get(k) for k in sorted(IDENTITY_FIELDS)}
+    if not payload.get("val_fraction"):
+        payload.pop("val_fraction", None)
     if str(payload.get("data", "")).startswith("imagefolder:"):
         payload["data"] = "imagefolder"
     if payload.get("weights") not in ("imagenet", "none"):

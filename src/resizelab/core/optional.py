@@ -31,6 +31,7 @@ OPTIONAL_PACKAGES = (
     ("cv2", "opencv", "--backend opencv"),
     ("ray", "ray", "--executor ray"),
     ("timm", "timm", "--arch timm:NAME"),
+    ("optuna", "advise", "resizelab advise"),
 )
 
 

@@ -32,6 +32,7 @@ class EpochResult:
     train_accuracy: float  # percent, on the training batches as seen during the epoch
     seconds: float
     images: int
+    val_accuracy: float | None = None  # percent, on the held-out validation split (--val-fraction) after the epoch
 
 
 @dataclass
@@ -89,6 +90,8 @@ class RunResult:
     state_dict: dict | None = field(default=None, repr=False, compare=False)
     execution: dict = field(default_factory=dict)  # EXECUTION_KEYS as they ran
     serving: list[ServeEval] = field(default_factory=list)  # one per --serve recipe and test size
+    # The same on the held-out validation split (--val-fraction), what `advise` selects a serving recipe on.
+    serving_val: list[ServeEval] = field(default_factory=list)
 
     def to_json_dict(self) -> dict:
         """Plain JSON types; measurements are always floats (an accuracy of 50 is 50.0), NaN becomes null."""

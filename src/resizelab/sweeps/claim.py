@@ -186,23 +186,47 @@ def record(attempt: Attempt, cfg: RunConfig, config_hash: str, outcome: SweepOut
         progress.left_to_another(run_work(cfg))
 
 
-def claim_loop(todo: list[RunConfig], store: Store, owner: str, executor: Executor, outcome: SweepOutcome, *,
+class Feed(Protocol):
+    """Where the claim loop takes its next run from, asked each time a slot frees: a fixed list (a sweep) or a
+    search that decides the next run from the results so far (advise)."""
+
+    total: int  # how many runs it expects to hand out, for the progress line
+
+    def next(self) -> RunConfig | None:
+        """The next run to train, or None: nothing to hand out now (the loop ends once nothing is in flight)."""
+
+
+class ListFeed:
+    def __init__(self, configs: list[RunConfig]):
+        self.waiting, self.total = list(configs), len(configs)
+
+    def next(self) -> RunConfig | None:
+        return self.waiting.pop(0) if self.waiting else None
+
+
+def claim_loop(todo: list[RunConfig] | Feed, store: Store, owner: str, executor: Executor, outcome: SweepOutcome, *,
                lease_seconds: float = DEFAULT_LEASE_SECONDS, retry_failed: bool = False, quiet: bool = False,
-               on_result: Callable[[Any], None] | None = None, poll_seconds: float = 1.0) -> None:
-    """Train `todo` on `executor`: claim each run, hand it out, and end its claim with what comes back.
+               on_result: Callable[[Any], None] | None = None, poll_seconds: float = 1.0, close: bool = True) -> None:
+    """Train the runs of `todo` (a list, or a Feed asked whenever a slot frees) on `executor`: claim each run,
+    hand it out, and end its claim with what comes back. `close`: close the executor at the end (False: its
+    owner trains more on it, as advise does between its batches).
 
     Ctrl-C (or SIGTERM) ends the loop with `outcome.interrupted` set; every claim this process holds is given
     back, so the next sweep runs those runs straight away.
     """
-    progress = SweepProgress(outcome.name, len(todo), quiet, total_work=sum(run_work(cfg) for cfg in todo))
-    waiting = list(todo)
+    feed = ListFeed(todo) if isinstance(todo, list) else todo
+    # A fixed list's ETA weighs each run by its work; a search's runs are not known in advance.
+    total_work = sum(run_work(cfg) for cfg in todo) if isinstance(todo, list) else None
+    progress = SweepProgress(outcome.name, feed.total, quiet, total_work=total_work)
     in_flight: dict[Hashable, tuple[RunConfig, Lease]] = {}
     claiming: Lease | None = None  # between its claim and its hand-out, given back if interrupted there
     handed = 0
     try:
-        while waiting or in_flight:
-            while waiting and len(in_flight) < executor.slots:
-                cfg = waiting.pop(0)
+        while True:
+            while len(in_flight) < executor.slots:
+                cfg = feed.next()
+                if cfg is None:
+                    break
                 h = cfg.config_hash()
                 handed += 1
                 claiming = Lease(store, h, owner, lease_seconds)
@@ -211,7 +235,7 @@ def claim_loop(todo: list[RunConfig], store: Store, owner: str, executor: Execut
                     record(not_claimed(store, h), cfg, h, outcome, quiet, on_result, progress)
                     continue
                 where = f" ({executor.name} {len(in_flight) + 1}/{executor.slots})" if executor.slots > 1 else ""
-                say(f"[{handed}/{len(todo)}] {cfg.label()} ...{where}", quiet)
+                say(f"[{handed}/{feed.total}] {cfg.label()} ...{where}", quiet)
                 ticket = executor.start(cfg, claiming)
                 in_flight[ticket], claiming = (cfg, claiming), None
             if not in_flight:
@@ -235,4 +259,5 @@ def claim_loop(todo: list[RunConfig], store: Store, owner: str, executor: Execut
             claiming.release()
         for _, lease in in_flight.values():
             lease.release()
-        executor.close()
+        if close or in_flight:
+            executor.close()

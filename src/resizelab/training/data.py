@@ -507,6 +507,18 @@ def subset(dataset: Dataset, limit_train: int | None, limit_test: int | None, se
                    dataset.test_images[te], dataset.test_labels[te], f"{dataset.key}-{limit_train}-{limit_test}-{seed}")
 
 
+def hold_out(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, torch.Tensor, torch.Tensor]:
+    """The training split less a class-balanced `fraction` of it, and the held-out images and labels (the
+    validation split); seeded apart from the run's seed, so every run of a study holds out the same images."""
+    n_val = max(1, round(fraction * len(dataset.train_labels)))
+    val = balanced_subset(dataset.train_labels, n_val, seed)
+    keep = torch.ones(len(dataset.train_labels), dtype=torch.bool)
+    keep[val] = False
+    train = Dataset(dataset.name, dataset.classes, dataset.train_images[keep], dataset.train_labels[keep],
+                    dataset.test_images, dataset.test_labels, f"{dataset.key}-val{fraction:g}-{seed}")
+    return train, dataset.train_images[val], dataset.train_labels[val]
+
+
 def data_status(data_dir: str | Path | None = None) -> dict[str, str]:
     """Where each downloadable dataset is expected and whether it is there (for `resizelab env`)."""
     root = Path(data_dir) if data_dir else default_data_dir()

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from ..training import provenance
 from ..core.config import MIN_TRAIN_IMAGES, RunConfig
-from .data import Dataset, load_dataset, subset
+from .data import Dataset, hold_out, load_dataset, subset
 from ..core.errors import ConfigError, RunFailed
 from .models import count_macs
 from .sources import build, ensure_imagenet_weights
@@ -107,6 +107,9 @@ class Run:
                             f"{cfg.data_digest}); run it again to plan it with the data as it is now")
         # A fixed subset seed: every run of a study sees the same images, whatever its own seed.
         self.dataset = subset(dataset, cfg.limit_train, cfg.limit_test, seed=0)
+        self.val_images = self.val_labels = None
+        if cfg.val_fraction:
+            self.dataset, self.val_images, self.val_labels = hold_out(self.dataset, cfg.val_fraction)
         if len(self.dataset.train_labels) < MIN_TRAIN_IMAGES:
             raise ConfigError(f"{len(self.dataset.train_labels)} training image is too few for a batch: BatchNorm normalises "
                               f"over the batch and needs at least {MIN_TRAIN_IMAGES} images; give more training data")
@@ -261,6 +264,14 @@ class Run:
                         effective_antialias(cfg.test_interpolation, cfg.backend, cfg.antialias), cfg.backend)
         return self.cache.get(key, self.dataset.test_images.to(self.device))
 
+    def validate(self) -> float:
+        """Accuracy (percent) on the held-out validation split, resized as the test split is (--val-fraction)."""
+        cfg = self.config
+        key = ResizeKey(self.dataset.key, "val", cfg.test_size, cfg.test_interpolation,
+                        effective_antialias(cfg.test_interpolation, cfg.backend, cfg.antialias), cfg.backend)
+        images = self.cache.get(key, self.val_images.to(self.device))
+        return self.accuracy(images, self.val_labels.to(self.device))[0]
+
     def evaluate(self) -> list[EvalResult]:
         """Accuracy at the headline test size and at every extra test size."""
         cfg = self.config
@@ -286,6 +297,20 @@ class Run:
                                    cfg.backend)
         model = self.model if self.graphs != "off" else self.step_model
         return serve_model(model, self.dataset, cfg.serve, sizes, baseline, self.device, self.precision, self.channels_last,
+                           cfg.eval_batch_size, self.cache)
+
+    def serve_validation(self) -> list[ServeEval]:
+        """Accuracy under each --serve recipe on the validation split, at the test size."""
+        cfg = self.config
+        if not cfg.serve or self.val_images is None:
+            return []
+        held = Dataset(self.dataset.name, self.dataset.classes, self.val_images[:0], self.val_labels[:0], self.val_images,
+                       self.val_labels, f"{self.dataset.key}-heldout")
+        size = int(min(held.test_images.shape[-2:])) if cfg.test_size is None else cfg.test_size
+        baseline = training_recipe(cfg.test_interpolation, effective_antialias(cfg.test_interpolation, cfg.backend, cfg.antialias),
+                                   cfg.backend)
+        model = self.model if self.graphs != "off" else self.step_model
+        return serve_model(model, held, cfg.serve, (size,), baseline, self.device, self.precision, self.channels_last,
                            cfg.eval_batch_size, self.cache)
 
     def execution(self) -> dict:
@@ -423,6 +448,8 @@ def _train(config: RunConfig, *, dataset: Dataset | None, cache: ResizeCache | N
             # A cold cache resizes inside the first epoch; that time is resize_seconds, not training.
             seconds = time.perf_counter() - t_epoch - (run.data.resize_seconds - resized_before)
             epochs.append(run.end_epoch(seconds))
+            if run.val_images is not None:  # after the epoch's clock: validation is not training time
+                epochs[-1].val_accuracy = run.validate()
             reporter.end_epoch(epochs[-1])
         check()
         t_eval = time.perf_counter()
@@ -433,6 +460,7 @@ def _train(config: RunConfig, *, dataset: Dataset | None, cache: ResizeCache | N
         reporter.close()
     result = run.result(epochs, evals, time.perf_counter() - t_eval)
     result.serving = run.serve()  # after eval_seconds: each recipe's resize and evaluation is timed in its own entry
+    result.serving_val = run.serve_validation()
     if run.config.save_weights:
         # Handed to whoever writes the store (this process, or a Ray driver), which saves it beside the db.
         result.state_dict = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in run.model.state_dict().items()}
