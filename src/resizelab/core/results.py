@@ -85,6 +85,8 @@ class RunResult:
     state_dict: dict | None = field(default=None, repr=False, compare=False)
     execution: dict = field(default_factory=dict)  # EXECUTION_KEYS as they ran
     serving: list[ServeEval] = field(default_factory=list)  # one per --serve recipe and test size
+    # A learned resizer's cost (training.learned.attach), counted in macs_per_image and params too; empty for fixed methods.
+    resizer: dict = field(default_factory=dict)
 
     def to_json_dict(self) -> dict:
         """Plain JSON types; measurements are always floats (an accuracy of 50 is 50.0), NaN becomes null."""
