@@ -186,3 +186,33 @@ def forward_rates(resizer: nn.Module, source_hw: tuple[int, int], device: torch.
             best[name] = min(best[name], time.perf_counter() - t0)
     resizer.train(was_training)
     return {"serving_images_per_second": batch / best["learned"], "wraps_serving_images_per_second": batch / best["fixed"]}
+
+
+def load_resizer(method: str, size: int, antialias: bool, weights_path: str, what: str) -> nn.Module:
+    """The trained resizer of a stored run (the `resizer.*` entries of its saved state_dict), in eval mode."""
+    from ..core.errors import WeightsError
+    from .models import load_state_dict_file
+
+    state = load_state_dict_file(weights_path, what)
+    own = {k.removeprefix("resizer."): v for k, v in state.items() if k.startswith("resizer.")}
+    resizer = build_resizer(method, size, antialias)
+    if set(own) != set(resizer.state_dict()):
+        raise WeightsError(f"{what} {weights_path} holds no {method} resizer (its keys: {', '.join(sorted(state)[:3])}, ...); "
+                           "give a run trained with --interpolation muller or talebi and --save-weights")
+    resizer.load_state_dict(own, strict=True)
+    return resizer.eval()
+
+
+@torch.inference_mode()
+def learned_resize(resizer: nn.Module, images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 N x 3 x H x W through a trained resizer to `size` (its weights do not depend on the target size), back
+    to uint8 as the model would see it before normalisation: for looking at what it does to the signal."""
+    from .pipeline import NORM_MEAN, NORM_STD
+
+    trained_size = resizer.size
+    resizer.size = size
+    try:
+        y = resizer(images.float().div(255).sub(NORM_MEAN).div(NORM_STD))
+    finally:
+        resizer.size = trained_size
+    return y.mul(NORM_STD).add(NORM_MEAN).mul(255).round().clamp(0, 255).to(torch.uint8)

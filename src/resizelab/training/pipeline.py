@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 import torch.nn.functional as F
 
-from ..core.choices import AUGMENTS  # noqa: F401 - re-exported
+from ..core.choices import AUGMENTS, LEARNED_INTERPOLATIONS  # noqa: F401 - AUGMENTS re-exported
 from .data import Dataset
-from .learned import is_learned
 from .resize import ResizeCache, ResizeKey, output_size, resize_tensor
 
 if TYPE_CHECKING:
@@ -70,7 +69,7 @@ def input_shape(cfg: "RunConfig", dataset: Dataset) -> tuple[int, int]:
 def data_size(cfg: "RunConfig") -> int | None:
     """The size the data path resizes to: a learned resizer takes the stored source images as they are and
     resizes inside the model, so every arm of a comparison starts from the same source tensors."""
-    return None if is_learned(cfg.interpolation) else cfg.size
+    return None if cfg.interpolation in LEARNED_INTERPOLATIONS else cfg.size
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -95,7 +94,7 @@ class TrainData:
         self.cfg, self.channels_last, self.cache = cfg, channels_last, cache
         self.labels = dataset.train_labels.to(device)
         out_h, out_w = self.shape = input_shape(cfg, dataset)
-        self.learned = is_learned(cfg.interpolation)
+        self.learned = cfg.interpolation in LEARNED_INTERPOLATIONS
         projected = len(dataset.train_labels) * 3 * out_h * out_w
         # Augmentation must see native pixels, and a huge resized copy would not fit: both resize per batch.
         self.per_batch_resize = cfg.size is not None and (cfg.augment != "none" or (cfg.backend == "tensor" and projected > MAX_RESIZED_TRAIN_BYTES))
