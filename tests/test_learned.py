@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from resizelab.analysis.serve import ServeConfig, serve
+from resizelab.analysis.spectrum import SpectrumConfig, run_spectrum
 from resizelab.core.config import RunConfig
 from resizelab.core.errors import ConfigError
 from resizelab.store.database import Store, new_owner_id
@@ -70,6 +71,12 @@ def test_an_option_a_learned_resizer_cannot_honour_is_one_line(method, bad, mess
         resize(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), 16, method, True, "tensor")
 
 
+def test_spectrum_measures_a_learned_resizer_only_from_a_stored_run():
+    with pytest.raises(ConfigError, match="--run HASH") as e:
+        SpectrumConfig(data="synthetic", interpolations=("bilinear", "talebi"))
+    assert "\n" not in str(e.value)
+
+
 def test_every_arm_is_fed_the_same_source_tensors(tmp_path, monkeypatch):
     """The fairness rule: a learned arm trains on the very source tensors each fixed arm resizes, never more pixels."""
     monkeypatch.setenv("RESIZELAB_CACHE_DIR", str(tmp_path))
@@ -121,3 +128,13 @@ def test_a_learned_resizer_trains_learns_and_its_stored_run_serves_its_own_accur
     (without,) = [e for e in served.evals if not e.baseline]
     run_without = [e for e in result.serving if e.recipe == "tensor-bilinear-aa"][0]
     assert without.accuracy == run_without.accuracy
+
+    # spectrum --run: the trained resizer's response beside the bilinear it wraps, at its size and at another.
+    out = tmp_path / "spectrum"
+    out.mkdir()
+    spec = run_spectrum(SpectrumConfig(data="synthetic:300:100", sizes=(24, 12), interpolations=("bilinear",), backends=("tensor",),
+                                       antialias=(True,), run=result.config_hash[:8], db=str(db), limit=40, out=str(out),
+                                       figures=False))
+    rows = {(r.size_px, r.interpolation): r for r in spec.rows}
+    assert set(rows) == {(s, m) for s in (24, 12) for m in ("bilinear", method)}
+    assert all(rows[(s, method)].zp_alias is not None and rows[(s, method)].rt_psnr_db > 10 for s in (24, 12))
