@@ -137,4 +137,7 @@ def test_a_learned_resizer_trains_learns_and_its_stored_run_serves_its_own_accur
                                        figures=False))
     rows = {(r.size_px, r.interpolation): r for r in spec.rows}
     assert set(rows) == {(s, m) for s in (24, 12) for m in ("bilinear", method)}
-    assert all(rows[(s, method)].zp_alias is not None and rows[(s, method)].rt_psnr_db > 10 for s in (24, 12))
+    for s in (24, 12):
+        learned, fixed = rows[(s, method)], rows[(s, "bilinear")]
+        assert learned.zp_alias is not None and learned.kept > 0
+        assert learned.kept != fixed.kept  # the trained resizer changed the signal the bilinear resize alone gives
