@@ -141,3 +141,32 @@ def test_a_learned_resizer_trains_learns_and_its_stored_run_serves_its_own_accur
         learned, fixed = rows[(s, method)], rows[(s, "bilinear")]
         assert learned.zp_alias is not None and learned.kept > 0
         assert learned.kept != fixed.kept  # the trained resizer changed the signal the bilinear resize alone gives
+
+
+def _group(method: str, accs: list[float], macs: int, resizer: dict | None = None):
+    from resizelab.store.runs import Group
+
+    config = {"data": "synthetic", "size": 16, "interpolation": method}
+    runs = [{"config": {**config, "seed": s}, "test_accuracy": a, "macs_per_image": macs, "images_per_second": 100.0,
+             "result": {"resizer": resizer or {}}} for s, a in enumerate(accs)]
+    return Group(config, runs, {})
+
+
+def test_learned_verdicts_pair_by_seed_and_charge_the_resizers_macs(tmp_path):
+    from resizelab.analysis.learnedverdicts import learned_verdicts, write_learned
+
+    cost = {"params": 4, "macs_per_image": 38_400, "serving_images_per_second": 50.0, "wraps_serving_images_per_second": 100.0}
+    groups = [_group("bicubic", [40.0, 50.0, 60.0], 1_000_000),
+              _group("muller", [45.0, 55.2, 64.9], 1_038_400, cost),
+              _group("talebi", [30.0, 40.1, 49.8], 1_500_000, dict(cost, params=12_083))]
+    verdicts = {v.learned: v for v in learned_verdicts(groups)}
+    assert set(verdicts) == {"muller", "talebi"} and all(v.fixed == "bicubic" and v.seeds == 3 for v in verdicts.values())
+    # Seed-to-seed spread is 20 points, but the paired differences barely move: paired, both verdicts resolve.
+    assert verdicts["muller"].verdict == "beats" and verdicts["muller"].low > 0
+    assert verdicts["talebi"].verdict == "loses to" and verdicts["talebi"].high < 0
+    assert verdicts["muller"].extra_macs_percent == pytest.approx(3.84)
+    assert verdicts["talebi"].extra_macs_percent == pytest.approx(50.0) and verdicts["talebi"].resizer_params == 12_083
+    assert verdicts["muller"].serve_speed_ratio == 0.5
+    assert "muller beats bicubic by +5.0 points" in verdicts["muller"].text()
+    assert write_learned(list(verdicts.values()), tmp_path) == ["learned.csv", "learned.txt"]
+    assert (tmp_path / "learned.txt").read_text().count("\n- ") == 2  # one sentence per case
