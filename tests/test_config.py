@@ -13,7 +13,7 @@ def test_every_option_is_a_flag_with_its_choices_in_the_help():
     run = next(a for a in build_parser()._actions if a.dest == "command").choices["run"]
     flags = {a.dest.removeprefix("opt_"): a for a in run._actions if a.dest.startswith("opt_")}
     assert set(flags) == set(CONFIG_FIELDS)
-    assert flags["interpolation"].metavar == "{nearest,bilinear,bicubic,area,lanczos}"
+    assert flags["interpolation"].metavar == "{nearest,bilinear,bicubic,area,lanczos,muller,talebi}"
     assert "(default bilinear)" in flags["interpolation"].help and "(default 0.001)" in flags["lr"].help
     assert all(a.help and not a.metavar.startswith("OPT_") for a in flags.values())
 
@@ -25,7 +25,7 @@ def test_identity_is_declared_with_each_option():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"interpolation": "cubic"}, "interpolation must be one of nearest, bilinear, bicubic, area, lanczos; got 'cubic' (did you mean 'bicubic'?)"),
+    ({"interpolation": "cubic"}, "interpolation must be one of nearest, bilinear, bicubic, area, lanczos, muller, talebi; got 'cubic' (did you mean 'bicubic'?)"),
     ({"interpolation": "lanczos", "backend": "tensor"}, "use backend 'pil' for lanczos"),
     ({"augment": "crop-flip", "backend": "pil"}, "needs backend 'tensor'"),
     ({"size": 2}, "size must be between 4 and 1024"),

@@ -202,6 +202,11 @@ def serve(cfg: ServeConfig) -> ServeResult:
                          normalize=stored.config.get("normalize", "seed"))
     else:
         model, _ = build(cfg.arch, dataset.num_classes, "none", cfg.stem, size=cfg.test_sizes[0])
+    learned = learned_of(stored)
+    if learned is not None:  # the stored weights hold the resizer in front of the backbone: rebuilt as trained
+        from ..training.learned import wrap
+
+        model = wrap(model, learned, int(stored.config["size"]), bool(stored.config.get("antialias")))
     if stored is not None:
         tag = load_trained_weights(model, cfg.weights, f"run {cfg.run}'s weights file",
                                    "train the run again with --save-weights --force to save them anew")
@@ -220,15 +225,49 @@ def serve(cfg: ServeConfig) -> ServeResult:
     sizes = cfg.test_sizes or (int(min(dataset.test_images.shape[-2:])),)
     logger.info("serve: %s x %s on %d test images (each recipe resized once, then cached)", plural(len(cfg.serve), "recipe"),
                 plural(len(sizes), "size"), len(dataset.test_labels))
-    evals = serve_model(model, dataset, cfg.serve, sizes, cfg.train_recipe, device, precision, channels_last, cfg.eval_batch_size)
     notes = [skipped_line(skipped)] if skipped else []
-    if cfg.train_recipe is not None:
-        from ..training.recipes import baseline_note
+    if learned is not None:
+        evals = serve_learned(model, dataset, learned, cfg, sizes, device, precision, channels_last)
+        notes.append(f"run {cfg.run} learned its resizer ({learned}): served with it (the model as trained, fed the stored "
+                     "source images) and without it (the backbone alone behind each plain recipe, as exporting only the "
+                     "backbone would serve it)")
+    else:
+        evals = serve_model(model, dataset, cfg.serve, sizes, cfg.train_recipe, device, precision, channels_last,
+                            cfg.eval_batch_size)
+        if cfg.train_recipe is not None:
+            from ..training.recipes import baseline_note
 
-        notes.append(baseline_note(cfg.train_recipe))
+            notes.append(baseline_note(cfg.train_recipe))
     run_acc = stored.result.get("test_accuracy") if stored is not None else None
     return ServeResult(cfg, tag, cfg.arch, tuple(int(v) for v in dataset.test_images.shape[-2:]), len(dataset.test_labels), evals,
                        run_acc, time.perf_counter() - t0, precision, notes)
+
+
+def learned_of(stored) -> str | None:
+    """The learned resizer a stored run trained in front of its model (training.learned), or None."""
+    from ..core.choices import LEARNED_INTERPOLATIONS
+
+    method = stored.config.get("interpolation") if stored is not None else None
+    return method if method in LEARNED_INTERPOLATIONS else None
+
+
+def serve_learned(model, dataset, method: str, cfg: ServeConfig, sizes: tuple[int, ...], device, precision: str,
+                  channels_last: bool) -> list[ServeEval]:
+    """A learned run served with its resizer (the baseline: the stored source images through the whole model,
+    which gives back the run's accuracy) and without it (the backbone behind each recipe at each size)."""
+    from ..training.engine import classify, serve_model
+    from ..training.pipeline import to_nhwc
+    from ..training.recipes import library_version
+
+    t0 = time.perf_counter()
+    labels = dataset.test_labels.to(device)
+    acc, per_class, _ = classify(model, to_nhwc(dataset.test_images), labels, dataset.classes, device, precision, channels_last,
+                                 cfg.eval_batch_size)
+    size = model.resizer.size
+    with_it = ServeEval(f"{method} (learned, in the model)", size, acc, per_class, len(labels), library_version("tensor-bilinear"),
+                        time.perf_counter() - t0, baseline=True)
+    return [with_it, *serve_model(model.backbone, dataset, cfg.serve, sizes, None, device, precision, channels_last,
+                                  cfg.eval_batch_size)]
 
 
 def baseline_of(evals: list[ServeEval], size: int) -> ServeEval | None:

@@ -61,6 +61,8 @@ from ..core.config import MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, bool_list, option
 from ..core.config import check_choice as _choice
 from ..core.config import check_whole as _int_in
 from ..training.resize import BACKEND_INTERPOLATIONS, BACKENDS, INTERPOLATIONS, effective_antialias
+from ..core.choices import LEARNED_INTERPOLATIONS
+from ..store.database import DEFAULT_DB
 from ..core.errors import ConfigError
 from ..core.log import plural
 from ..training.resize import output_size, resize
@@ -84,6 +86,9 @@ class SpectrumConfig:
     backends: tuple[str, ...] = option(("pil", "tensor"), text_list(), "comma-separated: pil, tensor, opencv", flag="backend")
     # Class-balanced test images (seed 0); fewer if the split is smaller.
     limit: int = option(500, whole(1), "class-balanced test images to measure", flag="limit_test", aliases=("--limit",))
+    run: str | None = option(None, text("HASH", optional=True), "a stored run trained with a learned resizer (muller, "
+                             "talebi) and --save-weights: its trained resizer is measured beside the fixed methods (default: fixed methods only)")
+    db: str = option(DEFAULT_DB, text("PATH"), "the results store that holds --run")
     out: str = option("reports/spectrum", text("DIR"), "folder for spectrum.json, spectrum.csv, psd.csv and the figures",
                         flag="report_dir", aliases=("--out",))
     figures: bool = True
@@ -101,6 +106,12 @@ class SpectrumConfig:
             _int_in("sizes", size, MIN_SIZE_PX, MAX_SIZE_PX)
         for method in self.interpolations:
             _choice("interpolation", method, INTERPOLATIONS)
+        if self.run is not None:
+            self._take_learned_run()
+        learned = [m for m in self.interpolations if m in LEARNED_INTERPOLATIONS and m != self.learned_method]
+        if learned:
+            raise ConfigError(f"interpolation {learned[0]!r} is a learned resizer: measure a trained one with --run HASH "
+                              f"(a run trained with --interpolation {learned[0]} --save-weights), not by name")
         for value in self.antialias:
             if not isinstance(value, bool):
                 raise ConfigError(f"antialias must be true or false; got {value!r}")
@@ -114,6 +125,25 @@ class SpectrumConfig:
         _int_in("limit", self.limit, 1)
         if not isinstance(self.out, str) or not self.out:
             raise ConfigError(f"out must be a folder path; got {self.out!r}")
+
+    @property
+    def learned_method(self) -> str | None:
+        stored = getattr(self, "_stored", None)
+        return stored.config["interpolation"] if stored is not None else None
+
+    def _take_learned_run(self) -> None:
+        from ..store.read import find_run
+
+        stored = find_run(self.db, self.run)
+        method = stored.config.get("interpolation")
+        if method not in LEARNED_INTERPOLATIONS:
+            raise ConfigError(f"run {stored.config_hash} resized with {method!r}, not a learned resizer "
+                              f"({', '.join(LEARNED_INTERPOLATIONS)}); give such a run to --run, or leave --run out")
+        object.__setattr__(self, "_stored", stored)
+        object.__setattr__(self, "run", stored.config_hash)
+        object.__setattr__(self, "interpolations", tuple(dict.fromkeys((*self.interpolations, method))))
+        if "tensor" not in self.backends:  # the learned resizer runs as torch ops: the tensor backend
+            object.__setattr__(self, "backends", (*self.backends, "tensor"))
 
     def variants(self) -> list["Variant"]:
         """Every (interpolation, backend, effective antialias) the config asks for, each once."""
@@ -346,6 +376,19 @@ def run_spectrum(cfg: SpectrumConfig, progress: Callable[[str], None] | None = N
     from ..training.data import balanced_subset, load_dataset
 
     say = progress or (lambda message: None)
+    resizer = None
+    if cfg.learned_method is not None:
+        from ..training.learned import learned_resize, load_resizer
+
+        stored = cfg._stored
+        resizer = load_resizer(cfg.learned_method, int(stored.config["size"]), bool(stored.config.get("antialias")),
+                               stored.weights_path, f"run {cfg.run}'s weights file")
+
+    def do_resize(x: torch.Tensor, size: int, v: "Variant") -> torch.Tensor:
+        if resizer is not None and v.interpolation == cfg.learned_method:
+            return learned_resize(resizer, x, size)
+        return resize(x, size, v.interpolation, v.antialias, v.backend)
+
     for method in cfg.interpolations:  # a hole in the grid is said, not left for the reader to notice
         missing = [b for b in cfg.backends if method not in BACKEND_INTERPOLATIONS[b]]
         if missing:
@@ -370,16 +413,18 @@ def run_spectrum(cfg: SpectrumConfig, progress: Callable[[str], None] | None = N
         direction = "same" if out_shape == native else ("down" if min(out_shape) < n_native else "up")
         say(f"{size} px ({direction}): {plural(len(cfg.variants()), 'variant')} on {plural(len(images), 'image')}")
         for v in cfg.variants():
-            small = resize(images, size, v.interpolation, v.antialias, v.backend)
+            small = do_resize(images, size, v)
             power = power_spectrum(luma(small))
             band = min(out_shape[0] * n_native / native[0], out_shape[1] * n_native / native[1], n_native) / 2
             kept = band_energy(power, native, 0.5, band) / band_energy(native_power, native, 0.5, band)
             kept_hi = band_energy(power, native, band / 2, band) / band_energy(native_power, native, band / 2, band)
             added = energy_above_native_nyquist(power, native) if direction == "up" else None
-            zp = resize(plate, zp_px * size // n_native, v.interpolation, v.antialias, v.backend)
+            zp = do_resize(plate, zp_px * size // n_native, v)
             zone_plates[(size, v)] = zp
             zp_alias, zp_pass = zone_plate_scores(zp, zp_px) if direction == "down" else (None, None)
-            back = resize(small, n_native, v.interpolation, v.antialias, v.backend)
+            # A learned resizer learned one direction; the way back is the bilinear resize it wraps.
+            back = resize(small, n_native, "bilinear" if v.interpolation in LEARNED_INTERPOLATIONS else v.interpolation,
+                          v.antialias, v.backend)
             rt_psnr = rt_ssim = None
             if back.shape == images.shape:
                 rt_psnr = psnr_db(back, images)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 DATASETS = ("cifar10", "cifar100", "synthetic", "synthetic:N[:M][@PX]", "imagefolder:PATH")
 
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
+# Learned resizers (training.learned): modules trained with the classifier, on a bilinear resize in torch ops.
+LEARNED_INTERPOLATIONS = ("muller", "talebi")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos", *LEARNED_INTERPOLATIONS)
 BACKENDS = ("pil", "tensor", "opencv")
 # What each backend can do; anything else is refused with this list in the message.
 BACKEND_INTERPOLATIONS = {
     "pil": ("nearest", "bilinear", "bicubic", "area", "lanczos"),
-    "tensor": ("nearest", "bilinear", "bicubic", "area"),
+    "tensor": ("nearest", "bilinear", "bicubic", "area", *LEARNED_INTERPOLATIONS),
     "opencv": ("nearest", "bilinear", "bicubic", "area", "lanczos"),
 }
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterator
 
 from .choices import available_recipes
-from .choices import (ARCH_FORMS, AUGMENTS, BACKEND_INTERPOLATIONS, BACKENDS, DATASETS, GRAPHS, INTERPOLATIONS, NORMALIZATIONS,
+from .choices import (ARCH_FORMS, AUGMENTS, BACKEND_INTERPOLATIONS, BACKENDS, DATASETS, GRAPHS, INTERPOLATIONS, LEARNED_INTERPOLATIONS,
+                      NORMALIZATIONS,
                       OPTIMIZERS, PRECISIONS, RESNETS, SCHEDULES, SERVE_RECIPES, STEMS, arch_form, effective_antialias)
 from .errors import ConfigError
 MIN_SIZE_PX, MAX_SIZE_PX = 4, 1024
@@ -496,6 +497,8 @@ class RunConfig:
                 other = [b for b, ms in BACKEND_INTERPOLATIONS.items() if method in ms]
                 raise ConfigError(f"{name} {method!r} is not available with backend {self.backend!r} "
                                   f"(it supports {can}); use backend {other[0]!r} for {method}")
+        if self.interpolation in LEARNED_INTERPOLATIONS or self.test_interpolation in LEARNED_INTERPOLATIONS:
+            self._check_learned()
         if self.limit_train is not None and self.limit_train < MIN_TRAIN_IMAGES:
             raise ConfigError(f"limit_train {self.limit_train} is too few images for a training batch: BatchNorm normalises "
                               f"over the batch and needs at least {MIN_TRAIN_IMAGES}; give limit_train {MIN_TRAIN_IMAGES} or more")
@@ -507,6 +510,21 @@ class RunConfig:
         if self.augment != "none" and self.backend != "tensor":
             raise ConfigError(f"augment {self.augment!r} crops and flips before the resize, batch by batch on the device, "
                               "which needs backend 'tensor'; use backend tensor or augment none")
+
+    def _check_learned(self) -> None:
+        """A learned resizer is part of the model and produces the one size it was trained for."""
+        method = self.interpolation if self.interpolation in LEARNED_INTERPOLATIONS else self.test_interpolation
+        if self.test_interpolation not in (None, self.interpolation):
+            raise ConfigError(f"interpolation {self.interpolation!r} with test_interpolation {self.test_interpolation!r}: a learned "
+                              f"resizer ({method}) is part of the trained model, so train and test use it alike; leave "
+                              "--test-interpolation out (`resizelab serve` evaluates the model without it)")
+        if self.size is None:
+            raise ConfigError(f"interpolation {method!r} is a learned resizer to a size and needs --size PX (native: no resize, "
+                              "nothing to learn)")
+        other = [s for s in (self.test_size, *self.test_sizes) if s not in (None, self.size)]
+        if other:
+            raise ConfigError(f"interpolation {method!r} produces only the size it was trained for ({self.size} px); test size(s) "
+                              f"{', '.join(map(str, other))} cannot be produced: leave --test-size/--test-sizes out")
 
     # --- derived views -------------------------------------------------------------------------
 

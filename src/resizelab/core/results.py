@@ -92,6 +92,8 @@ class RunResult:
     serving: list[ServeEval] = field(default_factory=list)  # one per --serve recipe and test size
     # The same on the held-out validation split (--val-fraction), what `advise` selects a serving recipe on.
     serving_val: list[ServeEval] = field(default_factory=list)
+    # A learned resizer's cost (training.learned.attach), counted in macs_per_image and params too; empty for fixed methods.
+    resizer: dict = field(default_factory=dict)
 
     def to_json_dict(self) -> dict:
         """Plain JSON types; measurements are always floats (an accuracy of 50 is 50.0), NaN becomes null."""

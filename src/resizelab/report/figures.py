@@ -8,6 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.choices import LEARNED_INTERPOLATIONS
 from ..core.plotting import fitted, log_axis, pyplot, save_figure
 from ..core.stats import pareto_front
 from ..store.runs import value_text, varying
@@ -148,11 +149,18 @@ def figure_accuracy_vs_cost(groups: list[Group], path: Path) -> bool:
     points = [(g.runs[0]["macs_per_image"] / 1e6, g.summary("test_accuracy").mean) for g in groups]
     columns = varying([g.config for g in groups])
     labels = [f"{value_text('size', g.config['size'])}px {short_label(g.config, columns)}" for g in groups]
-    ax.scatter([p[0] for p in points], [p[1] for p in points], color="C0", alpha=0.6, label="configuration (mean over seeds)")
+    # Learned resizers on the same axes, their resizer's MACs counted in the run's, drawn apart so the reader sees which is which.
+    learned = [i for i, g in enumerate(groups) if g.config["interpolation"] in LEARNED_INTERPOLATIONS]
+    fixed_ = [i for i in range(len(groups)) if i not in learned]
+    ax.scatter([points[i][0] for i in fixed_], [points[i][1] for i in fixed_], color="C0", alpha=0.6,
+               label="configuration (mean over seeds)" if not learned else "fixed resize (mean over seeds)")
+    if learned:
+        ax.scatter([points[i][0] for i in learned], [points[i][1] for i in learned], color="C2", marker="^", s=50, alpha=0.8,
+                   label="learned resizer (its MACs included)")
     front = pareto_front(points)
     ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="C3", marker="o", label="Pareto front")
     x_low, x_high = min(p[0] for p in points), max(p[0] for p in points)
-    for i in front:
+    for i in sorted(set(front) | set(learned)):
         # Labels of points in the right part of the axes go to their left, so they stay inside the frame.
         right = x_high > x_low and (math.log(points[i][0]) - math.log(x_low)) / (math.log(x_high) - math.log(x_low)) > 0.6
         ax.annotate(labels[i], points[i], textcoords="offset points", xytext=(-4 if right else 4, -10), fontsize=7,
@@ -209,7 +217,11 @@ def figure_examples(groups: list[Group], path: Path, n_images: int) -> bool:
     except ResizelabError:
         return False
     sizes = sorted({g.train_size for g in groups})
-    methods = sorted({(g.config["interpolation"], g.config["antialias"], g.config["backend"]) for g in groups})
+    # A learned resizer's output depends on its trained weights, one set per run: `resizelab spectrum --run HASH` shows it.
+    methods = sorted({(g.config["interpolation"], g.config["antialias"], g.config["backend"]) for g in groups
+                      if g.config["interpolation"] not in LEARNED_INTERPOLATIONS})
+    if not methods:
+        return False
     # One image per class for the first few classes the test split holds (a class may have no test image: a small
     # synthetic split, an empty class folder), so the strip is varied.
     labels = dataset.test_labels

@@ -166,7 +166,7 @@ def write_report(config: ReportConfig) -> Path:
     out = Path(config.out)
     check_out_dir(out)
     # A reused folder must not keep figures from an earlier report that this one does not draw.
-    for name in [f[0] for f in FIGURES] + ["examples.png", "findings.json", "findings.csv", "findings.txt"]:
+    for name in [f[0] for f in FIGURES] + ["examples.png", "findings.json", "findings.csv", "findings.txt", "learned.csv", "learned.txt"]:
         (out / name).unlink(missing_ok=True)
     header, body = summary_table(groups)
     figures = []
@@ -182,6 +182,10 @@ def write_report(config: ReportConfig) -> Path:
         from ..analysis.findings import compute_findings
 
         findings = compute_findings(groups, config.db, out)
+    from ..analysis.learnedverdicts import learned_verdicts, write_learned
+
+    learned = learned_verdicts(groups)
+    write_learned(learned, out)
     seeds = sorted({len(g.runs) for g in groups})
     configs = [g.config for g in groups]
     shared = fixed(configs) if len(configs) > 1 else (configs[0] if configs else {})
@@ -208,6 +212,7 @@ def write_report(config: ReportConfig) -> Path:
         "findings": findings_rows(findings) if findings else [],
         "findings_setting": findings.setting if findings else "",
         "serving": serving_rows(groups),
+        "learned": [v.text() for v in learned],
     }
     env = _environment()
     (out / "report.md").write_text(env.get_template("report.md.j2").render(context))

@@ -78,6 +78,13 @@ PRESETS: dict[str, Preset] = {
                          {"backend": "opencv", "interpolation": "area"},
                          {"backend": "opencv", "interpolation": "nearest"}),
                seeds=3),
+        Preset("learned", "learned resizers (muller: 4 parameters; talebi: a 12k-parameter CNN) against the fixed bilinear "
+               "and bicubic they compete with, at 16, 32 and 64 px, from CIFAR-10's 32 px sources and from a high-resolution "
+               "source (the synthetic task drawn at 128 px); every arm fed the same source tensors; weights saved for "
+               "serve and spectrum",
+               {**SEED_BASE, "backend": "tensor", "save_weights": True},
+               grid={"size": [16, 32, 64], "interpolation": ["bilinear", "bicubic", "muller", "talebi"]},
+               variants=({}, {"data": "synthetic:5000:1000@128"}), seeds=3),
         Preset("fixres", "train at one size, test at others (FixRes): train 16/32/64 px, each tested at 16, 24, 32, 48, 64 px",
                {**SEED_BASE, "backend": "tensor", "test_sizes": (16, 24, 32, 48, 64)},
                grid={"size": [16, 32, 64]}, seeds=2),

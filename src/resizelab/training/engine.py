@@ -17,6 +17,7 @@ from .data import Dataset, hold_out, load_dataset, subset
 from ..core.errors import ConfigError, RunFailed
 from .models import count_macs
 from .sources import build, ensure_imagenet_weights
+from .learned import attach as attach_resizer, is_learned
 from .planning import plan
 from .optim import make_optimizer, make_schedule
 from .pipeline import MAX_RESIZED_TRAIN_BYTES, NORM_MEAN, NORM_STD, TrainData, input_shape, normalize
@@ -120,6 +121,12 @@ class Run:
         model.to(device)
         # Counted before ready_model's single-window swap: the architecture's MACs, whichever kernels run them.
         self.macs = count_macs(model, (3, *input_shape(cfg, self.dataset)), device)
+        self.resizer: dict = {}
+        if is_learned(cfg.interpolation):  # the resizer in front, trained with the model; its cost counted in the model's
+            model, self.resizer = attach_resizer(model, cfg.interpolation, cfg.size, cfg.effective_antialias,
+                                                 self.dataset.native_size, device)
+            self.resizer["backbone_macs_per_image"], self.resizer["backbone_params"] = self.macs, self.model_info.params
+            self.macs += self.resizer["macs_per_image"]
         self.single_window_matmul = resolve_single_window_matmul(cfg.single_window_matmul, device)
         self.precision = resolve_precision(cfg.precision, device, self.macs * cfg.batch_size, self.model_info.params,
                                            self.single_window_matmul)
@@ -260,7 +267,7 @@ class Run:
     def test_images(self, size: int | None) -> torch.Tensor:
         """The test split resized to `size` with the run's test method, uint8 NHWC on the device (cached)."""
         cfg = self.config
-        key = ResizeKey(self.dataset.key, "test", size, cfg.test_interpolation,
+        key = ResizeKey(self.dataset.key, "test", None if is_learned(cfg.test_interpolation) else size, cfg.test_interpolation,
                         effective_antialias(cfg.test_interpolation, cfg.backend, cfg.antialias), cfg.backend)
         return self.cache.get(key, self.dataset.test_images.to(self.device))
 
@@ -296,6 +303,8 @@ class Run:
         baseline = training_recipe(cfg.test_interpolation, effective_antialias(cfg.test_interpolation, cfg.backend, cfg.antialias),
                                    cfg.backend)
         model = self.model if self.graphs != "off" else self.step_model
+        if self.resizer:  # a plain resize where the learned one was: the backbone exported alone
+            model, baseline = self.model.backbone, None
         return serve_model(model, self.dataset, cfg.serve, sizes, baseline, self.device, self.precision, self.channels_last,
                            cfg.eval_batch_size, self.cache)
 
@@ -337,7 +346,7 @@ class Run:
             resize_seconds=self.data.resize_seconds, prepare_seconds=self.prepare_seconds,
             time_to_first_step_seconds=(self.first_step_at or time.perf_counter()) - self.t_start,
             eval_seconds=eval_seconds, peak_memory_bytes=peak, peak_memory_kind=peak_kind, macs_per_image=self.macs,
-            params=self.model_info.params, effective_precision=self.precision, weights_tag=self.model_info.weights_tag,
+            params=self.model_info.params + self.resizer.get("params", 0), resizer=self.resizer, effective_precision=self.precision, weights_tag=self.model_info.weights_tag,
             weights_loaded_keys=self.model_info.loaded_keys, input_shape=self.data.shape,
             provenance={**provenance.collect(self.device), "antialias_requested": self.requested.antialias,
                         "antialias_effective": cfg.effective_antialias, "backend": cfg.backend,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 import torch.nn.functional as F
 
-from ..core.choices import AUGMENTS  # noqa: F401 - re-exported
+from ..core.choices import AUGMENTS, LEARNED_INTERPOLATIONS  # noqa: F401 - AUGMENTS re-exported
 from .data import Dataset
 from .resize import ResizeCache, ResizeKey, output_size, resize_tensor
 
@@ -61,9 +61,15 @@ def crop_flip(batch: torch.Tensor, generator: torch.Generator, padding: int = 4)
 
 
 def input_shape(cfg: "RunConfig", dataset: Dataset) -> tuple[int, int]:
-    """(H, W) the model is trained on."""
+    """(H, W) the classifier is trained on (for a learned resizer: what the resizer hands it)."""
     h, w = dataset.native_size
     return output_size(h, w, cfg.size) if cfg.size else (h, w)
+
+
+def data_size(cfg: "RunConfig") -> int | None:
+    """The size the data path resizes to: a learned resizer takes the stored source images as they are and
+    resizes inside the model, so every arm of a comparison starts from the same source tensors."""
+    return None if cfg.interpolation in LEARNED_INTERPOLATIONS else cfg.size
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -88,10 +94,11 @@ class TrainData:
         self.cfg, self.channels_last, self.cache = cfg, channels_last, cache
         self.labels = dataset.train_labels.to(device)
         out_h, out_w = self.shape = input_shape(cfg, dataset)
+        self.learned = cfg.interpolation in LEARNED_INTERPOLATIONS
         projected = len(dataset.train_labels) * 3 * out_h * out_w
         # Augmentation must see native pixels, and a huge resized copy would not fit: both resize per batch.
         self.per_batch_resize = cfg.size is not None and (cfg.augment != "none" or (cfg.backend == "tensor" and projected > MAX_RESIZED_TRAIN_BYTES))
-        self.key = ResizeKey(dataset.key, "train", cfg.size, cfg.interpolation, cfg.effective_antialias, cfg.backend)
+        self.key = ResizeKey(dataset.key, "train", data_size(cfg), cfg.interpolation, cfg.effective_antialias, cfg.backend)
         self.filling = False
         self.device = device
         # The one-off resize of the split, timed apart from training whichever path runs it (see TRAIN_SECONDS_INCLUDES).
@@ -100,6 +107,9 @@ class TrainData:
         if self.per_batch_resize:
             self.images = native
             self.resize_path = "per batch, every epoch (augmentation first)" if cfg.augment != "none" else "per batch, every epoch (too large to hold)"
+        elif self.learned:
+            self.images = to_nhwc(native)
+            self.resize_path = f"source size: resized inside the model ({cfg.interpolation} learned resizer)"
         elif cfg.size is not None and cfg.backend == "tensor":
             cached = cache.lookup(self.key, device)
             self.filling = cached is None
@@ -170,4 +180,6 @@ class TrainData:
         return time.perf_counter()
 
     def _resize(self, batch_nchw: torch.Tensor) -> torch.Tensor:
+        if self.learned:  # augmented at the source size; the model's resizer does the rest
+            return to_nhwc(batch_nchw)
         return to_nhwc(resize_tensor(batch_nchw, self.cfg.size, self.cfg.interpolation, self.cfg.effective_antialias))

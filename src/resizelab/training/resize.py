@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..core.choices import BACKEND_INTERPOLATIONS, BACKENDS, INTERPOLATIONS, effective_antialias  # noqa: F401 - re-exported
+from ..core.choices import (BACKEND_INTERPOLATIONS, BACKENDS, INTERPOLATIONS, LEARNED_INTERPOLATIONS,  # noqa: F401 - re-exported
+                            effective_antialias)
 from ..core.errors import ConfigError
 
 # Above this many bytes a resized copy is not written to disk (a 224 px CIFAR train set is 7.5 GB).
@@ -142,6 +143,9 @@ def resize(images: torch.Tensor, size: int | None, method: str, antialias: bool,
     check_method(method, backend)
     if size is None:
         return images
+    if method in LEARNED_INTERPOLATIONS:
+        raise ConfigError(f"interpolation {method!r} is a learned resizer: it runs inside a trained model "
+                          "(training.learned), not as a resize of its own")
     if backend in ("pil", "opencv"):
         h, w = output_size(images.shape[-2], images.shape[-1], size)
         if (h, w) == tuple(images.shape[-2:]):
