@@ -213,7 +213,7 @@ def test_make_study_with_cached_weights_and_cifar_files(tmp_path, monkeypatch, c
     assert command[:3] == ["study", "--preset", "seed"]
     assert main([*command, "--limit-train", "120", "--limit-test", "40", "--quiet"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split()[0] for line in lines[2:5]] == ["32", "64", "16"]  # the results table (Findings may follow)
+    assert [line.split()[1] for line in lines[2:5]] == ["32", "64", "16"]  # the results table after its run column (Findings may follow)
     with Store(tmp_path / "resizelab.db") as store:
         rows = store.runs(status="done")
     assert len(rows) == 3

@@ -12,7 +12,7 @@ import torch
 from conftest import error_lines
 from resizelab.analysis.serve import ServeConfig, serve
 from resizelab.cli import main
-from resizelab.core.choices import BACKEND_INTERPOLATIONS, SERVE_RECIPES, effective_antialias
+from resizelab.core.choices import BACKEND_INTERPOLATIONS, LEARNED_INTERPOLATIONS, SERVE_RECIPES, effective_antialias
 from resizelab.core.config import RunConfig
 from resizelab.store.database import Store, new_owner_id
 from resizelab.store.weights import complete_run
@@ -369,7 +369,7 @@ def test_no_serving_results_no_train_x_serve_table(stored):
 
 # Every run's resize, (backend, method, antialias) with the antialias that happens. The full run trains one of each;
 # the fast tier has the case (tensor bilinear antialiased) in the `stored` fixture's test above.
-RUN_RESIZES = [(b, m, aa) for b, ms in BACKEND_INTERPOLATIONS.items() for m in ms for aa in (True, False)
+RUN_RESIZES = [(b, m, aa) for b, ms in BACKEND_INTERPOLATIONS.items() for m in ms if m not in LEARNED_INTERPOLATIONS for aa in (True, False)
                if effective_antialias(m, b, aa) == aa]
 
 

@@ -52,7 +52,7 @@ def imagenet_weights_status(arch: str) -> str:
     return f"present at {path}" if os.path.isfile(path) else f"missing (expected {path})"
 
 
-def _download_checkpoint(url: str, path: str) -> None:
+def download_checkpoint(url: str, path: str) -> None:
     """Fetch `url` into torch.hub's cache, verified against the SHA-256 prefix in its file name.
 
     torch.hub writes to a temporary file and moves it into place only once the hash matched, so a
@@ -127,7 +127,7 @@ def _imagenet_state_dict(arch: str) -> tuple[dict, str]:
     url = imagenet_weights_url(arch)
     path = hub_checkpoint_path(url)
     if not os.path.isfile(path):
-        _download_checkpoint(url, path)
+        download_checkpoint(url, path)
     imagenet_weights_digest(arch)
     state = load_state_dict_file(path, f"the cached ImageNet checkpoint for {arch}",
                                  "delete it, and the next run downloads it again (SHA-256 verified)")
@@ -141,10 +141,10 @@ def ensure_imagenet_weights(arch: str) -> None:
     url = imagenet_weights_url(arch)
     path = hub_checkpoint_path(url)
     if not os.path.isfile(path):
-        _download_checkpoint(url, path)
+        download_checkpoint(url, path)
 
 
-def _file_state_dict(path: str) -> tuple[dict, str]:
+def file_state_dict(path: str) -> tuple[dict, str]:
     obj = load_state_dict_file(path, "weights file")
     # Accept the usual wrappers: {"state_dict": ...}, {"model": ...}, and DataParallel's "module." prefix.
     for wrapper in ("state_dict", "model"):
@@ -166,7 +166,7 @@ def _file_state_dict(path: str) -> tuple[dict, str]:
 def load_trained_weights(model: nn.Module, path: str, what: str, advice: str) -> str:
     """Load a whole trained state_dict (head and stem too) into `model`, strictly: a file of another architecture,
     stem or class count is one WeightsError naming what does not fit. Returns the weights tag (file name, SHA-256)."""
-    state, tag = _file_state_dict(path)
+    state, tag = file_state_dict(path)
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     bad = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
@@ -227,7 +227,7 @@ def build_model(arch: str, num_classes: int, weights: str = "none", stem: str = 
         if weights == "imagenet":
             state, tag = _imagenet_state_dict(arch)
         else:
-            state, tag = _file_state_dict(weights)
+            state, tag = file_state_dict(weights)
             # A CIFAR-stem checkpoint (one saved by --save-weights) has the 3x3 stem conv: load it too,
             # or its model would come back with a random first layer.
             if skip and "conv1.weight" in state and state["conv1.weight"].shape == model.conv1.weight.shape:

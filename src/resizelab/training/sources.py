@@ -32,7 +32,7 @@ from ..core.choices import ARCH_FORMS, ARCHS, RESNETS, arch_form
 from ..core.errors import ConfigError, WeightsError, first_line
 from ..core.log import plural
 from ..core.optional import require
-from .models import (IMAGENET_WEIGHTS, ModelInfo, _file_state_dict, build_model, hub_checkpoint_path,
+from .models import (IMAGENET_WEIGHTS, ModelInfo, file_state_dict, build_model, hub_checkpoint_path,
                      load_state_dict_file)
 
 SEED_MEAN, SEED_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -269,6 +269,10 @@ def model_digest(spec: str) -> str:
 def torchvision_weights_url(name: str) -> str:
     from torchvision.models import get_weight
 
+    from . import models
+
+    if name in models.IMAGENET_WEIGHTS:  # the four built-ins: one address, models' own (what their runs always used)
+        return models.imagenet_weights_url(name)
     pinned = pinned_weights_name(name)
     if pinned is None:
         raise ConfigError(f"torchvision has no ImageNet weights for {name}; use --weights none or a state_dict file")
@@ -336,14 +340,14 @@ def imagenet_weights_digest(spec: str) -> str:
 
 def ensure_imagenet_weights(spec: str) -> None:
     """Fetch torchvision's checkpoint into torch.hub's cache when missing (timm's are looked up only, never fetched)."""
-    from .models import _download_checkpoint
+    from .models import download_checkpoint
 
     source = resolve(spec)
     if source.form == "torchvision":
         url = torchvision_weights_url(source.name)
         path = hub_checkpoint_path(url)
         if not os.path.isfile(path):
-            _download_checkpoint(url, path)
+            download_checkpoint(url, path)
     elif source.form == "timm":
         timm_weights_file(source.name)
     else:
@@ -464,7 +468,7 @@ def build(spec: str, num_classes: int, weights: str = "none", stem: str = "image
         model = call_factory(spec, num_classes)
         info = ModelInfo(weights_tag="none")
         if weights != "none":
-            state, tag = _file_state_dict(weights)
+            state, tag = file_state_dict(weights)
             head = head_module(model, source)
             head_name = head[0] if head is not None and any(
                 k.startswith(head[0] + ".") and v.shape != model.state_dict()[k].shape
@@ -480,7 +484,7 @@ def build(spec: str, num_classes: int, weights: str = "none", stem: str = "image
         head = head_module(model, source)
         info = ModelInfo(weights_tag="none")
         if weights != "none":
-            state, tag = _imagenet_state(source) if weights == "imagenet" else _file_state_dict(weights)
+            state, tag = _imagenet_state(source) if weights == "imagenet" else file_state_dict(weights)
             state = _fit_positions(model, source, state, _square(size))
             info = _load_fitting(model, state, tag, head[0] if head else None)
         if source.form == "timm":
