@@ -106,12 +106,17 @@ def load_state_dict_file(path: str, what: str, advice: str = "give a file writte
 def imagenet_weights_digest(arch: str) -> str:
     """The SHA-256 of `arch`'s cached ImageNet checkpoint, checked against the prefix in its file name. Never
     downloads (`ensure_imagenet_weights` does): a checkpoint not here yet is a WeightsError, as missing data is."""
+    return checkpoint_digest(imagenet_weights_url(arch), arch)
+
+
+def checkpoint_digest(url: str, label: str) -> str:
+    """The SHA-256 of the torch.hub checkpoint downloaded from `url` (the weights of `label`), checked against the
+    prefix in its file name; never downloads."""
     from .digests import file_sha256
 
-    url = imagenet_weights_url(arch)
     path = hub_checkpoint_path(url)
     if not os.path.isfile(path):
-        raise WeightsError(f"the ImageNet weights for {arch} are not at {path} yet (their digest names the run); "
+        raise WeightsError(f"the ImageNet weights for {label} are not at {path} yet (their digest names the run); "
                            f"`resizelab run` fetches them from {url}, or put that file there, or use --weights none")
     digest = file_sha256(Path(path))
     match = torch.hub.HASH_REGEX.search(os.path.basename(url))

@@ -316,7 +316,7 @@ def timm_weights_file(name: str) -> str:
 def imagenet_weights_digest(spec: str) -> str:
     """SHA-256 of the pretrained checkpoint `--weights imagenet` loads for `spec`, verified; never downloads."""
     from .digests import file_sha256
-    from .models import imagenet_weights_digest as builtin_digest
+    from .models import checkpoint_digest, imagenet_weights_digest as builtin_digest
 
     source = resolve(spec)
     if source.form == "callable":
@@ -325,17 +325,7 @@ def imagenet_weights_digest(spec: str) -> str:
         return file_sha256(Path(timm_weights_file(source.name)))
     if source.builtin:
         return builtin_digest(spec)
-    url = torchvision_weights_url(source.name)
-    path = hub_checkpoint_path(url)
-    if not os.path.isfile(path):
-        raise WeightsError(f"the ImageNet weights for {spec} ({source.pinned_weights}) are not at {path} yet (their digest names "
-                           f"the run); `resizelab run` fetches them from {url}, or put that file there, or use --weights none")
-    digest = file_sha256(Path(path))
-    match = torch.hub.HASH_REGEX.search(os.path.basename(url))
-    if match and not digest.startswith(match.group(1)):
-        raise WeightsError(f"the cached ImageNet checkpoint {path} is not torchvision's file: its SHA-256 starts "
-                           f"{digest[:len(match.group(1))]}, its name says {match.group(1)}; delete it, and the next run downloads it again")
-    return digest
+    return checkpoint_digest(torchvision_weights_url(source.name), f"{spec} ({source.pinned_weights})")
 
 
 def ensure_imagenet_weights(spec: str) -> None:
