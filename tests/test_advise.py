@@ -111,6 +111,7 @@ def test_optuna_missing_is_one_line_with_the_install_command(monkeypatch):
         run_advise(None, None, AdviseConfig(replay=str(GRID)))
 
 
+@pytest.mark.slow
 def test_the_replay_answers_on_one_screen_and_as_json(tmp_path):
     proc = cli("--replay", str(GRID), "--budget", "20%", "--seed", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -183,6 +183,7 @@ def test_a_hand_corrupted_result_row_is_named_by_report_and_load_runs(tiny_store
     assert err.count("\n") == 0 and message in err
 
 
+@pytest.mark.slow
 def test_reading_a_store_leaves_no_wal_or_shm_files_beside_it(tiny_store, tmp_path):
     from resizelab.report.writer import ReportConfig, write_report
 

@@ -19,6 +19,7 @@ pd = pytest.importorskip("pandas", reason="pandas is not installed: pip install 
 BASE = dict(data="synthetic:64:32", weights="none", epochs=1, batch_size=32, lr=0.01, precision="fp32")
 
 
+@pytest.mark.slow
 def test_sweep_trains_the_grid_then_resumes_without_training_again(tmp_path, one_thread):
     db = tmp_path / "runs.db"
     first = resizelab.sweep(BASE, grid={"size": [16, None]}, seeds=2, name="api", db=db, report=tmp_path / "report")
@@ -106,6 +107,7 @@ def test_a_runconfig_as_base_refused_combinations_and_names_from_content(tmp_pat
     assert len(other.rows) == 1 and len(resizelab.load_runs(db, sweep=other.name)) == 1
 
 
+@pytest.mark.slow
 def test_progress_is_shown_by_default_from_python_without_logging_set_up(tmp_path):
     """As train() logs its progress, sweep() does by default (the README's API example is not minutes of silence)."""
     # A fresh interpreter, as a notebook or script is: no logging configured (pytest configures its own).

@@ -24,6 +24,7 @@ def test_run_json_on_synthetic(tmp_path, capsys):
     assert out["config"]["size"] == 16 and out["epochs"] == 1 and 0 <= out["test_accuracy"] <= 100
 
 
+@pytest.mark.slow
 def test_run_on_an_imagefolder_learns_and_stores(tmp_path, capsys):
     root = write_imagefolder(tmp_path / "imgs", n_train=40, n_val=10)
     db = tmp_path / "r.db"
@@ -64,6 +65,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert not (tmp_path / "r.db").exists()
 
 
+@pytest.mark.slow
 def test_offline_study_says_one_complete_line_per_missing_input(tmp_path):
     env = dict(os.environ, RESIZELAB_DATA_DIR=str(tmp_path / "nodata"), TORCH_HOME=str(tmp_path / "torch"),
                PYTHONPATH=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))

@@ -210,6 +210,7 @@ def test_a_damaged_cache_file_fails_its_checksum_and_is_rebuilt(imagefolder, iso
     assert torch.equal(again.train_images, ds.train_images)
 
 
+@pytest.mark.slow
 def test_a_cache_that_cannot_be_written_leaves_no_temporary_file_and_the_run_goes_on(tmp_path):
     import resource
     import subprocess

@@ -204,6 +204,7 @@ def test_a_cifar_archive_put_in_the_data_dir_is_used_offline(monkeypatch, tmp_pa
     assert len(load_cifar("cifar10", data_dir).train_labels) == 40
 
 
+@pytest.mark.slow
 def test_make_study_with_cached_weights_and_cifar_files(tmp_path, monkeypatch, capsys, isolated_cache):
     """`make study`'s own command, with the data location and subset limits as the only additions."""
     state = plant_resnet18_checkpoint(monkeypatch)

@@ -32,6 +32,7 @@ def test_plural_and_duration():
                                                                                   "2 h 01 min", "?"]
 
 
+@pytest.mark.slow
 def test_run_with_stderr_in_a_file_logs_each_epoch_with_an_eta(tmp_path):
     log = tmp_path / "log"
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}

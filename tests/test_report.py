@@ -59,6 +59,7 @@ def test_report_has_every_table_and_figure(tmp_path):
         assert [r["test_accuracy"] for r in table] == [float(r["test_accuracy"]) for r in rows]
 
 
+@pytest.mark.slow
 def test_runs_that_differ_only_in_test_sizes_are_separate_series_and_rows(tmp_path):
     import csv
 
@@ -112,6 +113,7 @@ def test_class_names_are_drawn_as_written(tmp_path, one_thread):
     assert (out / "per_class_vs_size.png").is_file() and (out / "confusion_per_size.png").is_file()
 
 
+@pytest.mark.slow
 def test_runs_csv_orders_sizes_as_numbers_not_text(tmp_path):
     import csv
 

@@ -223,6 +223,7 @@ def test_serve_run_option_is_checked_and_not_part_of_the_name(tmp_path, capsys):
 
 
 @pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
+@pytest.mark.slow
 def test_serving_accuracies_are_mlflow_metrics(stored, tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
     from resizelab.report.tracking import log_result_to_mlflow

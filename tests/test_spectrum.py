@@ -110,6 +110,7 @@ def test_psnr():
     assert psnr_db(x, y) == pytest.approx(10 * math.log10(255 ** 2 / mse))
 
 
+@pytest.mark.slow
 def test_run_spectrum_native_round_trip_is_lossless_and_files_are_written(tmp_path):
     root = write_imagefolder(tmp_path / "imgs", n_train=1, n_val=5)
     cfg = SpectrumConfig(data=f"imagefolder:{root}", sizes=(16, 32, 64), interpolations=("nearest", "bilinear"),

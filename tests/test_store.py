@@ -108,6 +108,7 @@ def test_a_stale_owners_complete_fail_and_release_are_refused(store):
     assert store.get(h)["status"] == "done" and len(store.attempts(h)) == 1
 
 
+@pytest.mark.slow
 def test_a_run_whose_lease_is_taken_over_stops_within_one_renewal(tmp_path, one_thread):
     import threading
 

@@ -308,6 +308,7 @@ def test_a_swallowed_simulated_ctrl_c_is_sent_again():
 
 
 @pytest.mark.timeout(180)  # a Ctrl-C that never lands fails here in minutes, not at the foreign lease's end
+@pytest.mark.slow
 def test_the_python_sweep_waits_alike_takes_over_a_lapsed_lease_and_a_ctrl_c_ends_the_wait(tmp_path, monkeypatch, caplog):
     import logging
     import threading

@@ -45,6 +45,7 @@ def _runs(uri: str, experiment: str) -> list:
     return client.search_runs([exp.experiment_id], run_view_type=mlflow.entities.ViewType.ALL) if exp else []
 
 
+@pytest.mark.slow
 def test_log_result_writes_params_metrics_tags_and_artifacts(tiny_store, tracking_dir, tmp_path, monkeypatch):
     _, results, hashes = tiny_store
     result = results["16px"]

@@ -42,6 +42,7 @@ def test_runs_are_reproducible_in_fp32(synthetic):
     assert a.epochs[0].train_loss == b.epochs[0].train_loss and a.test_accuracy == b.test_accuracy
 
 
+@pytest.mark.slow
 def test_augmentation_resizes_per_batch_and_the_beyond_seed_options_run(synthetic):
     cfg = RunConfig(data="synthetic", weights="none", size=24, epochs=2, lr=0.003, optimizer="adamw", schedule="cosine",
                     weight_decay=0.05, label_smoothing=0.1, augment="crop-flip", stem="cifar", limit_train=256, limit_test=100,
@@ -183,6 +184,7 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_allocating():
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_validation_split_is_held_out_and_scored_after_every_epoch(synthetic):
     cfg = RunConfig(data="synthetic", weights="none", epochs=2, lr=0.01, batch_size=32, precision="fp32", val_fraction=0.25)
     result = train(cfg, dataset=synthetic, progress=False)
