@@ -92,8 +92,9 @@ def main() -> None:
         for load in loads:
             measured: dict = {p: [] for p in policies}
             with busy_cores(load, args.busy_seconds):
-                for _ in range(args.repeats):
-                    for threads in policies:
+                for repeat in range(args.repeats):
+                    # Each repeat starts with another policy: the first run after a load starts is not favoured.
+                    for threads in policies[repeat % len(policies):] + policies[:repeat % len(policies)]:
                         run = one_run(RunConfig(**{**base.to_dict(), "threads": threads}), dataset, cache, cores)
                         measured[threads].append(run)
                         runs.append({"size_px": size, "busy_cores": load, "threads_asked": threads or "auto", **run})

@@ -32,6 +32,18 @@ def test_a_quiet_machine_keeps_every_thread_after_one_short_try():
     assert policy.pop_message() is None
 
 
+def test_a_machine_seen_quiet_at_the_start_trains_on_every_thread_without_a_try():
+    policy = ThreadPolicy(2)
+    assert policy.start_beside(0.1, 2) == 2
+    ran = drive(policy, lambda step: QUIET, range(300))
+    assert ran == [2] * 300 and [c[1:] for c in policy.record()["thread_changes"]] == [[2, "start"]]
+    # A load that arrives later is still found, by the slowdown rule.
+    late = ThreadPolicy(2)
+    late.start_beside(0.0, 2)
+    ran = drive(late, lambda step: BUSY if step >= 100 else QUIET, range(200))
+    assert ran[:100] == [2] * 100 and ran[110:] == [1] * 90
+
+
 def test_fewer_threads_under_a_slowdown_and_more_when_it_lifts():
     policy = ThreadPolicy(2)
     busy = range(100, 200)
@@ -52,7 +64,7 @@ def test_fewer_threads_under_a_slowdown_and_more_when_it_lifts():
 def test_a_machine_busy_from_the_start_is_found_within_a_few_steps():
     policy = ThreadPolicy(2)
     ran = drive(policy, lambda step: BUSY, range(300))
-    assert ran[:2] == [2, 2] and ran[2:] == [1] * 298  # the warm-up, one step measured, then one thread
+    assert ran[:3] == [2, 2, 2] and ran[3:] == [1] * 297  # two warm-up steps, one step measured, then one thread
     # While the other process holds its core, no step goes back to two threads: the machine shows no idle core.
     messages = [c for c in policy.record()["thread_changes"] if c[2] == "fewer faster"]
     assert len(messages) == 1 and messages[0][1] == 1
@@ -128,11 +140,11 @@ def test_a_run_records_the_changes_its_policy_made(tmp_path):
         if message:
             said.append(message)
     execution = run.execution()
-    assert threads_seen[:2] == [2, 2] and threads_seen[2:] == [1] * (len(threads_seen) - 2)
+    assert threads_seen[:3] == [2, 2, 2] and threads_seen[3:] == [1] * (len(threads_seen) - 3)
     assert said and said[0].startswith("fewer faster: 2 → 1 thread")
     assert execution["threads_policy"] == "auto" and execution["threads"] == 1
     assert [c[1:] for c in execution["thread_changes"]] == [[2, "start"], [1, "fewer faster"]]
-    assert execution["steps_by_threads"] == {"1": len(threads_seen) - 2, "2": 2}
+    assert execution["steps_by_threads"] == {"1": len(threads_seen) - 3, "2": 3}
     result = run.result([run.end_epoch(1.0)], run.evaluate(), 0.1)
     db = tmp_path / "r.db"
     with Store(db) as store:
@@ -141,10 +153,10 @@ def test_a_run_records_the_changes_its_policy_made(tmp_path):
         assert store.claim(result.config_hash, owner)
         store.complete(result, owner)
     (row,) = load_runs(db).to_dict("records")
-    assert row["threads_ran"] == 1 and row["threads_adapted"] == "2 → 1 at step 2 (fewer faster)"
+    assert row["threads_ran"] == 1 and row["threads_adapted"] == "2 → 1 at step 3 (fewer faster)"
     report = write_report(ReportConfig(db=str(db), out=str(tmp_path / "report"), findings=False))
     md = (report / "report.md").read_text()
-    assert "## Runs whose threads adapted to a busy machine" in md and "| 2 → 1 at step 2 (fewer faster) |" in md
+    assert "## Runs whose threads adapted to a busy machine" in md and "| 2 → 1 at step 3 (fewer faster) |" in md
 
     fixed = Run(RunConfig(**{**cfg.to_dict(), "threads": 2, "data": "synthetic:32:16"})).setup()
     fixed.begin_epoch()

@@ -64,7 +64,7 @@ DECISIONS = ("machine busy", "fewer faster", "machine free")
 class ThreadPolicy:
     """Which thread count a run computes its next steps with, from the time its steps took.
 
-    Steps are judged per image, by the median of `window` steps. After the first (warm-up) step, a run with more
+    Steps are judged per image, by the median of `window` steps. After two warm-up steps, a run with more
     than one thread tries fewer once (`maximum // 2`) and keeps the faster: a machine busy from the start is
     found within a few steps. Later, when a window at the current count is `busy_ratio` or less of the best that
     count achieved in this run, it tries fewer again. Below `maximum`, it tries more (doubling) every
@@ -78,7 +78,7 @@ class ThreadPolicy:
     adaptive: bool = True
     window: int = 2
     busy_ratio: float = 0.6
-    gain: float = 1.1  # a try up must beat the current count by this factor: more threads cost a core
+    gain: float = 1.1  # a try must beat the count it left by this factor (a window's noise is not a reason to move)
     abort_ratio: float = 2.0
     reprobe_steps: int = 50
     threads: int = 0
@@ -93,7 +93,9 @@ class ThreadPolicy:
         self._samples: list[float] = []
         self._best: dict[int, float] = {}  # threads -> best per-image seconds of a window in this run
         self._probe: tuple[int, float, str] | None = None  # (count left, its per-image seconds, reason if kept)
-        self._warmup = 1  # the run's first step builds caches and thread pools: not a measure of anything
+        # The run's first steps build caches and thread pools (measured: the second is still slow on a quiet
+        # machine, which once made one thread look faster than two): not a measure of anything.
+        self._warmup = 2
         self._tried_fewer = False
         self._up_wait = self.reprobe_steps
         self._next_up = self.reprobe_steps
@@ -107,12 +109,15 @@ class ThreadPolicy:
         if not self.adaptive or busy_elsewhere is None:
             return self.threads
         free = max(1, min(self.maximum, int(cores - busy_elsewhere + 0.5)))
+        # Seen either way, the first-step try of fewer would only cost steps (measured on a quiet 2-core machine:
+        # 0.87x of a fixed count with it); a load that comes later is found by the slowdown rule, and from fewer
+        # threads more is tried when the machine shows an idle core.
+        self._tried_fewer = True
         if free < self.threads:
             self._message = (f"machine busy: {self.threads} → {free} thread{'s' if free != 1 else ''} (other processes "
                              f"keep {busy_elsewhere:.1f} of {cores} cores busy)")
             self.threads = free
             self.changes.append(ThreadChange(0, free, "machine busy"))
-            self._tried_fewer = True  # already fewer: more is tried when the machine shows an idle core
         return self.threads
 
     def observe(self, step: int, seconds: float, images: int, idle_cores: float | None = None) -> int:
@@ -144,7 +149,9 @@ class ThreadPolicy:
         self._samples = []
         if self._probe is not None:
             left, reference, _ = self._probe
-            better = now < reference / (self.gain if self.threads > left else 1.0)
+            # Either way a change must win by `gain`: one noisy window (a step that still warmed a cache, a
+            # blip of the machine) would otherwise move a quiet run to fewer threads for the rest of it.
+            better = now < reference / self.gain
             return self._end_probe(step, kept=better, per_image=now)
         best = self._best.get(self.threads)
         self._best[self.threads] = now if best is None else min(best, now)
