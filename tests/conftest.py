@@ -29,6 +29,21 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_raises():
+    """The interrupt tests simulate Ctrl-C with _thread.interrupt_main, which does nothing while SIGINT is
+    ignored, as it is in a process a shell started in the background (`make test &`, nohup): there they would
+    wait for a Ctrl-C that never comes. Python's own handler for the session, as in a terminal."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    if before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, before)
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """No test reads or writes the user's caches."""
