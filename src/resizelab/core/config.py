@@ -425,6 +425,11 @@ class RunConfig:
     val_fraction: float = option(0.0, number(0.0, 0.5, high_open=True), "hold out this share of the training images "
                                  "(class-balanced, the same images for every run) as a validation split, evaluated after "
                                  "every epoch; `advise` selects on it and reports the test split", grid=False)
+    # Named only when nonzero (identity_payload), like val_fraction.
+    bn_recalibrate: int = option(0, whole(0, 1_000_000), "after training, estimate BatchNorm's running statistics afresh "
+                                 "from N training batches with the final weights (torch.optim.swa_utils.update_bn, "
+                                 "'precise BN'); a short run from scratch otherwise tests with statistics of weights long "
+                                 "gone, and a MobileNet can put every test image in one class; 0: off")
     device: str = option("auto", text("{auto,cpu,cuda,cuda:N}", _check_device), "where to train", identity=False)
     compile: bool = option(False, boolean(), "torch.compile the model", identity=False)
     graphs: str = option("auto", choice(GRAPHS), "CUDA graphs for the training step, compile or "
@@ -639,8 +644,9 @@ def identity_payload(config: dict[str, Any]) -> dict[str, Any]:
     """What names a run, from a planned config's dict: every identity option, with data and weights that
     live in files named by their digests instead of their paths (the paths are where, not what)."""
     payload = {k: config.get(k) for k in sorted(IDENTITY_FIELDS)}
-    if not payload.get("val_fraction"):
-        payload.pop("val_fraction", None)
+    for added in ("val_fraction", "bn_recalibrate"):
+        if not payload.get(added):
+            payload.pop(added, None)
     if str(payload.get("data", "")).startswith("imagefolder:"):
         payload["data"] = "imagefolder"
     if payload.get("weights") not in ("imagenet", "none"):

@@ -152,6 +152,7 @@ class Run:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self.epoch, self.steps_done, self.steps_in_epoch = 0, 0, 0
         self.first_step_at: float | None = None
+        self.bn_recalibrated: dict | None = None
         if adaptive:
             start = self.thread_policy.start_beside(self._load.busy_elsewhere(), self._load.cores)
             if start != self.threads:
@@ -335,6 +336,30 @@ class Run:
         # Beside the settings a report can split on: each change of threads (step, threads, why), steps per count.
         return {k: values[k] for k in (*EXECUTION_KEYS, *EXECUTION_DETAILS)}
 
+    def recalibrate_batchnorm(self) -> dict | None:
+        """--bn-recalibrate N: BatchNorm's running statistics estimated afresh, as a plain average over N training
+        batches (resized and augmented as in training) through the final weights. What was done, for the run's
+        provenance; None when off or the model has no BatchNorm."""
+        n = self.config.bn_recalibrate
+        layers = sum(isinstance(m, BATCH_NORMS) for m in self.model.modules())
+        if not n or not layers:
+            return None
+        t0 = time.perf_counter()
+        seen = [0]
+
+        def batches():
+            while seen[0] < n:  # more batches than one epoch holds: the next epoch's, in its own order
+                for x, _ in self.data.epoch(self.config.batch_size):
+                    if seen[0] == n:
+                        return
+                    seen[0] += 1
+                    yield x
+
+        with torch.no_grad(), autocast(self.device, self.precision):
+            torch.optim.swa_utils.update_bn(batches(), self.model)
+        synchronize(self.device)
+        return {"batches": n, "layers": layers, "seconds": time.perf_counter() - t0}
+
     def result(self, epochs: list[EpochResult], evals: list[EvalResult], eval_seconds: float) -> RunResult:
         cfg = self.config
         peak, peak_kind = peak_memory(self.device)
@@ -354,9 +379,28 @@ class Run:
                         "train_seconds_includes": TRAIN_SECONDS_INCLUDES, "per_batch_resize": self.data.per_batch_resize,
                         "resize_path": self.data.resize_path, "channels_last": self.channels_last,
                         "single_window_matmul": self.single_window_matmul, "graphs": self.graphs, "precision_requested": cfg.precision_requested,
-                        "data_path": cfg.imagefolder_path, "data_dir": cfg.data_dir, "weights_path": self.execution()["weights_path"]},
+                        "data_path": cfg.imagefolder_path, "data_dir": cfg.data_dir, "weights_path": self.execution()["weights_path"],
+                        "bn_recalibrated": self.bn_recalibrated},
             execution=self.execution(),
         )
+
+
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def stale_batchnorm(run: Run, epochs: list[EpochResult], headline: EvalResult) -> str | None:
+    """The warning for a model with BatchNorm that put every test image in one class although its last epoch
+    trained above chance: the sign of running statistics that lag the weights (a short run from scratch)."""
+    k = len(headline.confusion)
+    if run.config.bn_recalibrate or not epochs or k < 2 or not any(isinstance(m, BATCH_NORMS) for m in run.model.modules()):
+        return None
+    predicted = [sum(row[j] for row in headline.confusion) for j in range(k)]
+    train_accuracy = epochs[-1].train_accuracy
+    if max(predicted) < sum(predicted) or train_accuracy is None or train_accuracy < 1.5 * 100 / k:
+        return None
+    return (f"every test image was put in one class although the last epoch trained to {train_accuracy:.1f}%: "
+            "BatchNorm's running statistics likely lag the weights (a short run from scratch); "
+            "--bn-recalibrate 50 estimates them afresh after training")
 
 
 @torch.inference_mode()
@@ -461,8 +505,15 @@ def _train(config: RunConfig, *, dataset: Dataset | None, cache: ResizeCache | N
                 epochs[-1].val_accuracy = run.validate()
             reporter.end_epoch(epochs[-1])
         check()
+        run.bn_recalibrated = run.recalibrate_batchnorm()
+        if run.bn_recalibrated:
+            reporter.note(f"BatchNorm statistics of {run.bn_recalibrated['layers']} layers estimated afresh from "
+                          f"{run.bn_recalibrated['batches']} training batches ({run.bn_recalibrated['seconds']:.1f} s)")
         t_eval = time.perf_counter()
         evals = run.evaluate()
+        said = stale_batchnorm(run, epochs, evals[0])
+        if said:
+            logger.warning(said)
     except torch.cuda.OutOfMemoryError:
         raise RunFailed(f"out of GPU memory at size {run.config.size} with batch {run.config.batch_size}; lower --batch-size") from None
     finally:
