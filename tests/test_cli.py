@@ -346,3 +346,15 @@ def test_analysis_flags_that_would_be_ignored_or_misread_are_one_line(tmp_path, 
         (line,) = error_lines(capsys.readouterr().err)
         assert message in line, (argv, line)
     assert not (tmp_path / "reports").exists()
+
+
+def test_run_dry_run_names_the_run_trains_nothing_and_creates_no_store(tmp_path, capsys):
+    db = str(tmp_path / "r.db")
+    argv = ["run", "--data", "synthetic:64:32", "--size", "8", "--weights", "none", "--epochs", "1", "--db", db]
+    assert main([*argv, "--dry-run"]) == 0
+    planned = capsys.readouterr().out.split()
+    assert re.fullmatch(r"[0-9a-f]{16}", planned[0]) and planned[1] == "new" and not os.path.exists(db)
+    assert main(argv) == 0
+    assert f"stored as {planned[0]} in {db}" in capsys.readouterr().out  # the name it said is the name it stored
+    assert main([*argv, "--dry-run"]) == 0
+    assert capsys.readouterr().out.split()[:2] == [planned[0], "done"]

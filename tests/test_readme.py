@@ -1,5 +1,5 @@
 """The README and the pages under docs/ as a user follows them: every shell command names only paths a clone of the
-repository has, every resizelab command parses (a study or sweep is also planned with --dry-run), and every Python
+repository has, every resizelab command parses (a study, sweep or run is also planned with --dry-run), and every Python
 block runs.
 
 What a command may name that a clone does not hold is a placeholder the page explains: `PATH` (an ImageFolder tree:
@@ -110,14 +110,14 @@ def test_every_resizelab_command_parses(tmp_path):
             pytest.fail(f"{page}: `resizelab {' '.join(words)}` does not parse")
 
 
-@pytest.mark.slow  # plans every study and sweep of the pages (about 20), each loading its data
-def test_every_study_and_sweep_plans_with_dry_run(tmp_path, monkeypatch, capsys):
+@pytest.mark.slow  # plans every study, sweep and run of the pages (about 30), each loading its data
+def test_every_study_sweep_and_run_plans_with_dry_run(tmp_path, monkeypatch, capsys):
     images = write_imagefolder(tmp_path / "images")
     # A user with a connection has CIFAR-10 after the first run; here a small copy in its format stands in for it.
     monkeypatch.setenv("RESIZELAB_DATA_DIR", str(write_cifar10(tmp_path / "cifar")))
     monkeypatch.chdir(tmp_path)
     for page, words in resizelab_commands():
-        if words[0] not in ("study", "sweep") or "--help" in words:
+        if words[0] not in ("study", "sweep", "run") or "--help" in words:
             continue
         args = _concrete(words, images)
         if "--db" in args:  # each command plans against an empty store of its own

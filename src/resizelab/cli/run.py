@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
     add_mlflow(p)
     p.add_argument("--force", action="store_true", help="train again even if the store holds this configuration as done "
                    "(the earlier result is kept as an earlier attempt)")
+    p.add_argument("--dry-run", action="store_true", help="say the run's name (hash), whether the store holds it and "
+                   "what a real run needs that is not here, then stop: trains nothing, downloads nothing")
     add_run_options(p, grid=False)
 
 
@@ -32,9 +34,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..training.inputs import ensure_inputs
     from ..training.planning import plan
 
-    cfg = RunConfig.from_dict(given_options(args, RunConfig))
+    given = given_options(args, RunConfig)
+    cfg = RunConfig.from_dict(given)
     db = db_path(args)
     check_db_path(db)
+    if args.dry_run:
+        from ..sweeps.plan import expand
+        from .sweep import print_dry_run
+
+        return print_dry_run(expand(given, name="run"), db, what="run")
     # Inputs are checked (and fetched) first: the run's name is its data's digest, and a missing dataset or
     # weights file leaves no database behind.
     ensure_inputs([cfg])

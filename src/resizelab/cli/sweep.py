@@ -158,26 +158,34 @@ def same_computations(plan: SweepPlan) -> list[str]:
     return lines
 
 
+def print_dry_run(plan: SweepPlan, db: str, what: str = "sweep") -> int:
+    """--dry-run: each planned run's hash, its status in `db` (or new) and its label; what a real run needs
+    that is not here. Trains nothing, fetches nothing, creates no store."""
+    from ..sweeps.plan import describe
+
+    problems: list[str] = []
+    for h, status, label in describe(plan, db, problems):
+        print(f"{h}  {status:8s}  {label}")
+    for values, reason in plan.invalid:
+        print(f"{'-' * 16}  invalid   {reason}")
+    for problem in problems:  # runs named by their data's digest cannot be named before the data is here
+        logger.info("not named yet (no hash before its inputs are here): %s", problem)
+    if what == "sweep":
+        logger.info("%s in sweep %s", plural(len(plan.configs), "run"), plan.name)
+    for line in missing_for(plan):
+        logger.warning("%s", line)
+    for line in same_computations(plan):
+        logger.info("%s", line)
+    return 0
+
+
 def _execute(plan: SweepPlan, options: SweepOptions, args: argparse.Namespace, tracker=None) -> tuple[int, Any]:
     from ..report.writer import results_table, serving_table
-    from ..sweeps.plan import describe
     from ..sweeps.runner import run_sweep
 
     db = options.db
     if args.dry_run:
-        problems: list[str] = []
-        for h, status, label in describe(plan, db, problems):
-            print(f"{h}  {status:8s}  {label}")
-        for values, reason in plan.invalid:
-            print(f"{'-' * 16}  invalid   {reason}")
-        for problem in problems:  # runs named by their data's digest cannot be named before the data is here
-            logger.info("not named yet (no hash before its inputs are here): %s", problem)
-        logger.info("%s in sweep %s", plural(len(plan.configs), "run"), plan.name)
-        for line in missing_for(plan):
-            logger.warning("%s", line)
-        for line in same_computations(plan):
-            logger.info("%s", line)
-        return 0, None
+        return print_dry_run(plan, db), None
     callbacks = ([lambda r: print_json(r.to_json_dict())] if args.json else []) + ([tracker.on_result] if tracker else [])
     try:
         outcome = run_sweep(plan, options, quiet=args.quiet,
