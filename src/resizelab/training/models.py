@@ -173,20 +173,26 @@ def load_trained_weights(model: nn.Module, path: str, what: str, advice: str) ->
     stem or class count is one WeightsError naming what does not fit. Returns the weights tag (file name, SHA-256)."""
     state, tag = file_state_dict(path)
     own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    bad = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
-           if state[k].shape != own[k].shape]
-    if missing or unexpected or bad:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} keys missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
-        if bad:
-            parts.append(f"{plural(len(bad), 'tensor')} of the wrong shape (e.g. {bad[0]})")
-        raise WeightsError(f"{what} {path} does not fit this model: {'; '.join(parts)}; {advice}")
+    misfit = state_dict_misfit(own, state, set(own), set(state))
+    if misfit:
+        raise WeightsError(f"{what} {path} does not fit this model: {misfit}; {advice}")
     model.load_state_dict(state, strict=True)
     return tag
+
+
+def state_dict_misfit(own: dict, state: dict, wanted: set[str], given: set[str]) -> str | None:
+    """What keeps `state` from loading into a model whose state_dict is `own`, comparing the keys the model wants
+    with those given: keys missing, keys unexpected, tensors of the wrong shape (a few of each named); None if it fits."""
+    missing, unexpected = sorted(wanted - given), sorted(given - wanted)
+    bad = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(wanted & given) if state[k].shape != own[k].shape]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} keys missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+    if bad:
+        parts.append(f"{plural(len(bad), 'tensor')} of the wrong shape (e.g. {bad[0]})")
+    return "; ".join(parts) or None
 
 
 def _load_backbone(model: nn.Module, state: dict, source: str, skip: tuple[str, ...]) -> ModelInfo:

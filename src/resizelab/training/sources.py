@@ -30,9 +30,8 @@ import torch.nn as nn
 
 from ..core.choices import ARCH_FORMS, ARCHS, RESNETS, arch_form
 from ..core.errors import ConfigError, WeightsError, first_line
-from ..core.log import plural
 from ..core.optional import require
-from .models import (IMAGENET_WEIGHTS, ModelInfo, file_state_dict, build_model, hub_checkpoint_path,
+from .models import (IMAGENET_WEIGHTS, ModelInfo, file_state_dict, state_dict_misfit, build_model, hub_checkpoint_path,
                      load_state_dict_file)
 
 SEED_MEAN, SEED_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -402,17 +401,9 @@ def _load_fitting(model: nn.Module, state: dict, tag: str, head: str | None) -> 
     prefix = (head + ".") if head else None
     wanted = {k for k in own if not (prefix and k.startswith(prefix))}
     given = {k for k in state if not (prefix and k.startswith(prefix))}
-    missing, unexpected = sorted(wanted - given), sorted(given - wanted)
-    bad = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(wanted & given) if state[k].shape != own[k].shape]
-    if missing or unexpected or bad:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} keys missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
-        if bad:
-            parts.append(f"{plural(len(bad), 'tensor')} of the wrong shape (e.g. {bad[0]})")
-        raise WeightsError(f"{tag} does not fit this model: {'; '.join(parts)}; check --arch")
+    misfit = state_dict_misfit(own, state, wanted, given)
+    if misfit:
+        raise WeightsError(f"{tag} does not fit this model: {misfit}; check --arch")
     model.load_state_dict({k: state[k] for k in wanted}, strict=False)
     return ModelInfo(weights_tag=tag, loaded_keys=len(wanted), skipped_keys=sorted(k for k in state if k not in wanted))
 
