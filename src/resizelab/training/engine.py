@@ -4,6 +4,7 @@ loop over it. `resizelab bench` times `Run.step` of this very class, so what is 
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from typing import Callable
@@ -345,20 +346,17 @@ class Run:
         if not n or not layers:
             return None
         t0 = time.perf_counter()
-        seen = [0]
 
         def batches():
-            while seen[0] < n:  # more batches than one epoch holds: the next epoch's, in its own order
+            while True:  # more batches than an epoch holds: the next epoch's, in its own order
                 for x, _ in self.data.epoch(self.config.batch_size):
-                    if seen[0] == n:
-                        return
-                    seen[0] += 1
                     yield x
 
         with torch.no_grad(), autocast(self.device, self.precision):
-            torch.optim.swa_utils.update_bn(batches(), self.model)
+            torch.optim.swa_utils.update_bn(itertools.islice(batches(), n), self.model)
         synchronize(self.device)
-        return {"batches": n, "layers": layers, "seconds": time.perf_counter() - t0}
+        self.bn_recalibrated = {"batches": n, "layers": layers, "seconds": time.perf_counter() - t0}
+        return self.bn_recalibrated
 
     def result(self, epochs: list[EpochResult], evals: list[EvalResult], eval_seconds: float) -> RunResult:
         cfg = self.config
@@ -505,10 +503,10 @@ def _train(config: RunConfig, *, dataset: Dataset | None, cache: ResizeCache | N
                 epochs[-1].val_accuracy = run.validate()
             reporter.end_epoch(epochs[-1])
         check()
-        run.bn_recalibrated = run.recalibrate_batchnorm()
-        if run.bn_recalibrated:
-            reporter.note(f"BatchNorm statistics of {run.bn_recalibrated['layers']} layers estimated afresh from "
-                          f"{run.bn_recalibrated['batches']} training batches ({run.bn_recalibrated['seconds']:.1f} s)")
+        recalibrated = run.recalibrate_batchnorm()
+        if recalibrated:
+            reporter.note(f"BatchNorm statistics of {recalibrated['layers']} layers estimated afresh from "
+                          f"{recalibrated['batches']} training batches ({recalibrated['seconds']:.1f} s)")
         t_eval = time.perf_counter()
         evals = run.evaluate()
         said = stale_batchnorm(run, epochs, evals[0])
