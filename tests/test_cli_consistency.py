@@ -122,3 +122,32 @@ def test_old_spellings_still_parse_as_the_new_name(command, old, new):
     required = ["--run", "abcd"] if command == "serve" else []
     value = "16" if "size" in new else "7" if "limit" in new else "somewhere"
     assert vars(parser.parse_args([*required, old, value])) == vars(parser.parse_args([*required, new, value]))
+
+
+def test_every_option_that_takes_a_value_says_what_is_used_when_it_is_left_out():
+    """A flag whose help never says its default leaves the user guessing (advise's search axes once did)."""
+    import argparse
+
+    bare = (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._StoreConstAction, argparse._CountAction,
+            argparse._VersionAction)
+    wrong = [f"{name} {action.option_strings[0]}: {action.help!r}" for name, parser in ALL for action in flag_actions(parser)
+             if not isinstance(action, bare) and not re.search(r"(?<![-\w])default\b", action.help or "")]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_single_valued_option_has_one_default_across_commands():
+    """The same option (one value, not a list to compare) defaults alike in every command that takes it; probe's
+    --backend once defaulted to pil where run, sweep, study and bench used tensor. The differences kept are chosen:
+    bench measures speed and needs no download (--weights none, --data synthetic); probe compares a resize with the native images, so
+    it must resize (--size 16); each command's report folder is named after it (reports/probe)."""
+    chosen = {("bench", "weights"), ("bench", "data"), ("probe", "size"), ("probe", "out"), ("spectrum", "out")}
+    said: dict[str, dict[str, str]] = {}
+    for name, parser in ALL:
+        for action in flag_actions(parser):
+            if (action.dest.startswith("opt_") or "." in action.dest) and "..." not in str(action.metavar):
+                found = re.search(r"\(default ([^)]*)\)", " ".join((action.help or "").split()))
+                if found and (name, field_of(action.dest)) not in chosen:
+                    said.setdefault(field_of(action.dest), {})[name] = found.group(1)
+    wrong = {field: by for field, by in said.items() if len(set(by.values())) > 1}
+    assert not wrong, wrong
+    assert said["backend"]["probe"] == said["backend"]["run"] == "tensor"

@@ -76,7 +76,8 @@ class ProbeConfig:
     interpolations: tuple[str, ...] = option(("nearest", "bilinear", "bicubic"), text_list(), "comma-separated methods",
                                              flag="interpolation")
     antialias: bool = option(True, boolean(), "true or false; the effective value is shown")
-    backend: str = run_option("backend", "pil, tensor or opencv", default="pil")
+    backend: str = run_option("backend", "pil, tensor or opencv, as in `resizelab run`; with --run, the run's "
+                              "own backend unless given")
     limit: int = option(500, whole(1), "class-balanced test images", flag="limit_test", aliases=("--limit",))
     seed: int = option(0, whole(0, 2**31 - 1), "model init with --weights none, and the image subset")
     out: str = option("reports/probe", text("DIR"), "folder for probe.json and probe.csv", flag="report_dir",
@@ -129,6 +130,8 @@ class ProbeConfig:
             if given != defaults[name] and given != theirs:
                 raise ConfigError(f"{name} comes from run {stored.config_hash} ({theirs!r}); leave it out or probe another run")
             object.__setattr__(self, name, theirs)
+        if self.backend == defaults["backend"]:  # the methods are compared as the run resized, unless asked otherwise
+            object.__setattr__(self, "backend", stored.config.get("backend", self.backend))
         object.__setattr__(self, "run", stored.config_hash)
         object.__setattr__(self, "weights", stored.weights_path)
 

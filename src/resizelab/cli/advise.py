@@ -22,20 +22,25 @@ def add_parser(sub) -> None:
 
 def _add_flags(p: argparse.ArgumentParser) -> None:
     from ..search.advise import AdviseConfig
+    from ..search.space import DEFAULT_SIZES, domain
 
     p.add_argument("file", nargs="?", default=None, help="TOML file in the sweep format: its [grid] axes narrow the search "
                    "space, its [base] options are the runs' options (flags win)")
     add_json(p, help="print the answer as one JSON object on stdout")
-    p.add_argument("--report-dir", default=None, metavar="DIR", help="write the Advice page there (advice.html, figures, advice.json)")
+    p.add_argument("--report-dir", default=None, metavar="DIR", help="write the Advice page there (advice.html, figures, advice.json); "
+                   "default: no page, the answer on the terminal only")
     add_options(p, AdviseConfig)
     add_options(p, SweepOptions, only=("db", "executor", "pack"))
     space = p.add_argument_group("search space (default: every value the options declare; sizes 16,24,32)")
-    space.add_argument("--size", dest="space_size", default=None, metavar="PX[,PX...]", help="training sizes to search")
+    space.add_argument("--size", dest="space_size", default=None, metavar="PX[,PX...]",
+                       help=f"training sizes to search (default {','.join(map(str, DEFAULT_SIZES))})")
     space.add_argument("--interpolation", dest="space_interpolation", default=None, metavar="METHOD[,METHOD...]",
-                       help="resize methods to search")
+                       help=f"resize methods to search (default {','.join(domain('interpolation'))})")
     space.add_argument("--antialias", dest="space_antialias", default=None, metavar="{true,false}[,...]",
-                       help="antialias values to search")
-    space.add_argument("--backend", dest="space_backend", default=None, metavar="BACKEND[,BACKEND...]", help="backends to search")
+                       help="antialias values to search (default true,false)")
+    space.add_argument("--backend", dest="space_backend", default=None, metavar="BACKEND[,BACKEND...]",
+                       help=f"backends to search (default {','.join(b for b in domain('backend') if b != 'opencv')}, "
+                       "and opencv where OpenCV is installed)")
     add_run_options(p, grid=False, skip=(*SPACE_AXES, "seed", "serve", "test_interpolation"))
 
 

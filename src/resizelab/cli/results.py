@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("models", help="the models --arch can name here (torchvision's classifiers; timm's with --timm), "
                        "with parameter counts and their pinned ImageNet weights")
     p.add_argument("--filter", default=None, metavar="PATTERN", help="a shell-style pattern on the name, e.g. 'efficientnet*' "
-                   "or 'timm:*vit_tiny*' (a timm: pattern lists timm's models)")
+                   "or 'timm:*vit_tiny*' (a timm: pattern lists timm's models); default: every model")
     p.add_argument("--timm", action="store_true", help="list timm's models too (pip install 'resizelab[timm]'; over a thousand)")
 
     p = sub.add_parser("report", help="write tables and figures (md, html, png, csv) from the store")
@@ -42,7 +42,8 @@ def add_parser(sub) -> None:
                    help="output folder (default reports/<sweep or 'all'>)")
     p.add_argument("--split-on", default="", metavar="KEY[,KEY...]",
                    help="execution settings that make configurations of their own, each finished attempt counted "
-                        "(e.g. channels_last,single_window_matmul,device; see EXECUTION_KEYS in results.py)")
+                        "(e.g. channels_last,single_window_matmul,device; see EXECUTION_KEYS in results.py); default: none, "
+                        "attempts that differ only in how they executed are one configuration")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

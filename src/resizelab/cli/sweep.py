@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
                        description="Run a preset study. The defaults shown under 'run options' are a single run's: a "
                        "preset sets its own values (sizes, methods, seeds, ...; `resizelab presets` and --dry-run list "
                        "them), and those win over the defaults shown; a flag given wins over both.")
-    p.add_argument("--preset", required=True, metavar="NAME", help="preset name (see `resizelab presets`)")
+    p.add_argument("--preset", required=True, metavar="NAME", help="preset name (see `resizelab presets`); required, no default")
     _add_sweep_flags(p)
 
     p = sub.add_parser("sweep", help="run a grid of configurations from flags or a TOML file, print its table and write "

@@ -376,7 +376,7 @@ class RunConfig:
 
     data: str = option("cifar10", text("{cifar10,cifar100,synthetic[:N[:M]][@PX],imagefolder:PATH}", _check_data),
                        "dataset: CIFAR (downloaded on first use), the built-in synthetic task (5,000 + 1,000 images; "
-                       "synthetic:N[:M] for N train and M test images, M = N/5 by default: synthetic:50000 is CIFAR-10's size; "
+                       "synthetic:N[:M] for N train and M test images, M = N/5 if left out: synthetic:50000 is CIFAR-10's size; "
                        "@PX draws it at PX px instead of 32, e.g. synthetic:5000@256), "
                        "or an ImageFolder tree PATH/train/<class>/*, PATH/val/<class>/*")
     data_dir: str | None = option(None, text("DIR", optional=True), "where CIFAR is found or downloaded "
