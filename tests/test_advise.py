@@ -116,6 +116,7 @@ def test_the_replay_answers_on_one_screen_and_as_json(tmp_path):
     proc = cli("--replay", str(GRID), "--budget", "20%", "--seed", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "train at" in proc.stdout and "test accuracy" in proc.stdout and "of the full grid" in proc.stdout
+    assert "serving throughput not recorded" in proc.stdout  # this grid file predates it: said, not shown as 0 or nan
     proc = cli("--replay", str(GRID), "--budget", "20%", "--seed", "1", "--json", cwd=tmp_path)
     answer = json.loads(proc.stdout)
     assert answer["recommended"]["n"] >= 2 and answer["spent_share_of_grid"] <= 0.2 + 1e-9
@@ -133,9 +134,15 @@ def done_attempts(db):
 
 @pytest.mark.slow
 def test_kill_9_mid_advise_then_a_rerun_repeats_no_run_and_recommends_the_same(tmp_path):
-    reference = cli(*SMALL, "--db", "ref.db", cwd=tmp_path)
+    reference = cli(*SMALL, "--db", "ref.db", "--report-dir", "rep", cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr
     expected = json.loads(reference.stdout)
+    # The study's report is led by its Advice section: the recommendation in words, its figures, then every run.
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert page.index("<h2>Advice</h2>") < page.index("<h2>Results</h2>")
+    assert expected["recommended"]["label"].split()[0] in page and "within seed noise" in page
+    assert page.count('alt="Best so far against compute spent"') == 1 and page.count('alt="Pareto front: accuracy') == 1
+    assert "## Advice" in (tmp_path / "rep" / "report.md").read_text() and (tmp_path / "rep" / "runs.csv").is_file()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-m", "resizelab.cli", "advise", *SMALL, "--db", "r.db"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -156,11 +163,18 @@ def test_kill_9_mid_advise_then_a_rerun_repeats_no_run_and_recommends_the_same(t
     assert got["recommended"]["label"] == expected["recommended"]["label"]
     assert got["recommended"]["runs"] == expected["recommended"]["runs"]  # the same runs, by content name
     assert [c["label"] for c in got["candidates"]] == [c["label"] for c in expected["candidates"]]
+    assert got["recommended"]["serve_images_per_second"] > 0  # the serving throughput of what is recommended, measured
     # The study's runs are ordinary stored runs: exported as a grid, they carry their per-epoch validation accuracy.
     from resizelab.search.replay import export_grid
 
     grid = Grid.from_dict(export_grid(str(tmp_path / "r.db"), got["sweep"]))
     assert grid.val_images == 24 and all(len(r["val_by_epoch"]) == len(r["epoch_seconds"]) for r in grid.runs.values())
+    assert all(r["serve_images_per_second"] > 0 for r in grid.runs.values())
+    import resizelab
+
+    (tmp_path / "grid.json").write_text(json.dumps(export_grid(str(tmp_path / "r.db"), got["sweep"])))
+    replayed = resizelab.advise(replay=tmp_path / "grid.json", budget="4", seed=0).text()
+    assert " img/s (resize and forward pass of the test split" in replayed, replayed
 
 
 def test_the_advice_page_has_the_recommendation_and_its_figures(tmp_path):

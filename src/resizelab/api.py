@@ -399,7 +399,8 @@ def advise(base: Mapping[str, Any] | RunConfig | None = None, *, budget: str = "
     `base` holds the run options every trial shares (a dict, or a RunConfig; val_fraction 0.2 unless given). Each
     trial is a stored run (sweep `advise-...` in `db`): calling it again with the same seed answers from the store
     and makes the same recommendation. `replay` answers from a grid file instead of training. `report`: a folder
-    for the Advice page (advice.html, its figures and advice.json).
+    for the study's report led by its Advice section (report.html, report.md, runs.csv), the Advice page alone
+    (advice.html) and advice.json; a replay writes the last two.
     """
     from .search.advise import AdviseConfig, run_advise
     from .search.space import make_space, space_from_file

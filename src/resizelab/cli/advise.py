@@ -27,8 +27,9 @@ def _add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", nargs="?", default=None, help="TOML file in the sweep format: its [grid] axes narrow the search "
                    "space, its [base] options are the runs' options (flags win)")
     add_json(p, help="print the answer as one JSON object on stdout")
-    p.add_argument("--report-dir", default=None, metavar="DIR", help="write the Advice page there (advice.html, figures, advice.json); "
-                   "default: no page, the answer on the terminal only")
+    p.add_argument("--report-dir", default=None, metavar="DIR", help="write the study's report there, led by its Advice section "
+                   "(report.html, report.md, runs.csv, advice.html, advice.json, figures; a replay writes advice.html and "
+                   "advice.json); default: no report, the answer on the terminal only")
     add_options(p, AdviseConfig)
     add_options(p, SweepOptions, only=("db", "executor", "pack"))
     space = p.add_argument_group("search space (default: every value the options declare; sizes 16,24,32)")
@@ -65,5 +66,5 @@ def cmd_advise(args: argparse.Namespace) -> int:
     else:
         print(answer.text())
     if answer.report is not None:
-        print(f"advice: {answer.report}", file=sys.stderr)
+        print(f"report: {answer.report}", file=sys.stderr)
     return 0

@@ -105,12 +105,24 @@ def words(advice: Advice) -> str:
             + (f" (95% CI {lo:.1f} to {hi:.1f})." if rec.n >= 2 else ".") + tail)
 
 
+def advice_figures(advice: Advice, out: Path) -> list[tuple[str, Path]]:
+    """Draw the two figures into `out`: (heading, path) of each that had something to draw."""
+    drawn = []
+    for heading, name, draw in (("Best so far against compute spent", "advice_best_so_far.png", best_so_far_figure),
+                                ("Pareto front: accuracy against training time", "advice_front.png", front_figure)):
+        if draw(advice, out / name):
+            drawn.append((heading, out / name))
+    return drawn
+
+
 def write_advice_report(advice: Advice, out: str | Path) -> Path:
+    """advice.html and advice.json; for a study that trained (not a replay), also the study's report (report.html,
+    report.md, runs.csv) with the Advice section leading it. Returns the page that leads: report.html, or
+    advice.html for a replay."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "advice.json").write_text(json.dumps(advice.to_dict(), indent=1, default=str))
-    best_so_far_figure(advice, out / "advice_best_so_far.png")
-    front_figure(advice, out / "advice_front.png")
+    advice_figures(advice, out)
     rows = "".join(
         f"<tr><td>{html.escape(c['label'])}</td><td>{c['n']}</td><td>{c['val_accuracy']:.2f}</td><td>{c['test_accuracy']:.2f}</td>"
         f"<td>{c['test_ci95'][0]:.1f} to {c['test_ci95'][1]:.1f}</td><td>{c['train_seconds']:.1f}</td></tr>"
@@ -119,4 +131,10 @@ def write_advice_report(advice: Advice, out: str | Path) -> Path:
                        best=_img(out / "advice_best_so_far.png", "best so far against compute"),
                        front=_img(out / "advice_front.png", "accuracy against training time"), rows=rows.replace("nan to nan", "-"))
     (out / "advice.html").write_text(page)
-    return out / "advice.html"
+    if advice.replay or not (advice.db and advice.sweep):
+        return out / "advice.html"
+    from .writer import ReportConfig, write_report
+
+    # Findings are left out: a study's cheap runs (fewer epochs) and seeds given only to the finalists are no grid.
+    write_report(ReportConfig(db=advice.db, sweep=advice.sweep, out=str(out), findings=False), advice=advice)
+    return out / "report.html"

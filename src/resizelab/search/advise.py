@@ -8,6 +8,7 @@ deterministic in its seed and the answers), finds the finished ones in the store
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,7 +121,8 @@ class Advice:
             f"  train at {p.size} px, {p.interpolation}, antialias {str(p.antialias).lower()}, backend {p.backend}; "
             f"serve with {self.serving_recipe()}",
             f"  test accuracy {mean:.2f}% ({ci}); validation {rec.mean:.2f}%",
-            f"  training {d['train_seconds']:.1f} s per run, {d['images_per_second']:.0f} img/s",
+            f"  training {d['train_seconds']:.1f} s per run, {d['images_per_second']:.0f} img/s; "
+            + serving_speed(d, "the grid's machine" if self.replay else "this machine"),
         ]
         runner = r.runner_up
         if runner is not None:
@@ -145,6 +147,13 @@ class Advice:
         if self.sweep:
             lines.append(f"  runs stored in {self.db} as sweep {self.sweep}")
         return "\n".join(lines)
+
+
+def serving_speed(candidate: dict, where: str) -> str:
+    speed = candidate.get("serve_images_per_second", float("nan"))
+    if speed is None or not math.isfinite(speed):
+        return "serving throughput not recorded (a grid exported before it was)"
+    return f"serving {speed:.0f} img/s (resize and forward pass of the test split, {where})"
 
 
 # --- the real loop: jobs are stored runs ------------------------------------------------------------

@@ -53,6 +53,8 @@ class Observation:
     config_hash: str | None = None
     trained: bool = False  # trained by this call (False: read from the store or the grid)
     train_images: int = 0  # images in the training split (one epoch's)
+    # Serving throughput: test images per second, resized and classified at the test size (the run's own test pass).
+    serve_images_per_second: float = float("nan")
 
 
 class Oracle(Protocol):
@@ -99,6 +101,7 @@ class Candidate:
     train_seconds: list[float]
     serving: dict[str, list[float]] = field(default_factory=dict)
     images_per_second: list[float] = field(default_factory=list)
+    serve_images_per_second: list[float] = field(default_factory=list)
     hashes: list[str] = field(default_factory=list)
 
     @property
@@ -118,6 +121,7 @@ class Candidate:
                 "val_by_seed": self.objective, "test_accuracy": mean, "test_ci95": [lo, hi], "test_by_seed": self.test,
                 "train_seconds": sum(self.train_seconds) / self.n,
                 "images_per_second": _mean(self.images_per_second),
+                "serve_images_per_second": _mean(self.serve_images_per_second),
                 "serving": {k: _mean(v) for k, v in self.serving.items()}, "runs": self.hashes}
 
 
@@ -216,7 +220,7 @@ class Search:
             obs = [by_seed[s] for s in seeds]
             c = Candidate(point, [objective_value(o, self.settings.serve) for o in obs], [o.test_accuracy for o in obs],
                           [o.train_seconds for o in obs], images_per_second=[o.images_per_second for o in obs],
-                          hashes=[o.config_hash for o in obs if o.config_hash])
+                          serve_images_per_second=[o.serve_images_per_second for o in obs], hashes=[o.config_hash for o in obs if o.config_hash])
             for o in obs:
                 for recipe, acc in o.serving.items():
                     c.serving.setdefault(recipe, []).append(acc)

@@ -36,7 +36,14 @@ def observation_from_result(result: dict, epochs: int | None = None, trained: bo
         serving_val[s["recipe"]] = s["accuracy"]
     return Observation([e["val_accuracy"] for e in history], result["test_accuracy"], sum(e["seconds"] for e in history),
                        serving, serving_val, result.get("images_per_second") or float("nan"), result["config_hash"], trained,
-                       history[0]["images"] if history else 0)
+                       history[0]["images"] if history else 0, serve_throughput(result))
+
+
+def serve_throughput(result: dict) -> float:
+    """Test images per second of the run's headline test pass (resize and forward pass), NaN when not measured."""
+    first = (result.get("evals") or [{}])[0]
+    seconds, images = first.get("seconds") or 0.0, first.get("images") or 0
+    return images / seconds if seconds > 0 and images else float("nan")
 
 
 def point_of(config: dict) -> Point:
@@ -62,6 +69,7 @@ def export_grid(db: str, sweep: str) -> dict:
                      "val_by_epoch": [round(e["val_accuracy"], 4) for e in result["epoch_history"]],
                      "epoch_seconds": [round(e["seconds"], 4) for e in result["epoch_history"]],
                      "test_accuracy": result["test_accuracy"], "images_per_second": round(result["images_per_second"], 2),
+                     "serve_images_per_second": round(serve_throughput(result), 2),
                      "serving": {s["recipe"]: s["accuracy"] for s in result.get("serving") or []
                                  if s["size_px"] == result["evals"][0]["size_px"]}})
     if not runs:
@@ -152,7 +160,8 @@ class ReplayOracle:
             k = job.epochs
             out.append(Observation(r["val_by_epoch"][:k], r["test_accuracy"] if k == self.grid.epochs else float("nan"),
                                    sum(r["epoch_seconds"][:k]), dict(r.get("serving", {})), {}, r.get("images_per_second", math.nan),
-                                   r.get("config_hash"), trained=False))
+                                   r.get("config_hash"), trained=False,
+                                   serve_images_per_second=r.get("serve_images_per_second", math.nan)))
         return out
 
 
