@@ -167,6 +167,11 @@ def test_learned_verdicts_pair_by_seed_and_charge_the_resizers_macs(tmp_path):
     assert verdicts["muller"].extra_macs_percent == pytest.approx(3.84)
     assert verdicts["talebi"].extra_macs_percent == pytest.approx(50.0) and verdicts["talebi"].resizer_params == 12_083
     assert verdicts["muller"].serve_speed_ratio == 0.5
-    assert "muller beats bicubic by +5.0 points" in verdicts["muller"].text()
+    assert "muller beats bicubic: +5.0 points" in verdicts["muller"].text()
+    # Paired differences inside one point either way: a tie, said as one; a wide interval across zero: not resolved.
+    tied = learned_verdicts([_group("bicubic", [40.0, 50.0, 60.0], 1), _group("muller", [40.2, 50.1, 60.3], 1, cost)])[0]
+    assert tied.verdict == "ties with" and "muller ties with bicubic (within ±1 point)" in tied.text()
+    open_ = learned_verdicts([_group("bicubic", [40.0, 50.0, 60.0], 1), _group("muller", [48.0, 45.0, 66.0], 1, cost)])[0]
+    assert open_.verdict == "not resolved against" and "is not resolved at 3 seeds" in open_.text()
     assert write_learned(list(verdicts.values()), tmp_path) == ["learned.csv", "learned.txt"]
     assert (tmp_path / "learned.txt").read_text().count("\n- ") == 2  # one sentence per case

@@ -14,13 +14,18 @@ from ..store.runs import Group
 from .findings import LEVEL, case_level, difference
 
 
+# The serve matrix's threshold (Findings claim 7): a difference inside one point either way does not matter.
+TIE_POINTS = 1.0
+VERDICTS = ("beats", "loses to", "ties with", "not resolved against")
+
+
 @dataclass
 class LearnedVerdict:
     data: str
     size_px: int
     learned: str
     fixed: str
-    verdict: str  # beats | loses to | no resolved difference from
+    verdict: str  # one of VERDICTS
     points: float  # learned minus fixed, test accuracy points
     low: float
     high: float
@@ -34,7 +39,11 @@ class LearnedVerdict:
 
     def text(self) -> str:
         ci = f"[{self.low:+.1f}, {self.high:+.1f}]" if not math.isnan(self.low) else "[no interval: too few seeds]"
-        return (f"{self.data}, {self.size_px} px: {self.learned} {self.verdict} {self.fixed} by {self.points:+.1f} points {ci} "
+        said = {"beats": f"{self.learned} beats {self.fixed}",
+                "loses to": f"{self.learned} loses to {self.fixed}",
+                "ties with": f"{self.learned} ties with {self.fixed} (within ±{TIE_POINTS:g} point)",
+                "not resolved against": f"{self.learned} against {self.fixed} is not resolved at {self.seeds} seeds"}[self.verdict]
+        return (f"{self.data}, {self.size_px} px: {said}: {self.points:+.1f} points {ci} "
                 f"({self.level:.1%} CI, {self.seeds} seeds); it costs {self.extra_macs_percent:+.1f}% MACs "
                 f"({self.resizer_params:,} resizer parameters), trains at {self.train_speed_ratio:.2f}x the fixed arm's images/s")
 
@@ -53,7 +62,8 @@ def learned_verdicts(groups: list[Group]) -> list[LearnedVerdict]:
         est = difference(_by_seed(lg), _by_seed(fg), level, f"{lm} - {fm} at {size} px")
         resolved = not (math.isnan(est.low) or math.isnan(est.high))
         verdict = ("beats" if resolved and est.low > 0 else "loses to" if resolved and est.high < 0
-                   else "shows no resolved difference from")
+                   else "ties with" if resolved and -TIE_POINTS <= est.low and est.high <= TIE_POINTS
+                   else "not resolved against")
         cost = (lg.runs[0].get("result") or {}).get("resizer") or {}
         out.append(LearnedVerdict(
             data, size, lm, fm, verdict, est.value, est.low, est.high, level, est.n,

@@ -160,12 +160,22 @@ def figure_accuracy_vs_cost(groups: list[Group], path: Path) -> bool:
     front = pareto_front(points)
     ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="C3", marker="o", label="Pareto front")
     x_low, x_high = min(p[0] for p in points), max(p[0] for p in points)
-    for i in sorted(set(front) | set(learned)):
+    log_axis(ax, "x")
+    ax.autoscale_view()
+    placed: list[tuple[float, float, bool]] = []  # display position of each label drawn, and its side
+    for i in sorted(set(front) | set(learned), key=lambda i: -points[i][1]):
         # Labels of points in the right part of the axes go to their left, so they stay inside the frame.
         right = x_high > x_low and (math.log(points[i][0]) - math.log(x_low)) / (math.log(x_high) - math.log(x_low)) > 0.6
-        ax.annotate(labels[i], points[i], textcoords="offset points", xytext=(-4 if right else 4, -10), fontsize=7,
+        # Points at one cost and nearly one accuracy (a learned resizer beside the resize it wraps) get their labels
+        # stacked downwards instead of printed over each other.
+        x, y = ax.transData.transform(points[i])
+        dy = -10.0
+        while any(side == right and abs(px - x) < 60 and abs(py - (y + dy * fig.dpi / 72)) < 8 * fig.dpi / 72
+                  for px, py, side in placed):
+            dy -= 9.0
+        placed.append((x, y + dy * fig.dpi / 72, right))
+        ax.annotate(labels[i], points[i], textcoords="offset points", xytext=(-4 if right else 4, dy), fontsize=7,
                     ha="right" if right else "left")
-    log_axis(ax, "x")
     ax.set_xlabel("cost: multiply-accumulates per image (millions of MACs, log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Accuracy vs cost")
