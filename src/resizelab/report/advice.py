@@ -12,6 +12,7 @@ from pathlib import Path
 from ..core.plotting import fitted, pyplot, save_figure
 from ..core.stats import pareto_front
 from ..search.advise import Advice
+from .writer import ReportConfig, write_report
 
 
 def best_so_far_figure(advice: Advice, path: Path) -> bool:
@@ -115,6 +116,13 @@ def advice_figures(advice: Advice, out: Path) -> list[tuple[str, Path]]:
     return drawn
 
 
+def advice_section(advice: Advice, out: Path) -> dict:
+    """What the study's report leads with: the recommendation in words and on one screen, and the two figures."""
+    figures = [{"heading": heading, "filename": path.name, "data": base64.b64encode(path.read_bytes()).decode()}
+               for heading, path in advice_figures(advice, out)]
+    return {"words": words(advice), "text": advice.text(), "figures": figures}
+
+
 def write_advice_report(advice: Advice, out: str | Path) -> Path:
     """advice.html and advice.json; for a study that trained (not a replay), also the study's report (report.html,
     report.md, runs.csv) with the Advice section leading it. Returns the page that leads: report.html, or
@@ -122,7 +130,7 @@ def write_advice_report(advice: Advice, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "advice.json").write_text(json.dumps(advice.to_dict(), indent=1, default=str))
-    advice_figures(advice, out)
+    section = advice_section(advice, out)
     rows = "".join(
         f"<tr><td>{html.escape(c['label'])}</td><td>{c['n']}</td><td>{c['val_accuracy']:.2f}</td><td>{c['test_accuracy']:.2f}</td>"
         f"<td>{c['test_ci95'][0]:.1f} to {c['test_ci95'][1]:.1f}</td><td>{c['train_seconds']:.1f}</td></tr>"
@@ -133,8 +141,6 @@ def write_advice_report(advice: Advice, out: str | Path) -> Path:
     (out / "advice.html").write_text(page)
     if advice.replay or not (advice.db and advice.sweep):
         return out / "advice.html"
-    from .writer import ReportConfig, write_report
-
     # Findings are left out: a study's cheap runs (fewer epochs) and seeds given only to the finalists are no grid.
-    write_report(ReportConfig(db=advice.db, sweep=advice.sweep, out=str(out), findings=False), advice=advice)
+    write_report(ReportConfig(db=advice.db, sweep=advice.sweep, out=str(out), findings=False), advice=section)
     return out / "report.html"

@@ -15,7 +15,6 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..core.errors import ConfigError
 from ..core.log import plural
@@ -157,9 +156,10 @@ def adapted_threads(groups: list[Group]) -> list[tuple[str, str]]:
     return out
 
 
-def write_report(config: ReportConfig, advice: Any = None) -> Path:
+def write_report(config: ReportConfig, advice: dict | None = None) -> Path:
     """Write report.md, report.html (images embedded), the PNG figures and runs.csv (+ Parquet); with `advice`
-    (an advise study's answer, search.advise.Advice), an Advice section leads the report."""
+    (report.advice.advice_section: an advise study's answer in words, on one screen, and its figures), an Advice
+    section leads the report."""
     from .figures import FIGURES, figure_examples
 
     if not isinstance(config.out, (str, os.PathLike)) or not str(config.out).strip():
@@ -215,21 +215,12 @@ def write_report(config: ReportConfig, advice: Any = None) -> Path:
         "findings_setting": findings.setting if findings else "",
         "serving": serving_rows(groups),
         "learned": [v.text() for v in learned],
-        "advice": advice_section(advice, out) if advice is not None else None,
+        "advice": advice,
     }
     env = _environment()
     (out / "report.md").write_text(env.get_template("report.md.j2").render(context))
     (out / "report.html").write_text(env.get_template("report.html.j2").render(context))
     return out
-
-
-def advice_section(advice: Any, out: Path) -> dict:
-    """The recommendation in words and on one screen, best-so-far against compute and the Pareto front."""
-    from .advice import advice_figures, words
-
-    figures = [{"heading": heading, "filename": path.name, "data": base64.b64encode(path.read_bytes()).decode()}
-               for heading, path in advice_figures(advice, out)]
-    return {"words": words(advice), "text": advice.text(), "figures": figures}
 
 
 def serving_rows(groups: list[Group]) -> list[dict[str, str]]:
