@@ -20,7 +20,8 @@ from resizelab.training.planning import run_hash
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Two tiny trainings with --save-weights (ImageNet and CIFAR stem), stored in one db by the real writer."""
+    """Two tiny trainings with --save-weights (ImageNet stem on the tensor backend, CIFAR stem on PIL), stored in one
+    db by the real writer."""
     root = tmp_path_factory.mktemp("ckpt")
     images = write_imagefolder(root / "imgs", n_train=8, n_val=4)
     db = root / "store" / "r.db"
@@ -31,7 +32,7 @@ def trained(tmp_path_factory):
         with Store(db) as store:
             for stem in ("imagenet", "cifar"):
                 cfg = RunConfig(data=f"imagefolder:{images}", weights="none", size=16, epochs=1, lr=0.05, precision="fp32",
-                                stem=stem, save_weights=True)
+                                stem=stem, save_weights=True, backend="tensor" if stem == "imagenet" else "pil")
                 store.register([cfg])
                 owner = new_owner_id()
                 assert store.claim(run_hash(cfg), owner)
@@ -125,6 +126,17 @@ def test_probe_run_errors_are_one_line(trained, tmp_path, capsys):
         ProbeConfig(run=h, db=str(tmp_path / "missing.db"))
     with pytest.raises(ConfigError, match="stem comes from run"):
         ProbeConfig(run=h, db=str(db), stem="cifar")
+
+
+def test_probe_run_compares_methods_with_the_runs_backend_unless_another_is_given(trained):
+    images, db, results = trained
+    pil_run, tensor_run = results["cifar"][0].config_hash, results["imagenet"][0].config_hash
+    assert ProbeConfig(run=pil_run, db=str(db)).backend == "pil"
+    assert ProbeConfig(run=tensor_run, db=str(db)).backend == "tensor"
+    # Given, it wins, even when it is what a probe without --run would use.
+    assert ProbeConfig(run=pil_run, db=str(db), backend="tensor").backend == "tensor"
+    assert ProbeConfig(run=tensor_run, db=str(db), backend="pil").backend == "pil"
+    assert ProbeConfig(data=f"imagefolder:{images}", weights="none").backend == "tensor"  # no run: run's default
 
 
 def test_a_swapped_weights_file_is_refused_by_probe_run(trained, tmp_path, capsys):

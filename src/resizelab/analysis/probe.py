@@ -45,7 +45,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core.config import MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, boolean, option, preflight, run_option, text, text_list, whole
+from ..core.choices import BACKENDS
+from ..core.config import (MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, boolean, choice, option, option_default, preflight, run_option,
+                           text, text_list, whole)
 from ..core.config import check_whole as _int_in
 from ..training.resize import effective_antialias
 from ..core.errors import ConfigError
@@ -76,8 +78,9 @@ class ProbeConfig:
     interpolations: tuple[str, ...] = option(("nearest", "bilinear", "bicubic"), text_list(), "comma-separated methods",
                                              flag="interpolation")
     antialias: bool = option(True, boolean(), "true or false; the effective value is shown")
-    backend: str = run_option("backend", "pil, tensor or opencv, as in `resizelab run`; with --run, the run's "
-                              "own backend unless given")
+    # None: the run's own backend with --run, else run's default; so that a backend given is never overridden.
+    backend: str | None = option(None, choice(BACKENDS, optional=True), "pil, tensor or opencv; with --run, the run's "
+                                 f"own backend unless one is given (default {option_default('backend')})")
     limit: int = option(500, whole(1), "class-balanced test images", flag="limit_test", aliases=("--limit",))
     seed: int = option(0, whole(0, 2**31 - 1), "model init with --weights none, and the image subset")
     out: str = option("reports/probe", text("DIR"), "folder for probe.json and probe.csv", flag="report_dir",
@@ -101,6 +104,8 @@ class ProbeConfig:
             self._take_from_run()  # a size left out is chosen once the data's native size is known (run_probe)
         elif self.size is None:
             object.__setattr__(self, "size", DEFAULT_SIZE)
+        if self.backend is None:
+            object.__setattr__(self, "backend", option_default("backend"))
         for method in self.interpolations:
             # One run config per method: data, weights, size, method x backend checked as `resizelab run` does.
             preflight(RunConfig(data=self.data, data_dir=self.data_dir, arch=self.arch, weights=self.weights, stem=self.stem,
@@ -130,8 +135,8 @@ class ProbeConfig:
             if given != defaults[name] and given != theirs:
                 raise ConfigError(f"{name} comes from run {stored.config_hash} ({theirs!r}); leave it out or probe another run")
             object.__setattr__(self, name, theirs)
-        if self.backend == defaults["backend"]:  # the methods are compared as the run resized, unless asked otherwise
-            object.__setattr__(self, "backend", stored.config.get("backend", self.backend))
+        if self.backend is None:  # the methods are compared as the run resized, unless asked otherwise
+            object.__setattr__(self, "backend", stored.config.get("backend"))
         object.__setattr__(self, "run", stored.config_hash)
         object.__setattr__(self, "weights", stored.weights_path)
 
