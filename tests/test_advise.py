@@ -164,6 +164,17 @@ def test_kill_9_mid_advise_then_a_rerun_repeats_no_run_and_recommends_the_same(t
     assert got["recommended"]["runs"] == expected["recommended"]["runs"]  # the same runs, by content name
     assert [c["label"] for c in got["candidates"]] == [c["label"] for c in expected["candidates"]]
     assert got["recommended"]["serve_images_per_second"] > 0  # the serving throughput of what is recommended, measured
+    # A report asked later has the study's runs and says how to get its Advice section: the same command with
+    # --report-dir, which answers from the store and trains nothing.
+    later = subprocess.run([sys.executable, "-m", "resizelab.cli", "report", "--db", "r.db", "--sweep", got["sweep"],
+                            "--report-dir", "later"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert later.returncode == 0 and f"{got['sweep']} is an advise study" in later.stderr, later.stderr
+    assert "<h2>Advice</h2>" not in (tmp_path / "later" / "report.html").read_text()
+    again = cli(*SMALL, "--db", "r.db", "--report-dir", "with-advice", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert dict(done_attempts(tmp_path / "r.db")) == dict(after)  # nothing trained
+    assert json.loads(again.stdout)["recommended"]["label"] == got["recommended"]["label"]
+    assert "<h2>Advice</h2>" in (tmp_path / "with-advice" / "report.html").read_text()
     # The study's runs are ordinary stored runs: exported as a grid, they carry their per-epoch validation accuracy.
     from resizelab.search.replay import export_grid
 

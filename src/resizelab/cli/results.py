@@ -57,6 +57,14 @@ def cmd_report(args: argparse.Namespace) -> int:
                                     out=os.path.join("reports", args.sweep or "all") if args.out is None else args.out,
                                     split_on=tuple(comma_flag("--split-on", args.split_on))))
     print(out / "report.md")
+    from ..search.advise import is_advise_study
+
+    if is_advise_study(args.sweep):
+        # The Advice section is the search's answer, not something the stored runs alone hold; the command that
+        # asked it gives it again from the store without training anything.
+        print(f"{args.sweep} is an advise study: this report has its runs; for its Advice section (the recommendation, "
+              "best so far, the front) run the same `resizelab advise ...` command with --report-dir DIR: it answers "
+              "from this store and trains nothing", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -277,6 +278,16 @@ def check_serve(serve: str | None, base: RunConfig) -> None:
         raise ConfigError("--serve RECIPE selects on the validation split: give --val-fraction above 0")
 
 
+def study_name(base_hash: str, seed: int) -> str:
+    """The sweep name an advise study stores its runs under: its base run's content name and the sampler's seed, so
+    the same command resumes the same study and another seed is another study on the same store."""
+    return f"advise-{base_hash[:8]}-s{seed}"
+
+
+def is_advise_study(sweep: str | None) -> bool:
+    return bool(sweep) and re.fullmatch(r"advise-[0-9a-f]{8}-s\d+", sweep) is not None
+
+
 def run_advise(base: RunConfig, space: SearchSpace, config: AdviseConfig, *, options: Any = None, quiet: bool = False) -> Advice:
     """The search: replayed from `config.replay`, or for real on `base`'s data and model, stored in `options.db`."""
     require("optuna", "advise", "resizelab advise")
@@ -312,7 +323,7 @@ def run_advise(base: RunConfig, space: SearchSpace, config: AdviseConfig, *, opt
     base = dataclasses.replace(base, serve=recipes)
     from ..training.planning import run_hash
 
-    sweep = f"advise-{run_hash(dataclasses.replace(base, size=space.sizes[0], seed=0))[:8]}-s{config.seed}"
+    sweep = study_name(run_hash(dataclasses.replace(base, size=space.sizes[0], seed=0)), config.seed)
     oracle = StoreOracle(base, str(options.db), sweep, options, quiet)
     oracle.representative = [oracle.config(Job(p, 0, base.epochs)) for p in space.points()]
     try:
