@@ -1,3 +1,4 @@
+import logging
 import os
 import signal
 import sqlite3
@@ -66,6 +67,20 @@ def test_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     # Re-running skips both the done and the failed run
     again = run_sweep(plan, SweepOptions(db=str(tmp_path / "r.db"), progress=False), quiet=True)
     assert again.ran == [] and again.already_done == 1 and len(again.skipped_failed) == 1
+
+
+def test_a_sweep_asking_for_weights_says_which_runs_done_before_were_stored_without_them(tmp_path, caplog):
+    db = str(tmp_path / "r.db")
+    run_sweep(expand(dict(FAST, size=8), name="w"), SweepOptions(db=db, progress=False), quiet=True)
+    with caplog.at_level(logging.INFO, logger="resizelab"):
+        again = run_sweep(expand(dict(FAST, size=8, save_weights=True), seeds=[0, 1], name="w"),
+                          SweepOptions(db=db, progress=False))
+    # save_weights is not part of a run's identity: seed 0 is reused as it was stored, seed 1 trains and saves them.
+    assert again.already_done == 1 and len(again.ran) == 1 and again.ran[0].weights_file
+    said = [r.getMessage() for r in caplog.records if "stored without weights" in r.getMessage()]
+    h = run_hash(expand(dict(FAST, size=8), name="w").configs[0])
+    assert len(said) == 1 and said[0].startswith(f"1 run already done was stored without weights ({h[:8]})"), said
+    assert "--save-weights and --force" in said[0]
 
 
 class Zygote:

@@ -10,6 +10,7 @@ process, packed worker processes, a Ray cluster), every run goes through the one
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -153,6 +154,13 @@ def machine_share(options: SweepOptions, todo: list[RunConfig], quiet: bool, swe
             set_threads(threads)
 
 
+def stored_weights(row) -> bool:
+    try:
+        return bool(row["result_json"] and json.loads(row["result_json"]).get("weights_file"))
+    except ValueError:  # a damaged row: report and load_runs say so; here it only means no weights to point to
+        return False
+
+
 def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
               on_result: Callable[[Any], None] | None = None) -> SweepOutcome:
     """Run every config of `plan` that the store does not already hold as done; a run another live process
@@ -177,16 +185,24 @@ def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
             say(f"invalid combination, recorded as failed: {why}", quiet)
         owner = new_owner_id()
         todo = []
+        unsaved = []  # done before without the weights --save-weights asks for now (it is not part of a run's identity)
         for cfg in planned:
             row = store.get(cfg.config_hash())
             if row["status"] == "done":
                 outcome.already_done += 1
+                if cfg.save_weights and not stored_weights(row):
+                    unsaved.append(cfg.config_hash())
             elif row["status"] == "failed" and not options.retry_failed:
                 outcome.skipped_failed.append(cfg.config_hash())
             else:
                 todo.append(cfg)
         say(f"sweep {plan.name}: {plural(len(planned), 'run')}, {outcome.already_done} already done, {len(todo)} to run"
              + (f", {len(outcome.skipped_failed)} failed before (--retry-failed to run them again)" if outcome.skipped_failed else ""), quiet)
+        if unsaved:
+            say(f"{plural(len(unsaved), 'run')} already done {'was' if len(unsaved) == 1 else 'were'} stored without "
+                f"weights ({', '.join(h[:8] for h in unsaved[:5])}{', ...' if len(unsaved) > 5 else ''}): serve and probe "
+                "need them; `resizelab run` with the same options, --save-weights and --force trains one again and saves "
+                "them", quiet)
         ensure_inputs(todo, checked)  # another process may have given runs back since the check above
         try:
             while todo:
