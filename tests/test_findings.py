@@ -293,3 +293,12 @@ def test_an_interval_is_shown_with_the_decimals_that_tell_it_from_the_threshold(
     assert telling_digits([0.2, 0.3], [math.log(1.1)], 3) == 3
     assert telling_digits([0.96, 2.5], [1.0, -1.0], 1) == 2
     assert telling_digits([-0.04, 0.5], [0.0], 1) == 2  # -0.04 at one decimal is -0.0: not visibly below zero
+
+
+def test_a_case_without_an_interval_says_so_in_words_not_nan():
+    from resizelab.analysis.findings import Estimate, Finding, FindingsResult, rows
+
+    claim = CLAIMS_BY_KEY["residual"]
+    one = Estimate("16 px input", 0.103, math.nan, math.nan, 1, "t over seeds")
+    cases = rows(FindingsResult([Finding(claim, NOT_RESOLVED, one, [one], 0.95)], 32, "", 0))[0]["cases"]
+    assert cases == "16 px input: 0.103 (no interval: too few seeds)" and "nan" not in cases

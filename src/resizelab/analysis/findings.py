@@ -652,7 +652,8 @@ def rows(result: FindingsResult) -> list[dict[str, str]]:
         out.append({"number": str(f.claim.number), "claim": f.claim.text, "effect": effect_text(f),
                     "n": "-" if f.deciding is None else plural(f.deciding.n, "image" if f.claim.source == "signal" else "seed"),
                     "verdict": verdict, "measure": f.claim.measure, "note": f.note,
-                    "cases": "; ".join(f"{c.case}: {c.value:.{d}f} [{c.low:.{d}f}, {c.high:.{d}f}]" for c in f.cases),
+                    "cases": "; ".join(f"{c.case}: {c.value:.{d}f} " + (f"[{c.low:.{d}f}, {c.high:.{d}f}]" if _resolved(c)
+                                                                          else "(no interval: too few seeds)") for c in f.cases),
                     "level": f"{100 * f.level:.4g}%"})
     return out
 
