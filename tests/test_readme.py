@@ -179,3 +179,18 @@ def test_runs_lists_every_stored_run_with_its_hash_for_serve_and_probe(tmp_path_
     assert {row.split()[0]: row.split()[-2] for row in rows} == stored  # every run, pending and failed too, by full hash
     assert {"done", "failed"} <= set(stored.values())
     assert "resizelab serve --run HASH" in captured.err
+
+
+def test_the_commands_table_names_every_command_and_json_where_it_is_taken(capsys):
+    text = (ROOT / "README.md").read_text()
+    table = text.split("## Commands", 1)[1].split("\n\n", 2)[1]
+    assert {c for c in COMMANDS if f"`resizelab {c}" not in table and f", `resizelab {c}" not in table} == set(), table
+    said = re.search(r"the commands that measure \(([^)]*)\) take\s+`--json`", text)
+    named = {w.strip("` ") for w in said.group(1).split(",")}
+    takes = set()
+    for command in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        if "--json" in capsys.readouterr().out:
+            takes.add(command)
+    assert named == takes
