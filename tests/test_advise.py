@@ -169,6 +169,7 @@ def test_kill_9_mid_advise_then_a_rerun_repeats_no_run_and_recommends_the_same(t
     later = subprocess.run([sys.executable, "-m", "resizelab.cli", "report", "--db", "r.db", "--sweep", got["sweep"],
                             "--report-dir", "later"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert later.returncode == 0 and f"{got['sweep']} is an advise study" in later.stderr, later.stderr
+    assert "report: " + str(Path("later") / "report.html") in later.stderr
     assert "<h2>Advice</h2>" not in (tmp_path / "later" / "report.html").read_text()
     again = cli(*SMALL, "--db", "r.db", "--report-dir", "with-advice", cwd=tmp_path)
     assert again.returncode == 0, again.stderr

@@ -112,7 +112,7 @@ def test_probe_run_errors_are_one_line(trained, tmp_path, capsys):
         store.claim(h, owner)
         complete_run(store, dataclasses.replace(result, state_dict=None, weights_file=None), owner)
     for argv, message in ((["--db", str(bare), "--run", h], "was trained without --save-weights"),
-                          (["--db", str(db), "--run", "ffffffff"], f"no run ffffffff in {db}"),
+                          (["--db", str(db), "--run", "ffffffff"], f"no run ffffffff in {db}; `resizelab runs --db {db}` lists"),
                           (["--db", str(db), "--run", h + "00"], "run must be a config hash (16 hex digits"),
                           (["--db", str(db), "--run", "xyz1"], "run must be a config hash (16 hex digits"),
                           # --arch with --run only names again a run's Python code; another arch is refused.

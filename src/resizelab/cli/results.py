@@ -57,6 +57,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                                     out=os.path.join("reports", args.sweep or "all") if args.out is None else args.out,
                                     split_on=tuple(comma_flag("--split-on", args.split_on))))
     print(out / "report.md")
+    print(f"report: {out / 'report.html'} (open it in a browser; report.md and the figures beside it)", file=sys.stderr)
     from ..search.advise import is_advise_study
 
     if is_advise_study(args.sweep):

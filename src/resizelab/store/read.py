@@ -110,7 +110,7 @@ def find_run(db: str | os.PathLike, run: str) -> StoredRun:
         rows = [dict(r) for r in conn.execute("SELECT * FROM runs WHERE config_hash LIKE ? ORDER BY config_hash", (run + "%",))]
     check_rows(rows, db)  # a row edited by hand or cut short: one line naming it, as report and load_runs say
     if not rows:
-        raise ConfigError(f"no run {run} in {db}; `resizelab report --db {db}` lists the stored runs (runs.csv)")
+        raise ConfigError(f"no run {run} in {db}; `resizelab runs --db {db}` lists the stored runs and their hashes")
     if len(rows) > 1:
         raise ConfigError(f"run {run} is ambiguous in {db}: {', '.join(r['config_hash'] for r in rows[:5])}; give more digits")
     row = rows[0]
