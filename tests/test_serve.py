@@ -122,6 +122,8 @@ def test_bad_input_is_one_line_and_nothing_is_stored(stored, tmp_path, capsys, m
         (["--run", h, "--db", str(db), "--arch", "resnet34"], "arch comes from run"),
         (["--weights", str(wrong_arch), "--arch", "resnet34", "--data", "synthetic:60:80"], "give --test-size"),
         (["--db", str(db)], "add --run HASH"),
+        # A missing file is said first, before the sizes it would also need.
+        (["--weights", str(tmp_path / "no-such.pt")], f"weights {str(tmp_path / 'no-such.pt')!r} is not a file"),
     ]
     for argv, message in cases:
         assert main(["serve", *argv]) == 2

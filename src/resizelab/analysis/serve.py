@@ -10,6 +10,7 @@ the recipe a run was trained and tested with gives back the run's own test accur
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +104,10 @@ class ServeConfig:
 
             resolve(self.arch)  # a name that is no model: one line with the closest names, before any data is read
             check_choice("stem", self.stem, STEMS)
+            if self.weights not in ("imagenet", "none") and not os.path.isfile(self.weights):
+                # Before asking for sizes: a missing file is the first thing to fix, whatever else is missing.
+                raise ConfigError(f"weights {self.weights!r} is not a file; give --weights the state_dict file a run saved "
+                                  "(--save-weights), or serve a stored run with --run HASH")
             if not self.test_sizes:
                 raise ConfigError("with --weights, give --test-sizes PX[,PX...] (the size the model was trained at, and any other)")
             if self.train_recipe is not None:
