@@ -281,6 +281,34 @@ def test_the_matrix_decides_each_cell_with_the_findings_rule(tmp_path):
     assert figure_serving_matrix(groups, tmp_path / "m.png") and (tmp_path / "m.png").stat().st_size > 10_000
 
 
+def test_the_matrix_figure_keeps_every_word_inside_it(tmp_path, monkeypatch):
+    """A panel of two rows is short: the colour bar's name once ran past the figure's edge, cut in the PNG."""
+    from matplotlib.text import Text
+
+    from resizelab.report import figures
+
+    served = ("pil-bicubic", "pil-default", "tensor-bilinear", "tensor-bilinear-aa", "torch-interpolate", "cv2-linear")
+    groups = [_group(recipe, size, {other: [60.0, 61.0] for other in served}, base=[70.0, 70.0])
+              for size in (8, 12) for recipe in ("pil-bilinear", "cv2-area")]
+    outside = []
+    real = figures.save_figure
+
+    def measure(plt, fig, path):
+        fig.tight_layout()
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for text in fig.findobj(Text):
+            if text.get_visible() and text.get_text().strip():
+                box = text.get_window_extent(renderer)
+                if box.x0 < -1 or box.y0 < -1 or box.x1 > fig.bbox.x1 + 1 or box.y1 > fig.bbox.y1 + 1:
+                    outside.append(text.get_text())
+        return real(plt, fig, path)
+
+    monkeypatch.setattr(figures, "save_figure", measure)
+    assert figures.figure_serving_matrix(groups, tmp_path / "m.png")
+    assert outside == []
+
+
 def test_the_serve_preset_trains_each_recipe_at_two_sizes_and_serves_every_recipe():
     from resizelab.sweeps.presets import get_preset
     from resizelab.training.recipes import training_recipe

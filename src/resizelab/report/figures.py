@@ -411,7 +411,7 @@ def figure_serving_matrix(groups: list[Group], path: Path) -> bool:
         for i, t in enumerate(trains):
             for j, r in enumerate(columns):
                 c = by_key.get((size, t, r))
-                if r == t:
+                if r == t and any(k[:2] == (size, t) for k in by_key):  # a recipe with no run at this size trained nothing
                     grid[i][j] = 0.0
                     ax.text(j, i, "train", ha="center", va="center", fontsize=7, color="0.3")
                 elif c is not None:
@@ -424,9 +424,11 @@ def figure_serving_matrix(groups: list[Group], path: Path) -> bool:
         ax.set_yticks(range(len(trains)), trains, fontsize=7)
         ax.grid(False)
         n = sorted({c.change.n for c in cells if c.size_px == size})
-        ax.set_title(f"trained and served at {size} px (n = {'/'.join(map(str, n))} seeds)", fontsize=9)
+        ax.set_title(f"trained and served at {size} px (n = {'/'.join(map(str, n))} seed{'' if n == [1] else 's'})", fontsize=9)
         ax.set_ylabel("trained with")
-        fig.colorbar(image, ax=ax, label="accuracy change (points)", shrink=0.9)
+        # One short word along the bar (the caption says what the cells are): along a panel of one or two rows a
+        # longer name ran past the figure's edge, and above the bar it met the panel's title.
+        fig.colorbar(image, ax=ax, shrink=0.9).set_label("points", fontsize=7)
     axes[-1, 0].set_xlabel("served with")
     return save_figure(plt, fig, path)
 
