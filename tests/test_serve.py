@@ -281,6 +281,21 @@ def test_the_matrix_decides_each_cell_with_the_findings_rule(tmp_path):
     assert figure_serving_matrix(groups, tmp_path / "m.png") and (tmp_path / "m.png").stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("images, verdict", [(40, "not resolved at this n"), (10_000, "contradicted")])
+def test_seeds_that_agree_to_the_image_do_not_settle_a_cell_below_one_image(images, verdict):
+    """Two seeds, each +0.0 on 40 test images: a t interval of zero width, but the split cannot tell 1 point (one
+    image is 2.5); on 10,000 images the same agreement does settle it."""
+    from resizelab.analysis.serve import serving_matrix
+
+    group = _group("pil-bilinear", 16, {"cv2-linear": [50.0, 50.0]}, base=[50.0, 50.0])
+    for run in group.runs:
+        for entry in run["result"]["serving"]:
+            entry["images"] = images
+    cell, = serving_matrix([group])
+    assert cell.change.value == 0.0 and cell.change.high - cell.change.low == pytest.approx(2 * 100 / images)
+    assert cell.verdict == verdict
+
+
 def test_the_matrix_figure_keeps_every_word_inside_it(tmp_path, monkeypatch):
     """A panel of two rows is short: the colour bar's name once ran past the figure's edge, cut in the PNG."""
     from matplotlib.text import Text

@@ -397,6 +397,7 @@ def serving_matrix(groups) -> list[MatrixCell]:
     from .findings import LEVEL, decide_any_difference, one_sample
 
     changes: dict[tuple[int, str, str], dict[int, float]] = {}
+    images: dict[tuple[int, str, str], int] = {}
     for g in groups:
         for run in g.runs:
             serving = run["result"].get("serving") or []
@@ -407,9 +408,19 @@ def serving_matrix(groups) -> list[MatrixCell]:
                     continue
                 key = (e["size_px"], ref["recipe"], e["recipe"])
                 changes.setdefault(key, {})[run["config"].get("seed", 0)] = e["accuracy"] - ref["accuracy"]
+                if e.get("images"):
+                    images[key] = min(images.get(key, e["images"]), e["images"])
     claim = mismatch_claim()
     cells = []
-    for (size, train, served), by_seed in sorted(changes.items()):
+    for key, by_seed in sorted(changes.items()):
+        size, train, served = key
         estimate = one_sample(by_seed, LEVEL, f"{served} on a {train} model at {size} px")
+        if key in images and estimate.low == estimate.low:
+            # Seeds that agree to the image (40 test images, every seed +0.0) make a t interval of zero width, which
+            # would call the change settled; the test split cannot tell a change below one image, so no interval is
+            # narrower than one image either side.
+            one_image = 100.0 / images[key]
+            estimate = dataclasses.replace(estimate, low=min(estimate.low, estimate.value - one_image),
+                                           high=max(estimate.high, estimate.value + one_image))
         cells.append(MatrixCell(train, served, size, estimate, decide_any_difference(claim, [estimate]).verdict))
     return cells
