@@ -200,3 +200,39 @@ def test_threads_is_auto_or_a_whole_number():
     for bad in (0, 1025, 1.5, "two"):
         with pytest.raises(ConfigError, match="threads must be"):
             RunConfig(data="synthetic", threads=bad)
+
+
+def test_serve_probe_and_spectrum_compute_on_the_threads_asked_or_on_the_cores_left_free(monkeypatch, tmp_path):
+    """Commands that only evaluate have no steps to adapt on: N is N; auto is the cores other processes leave
+    free as the command starts (a load the test sets), and the count before is restored after."""
+    from resizelab.analysis.probe import ProbeConfig
+    from resizelab.analysis.serve import ServeConfig
+    from resizelab.analysis.spectrum import SpectrumConfig
+    from resizelab.core.errors import ConfigError
+    from resizelab.training import threads
+
+    class Load:  # one of two cores kept busy by another process
+        cores = 2
+
+        def __init__(self, span_seconds):
+            pass
+
+        def busy_elsewhere(self):
+            return 1.0
+
+    before = threads.set_threads(2)
+    try:
+        monkeypatch.setattr(threads, "MachineLoad", Load)
+        with threads.evaluation_threads(None, span_seconds=0) as n:
+            assert n == 1 and threads.current_threads() == 1
+        assert threads.current_threads() == 2
+        with threads.evaluation_threads(2, span_seconds=0) as n:  # N is N, whatever the load
+            assert n == 2
+    finally:
+        threads.set_threads(before)
+    torch.save({}, tmp_path / "w.pt")
+    for config in (lambda **k: ServeConfig(weights=str(tmp_path / "w.pt"), data="synthetic", test_sizes=(16,), **k),
+                   lambda **k: ProbeConfig(data="synthetic", **k), lambda **k: SpectrumConfig(data="synthetic", **k)):
+        with pytest.raises(ConfigError, match="threads must be auto or between 1 and 1024; got 0"):
+            config(threads=0)
+        assert config(threads="auto").threads is None and config(threads=1).threads == 1

@@ -46,6 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..core.choices import BACKENDS
+from ..core.config import check_threads_field, evaluation_threads_option
 from ..core.config import (MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, boolean, choice, option, option_default, preflight, run_option,
                            text, text_list, whole)
 from ..core.config import check_whole as _int_in
@@ -92,8 +93,10 @@ class ProbeConfig:
                                            "(qualified names, as model.named_modules() gives them); default: the model's "
                                            "stages as its library names them")
     normalize: str = run_option("normalize")
+    threads: int | None = evaluation_threads_option()
 
     def __post_init__(self) -> None:
+        check_threads_field(self)
         if isinstance(self.probe_layers, (list, str)):
             object.__setattr__(self, "probe_layers", tuple([self.probe_layers] if isinstance(self.probe_layers, str) else self.probe_layers))
         value = self.interpolations
@@ -437,6 +440,14 @@ def load_run_weights(model: nn.Module, path: str, run: str) -> str:
 
 
 def run_probe(cfg: ProbeConfig, progress: Callable[[str], None] | None = None) -> ProbeResult:
+    """probe_now on cfg.threads torch threads (auto: the cores other processes leave free)."""
+    from ..training.threads import evaluation_threads
+
+    with evaluation_threads(cfg.threads):
+        return probe_now(cfg, progress)
+
+
+def probe_now(cfg: ProbeConfig, progress: Callable[[str], None] | None = None) -> ProbeResult:
     """Feed the native and the resized test images through one model and compare; write cfg.out."""
     from ..core.paths import check_out_dir
 

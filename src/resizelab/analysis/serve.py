@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.choices import SERVE_RECIPES, STEMS, arch_form, available_recipes, unavailable_recipes
+from ..core.config import check_threads_field, evaluation_threads_option
 from ..core.config import (MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, check_arch, check_choice, check_whole, choice, option, preflight,
                            recipes_list, run_option, sizes_list, text, whole)
 from ..core.errors import ConfigError
@@ -78,8 +79,10 @@ class ServeConfig:
                                     "(default: the run's)")
     device: str = run_option("device", "where to evaluate")
     eval_batch_size: int = run_option("eval_batch_size")
+    threads: int | None = evaluation_threads_option()
 
     def __post_init__(self) -> None:
+        check_threads_field(self)
         asked = self.serve
         object.__setattr__(self, "serve", parse_recipes(self.serve))
         # Checked before anything loads: a recipe named (or `all`) whose library is missing stops here, in one line.
@@ -177,6 +180,15 @@ class ServeResult:
 
 
 def serve(cfg: ServeConfig) -> ServeResult:
+    """Evaluate the configured model under every recipe of cfg.serve at every test size, on cfg.threads torch
+    threads (auto: the cores other processes leave free); reads, never stores."""
+    from ..training.threads import evaluation_threads
+
+    with evaluation_threads(cfg.threads):
+        return evaluate_serving(cfg)
+
+
+def evaluate_serving(cfg: ServeConfig) -> ServeResult:
     """Evaluate the configured model under every recipe of cfg.serve at every test size; reads, never stores."""
     from ..core.errors import RunFailed
     from ..training.data import load_dataset, subset

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.plotting import fitted, log_axis, pyplot
+from ..core.config import check_threads_field, evaluation_threads_option
 from ..core.config import MAX_SIZE_PX, MIN_SIZE_PX, RunConfig, bool_list, option, run_option, sizes_list, text, text_list, whole
 from ..core.config import check_choice as _choice
 from ..core.config import check_whole as _int_in
@@ -91,9 +92,11 @@ class SpectrumConfig:
     db: str = option(DEFAULT_DB, text("PATH"), "the results store that holds --run")
     out: str = option("reports/spectrum", text("DIR"), "folder for spectrum.json, spectrum.csv, psd.csv and the figures",
                         flag="report_dir", aliases=("--out",))
+    threads: int | None = evaluation_threads_option()
     figures: bool = True
 
     def __post_init__(self) -> None:
+        check_threads_field(self)
         for name in ("sizes", "interpolations", "antialias", "backends"):
             value = getattr(self, name)
             if isinstance(value, (str, int, bool)):
@@ -369,6 +372,14 @@ def zone_plate_size(native_px: int, sizes: tuple[int, ...]) -> int:
 # --- the measurement -------------------------------------------------------------------------
 
 def run_spectrum(cfg: SpectrumConfig, progress: Callable[[str], None] | None = None) -> SpectrumResult:
+    """spectrum_now on cfg.threads torch threads (auto: the cores other processes leave free)."""
+    from ..training.threads import evaluation_threads
+
+    with evaluation_threads(cfg.threads):
+        return spectrum_now(cfg, progress)
+
+
+def spectrum_now(cfg: SpectrumConfig, progress: Callable[[str], None] | None = None) -> SpectrumResult:
     """Measure every size x variant of `cfg` on its test images and a zone plate; write files to cfg.out."""
     from ..core.paths import check_out_dir
 

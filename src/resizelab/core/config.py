@@ -620,6 +620,19 @@ def run_option(name: str, help: str | None = None, **changes: Any) -> Any:  # no
     return option(default, declared.metadata["option"].kind, help or declared.metadata["option"].help, **changes)
 
 
+def evaluation_threads_option() -> Any:
+    """--threads of a command that only evaluates (serve, probe, spectrum): a run's kind, without its adapting."""
+    return run_option("threads", "torch threads it computes with; auto: the cores other processes leave free as it "
+                      "starts (at least one); N: N")
+
+
+def check_threads_field(config: Any) -> None:
+    """A config's `threads`: 'auto' (as Python may spell the default) is None, then checked as a run's --threads."""
+    if config.threads == "auto":
+        object.__setattr__(config, "threads", None)
+    threads_kind().check("threads", config.threads)
+
+
 def options() -> Iterator[tuple[str, Option]]:
     """(name, declaration) of every run option, in declaration order (derived fields are not options)."""
     return declared_options(RunConfig)

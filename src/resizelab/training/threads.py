@@ -11,9 +11,12 @@ observes (step, seconds, images) and answers a count), so tests drive it with ti
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
+import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 
 def set_threads(threads: int) -> int:
@@ -43,6 +46,23 @@ def set_interop_threads(threads: int) -> bool:
     except RuntimeError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def evaluation_threads(threads: int | None, span_seconds: float = 0.2) -> Iterator[int]:
+    """Torch threads for a command that only evaluates (serve, probe, spectrum) and has no steps to adapt on: N as
+    given; auto (None) the cores other processes leave free as it starts, at least one, at most what torch has. The
+    count before is restored after."""
+    before = current_threads()
+    if threads is None:
+        load = MachineLoad(span_seconds=span_seconds)
+        time.sleep(span_seconds)
+        busy = load.busy_elsewhere()
+        threads = before if busy is None else max(1, min(before, int(load.cores - busy + 0.5)))
+    try:
+        yield set_threads(threads)
+    finally:
+        set_threads(before)
 
 
 @dataclass
