@@ -233,3 +233,16 @@ def test_runs_an_earlier_sweep_stored_are_free_trials_the_study_starts_from(tmp_
     # Every pipeline's first run was the sweep's: told to Optuna as trials, none asked again, none trained twice.
     assert answer["trials"] == 0 and len(answer["candidates"]) == 4
     assert all(n == 1 for _, n in done_attempts(tmp_path / "r.db"))
+
+
+def test_seeds_that_agree_exactly_are_not_shown_as_a_precise_accuracy():
+    import dataclasses
+
+    import resizelab
+
+    advice = resizelab.advise(replay=GRID, budget="20%", seed=1)
+    assert advice.result.recommended.n >= 2 and "agree exactly" not in advice.text()
+    rec = advice.result.recommended
+    advice.result.recommended = dataclasses.replace(rec, test=[5.0] * len(rec.test))  # every seed 2 of 40 images
+    text = advice.text()
+    assert f"test accuracy 5.00% (95% CI 5.0-5.0, n={rec.n} seeds that agree exactly: an interval of zero width" in text

@@ -115,6 +115,10 @@ class Advice:
         p = rec.point
         mean, lo, hi = rec.test_interval()
         ci = f"95% CI {lo:.1f}-{hi:.1f}, n={rec.n} seeds" if rec.n >= 2 else "n=1 seed: no interval, give a larger --budget"
+        if rec.n >= 2 and hi - lo < 0.05:
+            # Seeds that agree exactly (on a small test split each scores the same count) make an interval of zero
+            # width: it says the seeds agreed, not that the accuracy is known to the decimal.
+            ci += " that agree exactly: an interval of zero width is not a precise accuracy; more test images would tell"
         d = rec.to_dict()
         lines = [
             f"Recommendation ({'replayed from ' + self.replay if self.replay else 'measured'}; selected on the validation split, "
