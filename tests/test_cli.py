@@ -358,3 +358,16 @@ def test_run_dry_run_names_the_run_trains_nothing_and_creates_no_store(tmp_path,
     assert f"stored as {planned[0]} in {db}" in capsys.readouterr().out  # the name it said is the name it stored
     assert main([*argv, "--dry-run"]) == 0
     assert capsys.readouterr().out.split()[:2] == [planned[0], "done"]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["run", "--data", "synthetic", "--limit-train", "0", "--dry-run"], "--limit-train must be at least 1; got 0"),
+    (["run", "--data", "synthetic", "--batch-size=0", "--dry-run"], "--batch-size must be between 1 and 65536; got 0"),
+    (["run", "--data", "synthetic", "--lr", "-1", "--dry-run"], "--lr must be in (0.0, 10.0]; got -1.0"),
+])
+def test_a_bad_value_typed_as_a_flag_is_named_by_its_flag(argv, says, tmp_path, capsys, monkeypatch):
+    # (A sweep file's bad key keeps the key's own spelling: test_sweep_file_type_errors_are_one_line above.)
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert lines == [f"resizelab: error: {says}"], lines

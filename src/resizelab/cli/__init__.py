@@ -84,6 +84,17 @@ def _reject_unknown(commands: dict[str, argparse.ArgumentParser], command: str, 
     sub.error(f"unrecognized arguments: {', '.join(hints)}")
 
 
+def flag_spelling(message: str, words: list[str]) -> str:
+    """A config names a bad value by its field (limit_train), as Python and sweep files spell it; on the command
+    line, where the user typed the flag, the message names the flag (--limit-train)."""
+    match = re.match(r"([a-z][a-z0-9_]*) (must|is) ", message)
+    if match:
+        flag = "--" + match.group(1).replace("_", "-")
+        if any(w == flag or w.startswith(flag + "=") for w in words):
+            return flag + message[len(match.group(1)):]
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     commands: dict[str, argparse.ArgumentParser] = {}
     words = sys.argv[1:] if argv is None else list(argv)
@@ -106,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     except ResizelabError as e:
         # One line per problem (offline: one per missing input), each a complete message on its own.
         for line in str(e).splitlines() or [type(e).__name__]:
-            print(f"resizelab: error: {line}", file=sys.stderr)
+            print(f"resizelab: error: {flag_spelling(line, words)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         print(interruption(e), file=sys.stderr)
