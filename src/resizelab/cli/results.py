@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -72,7 +71,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from ..report.writer import runs_table
     from ..store.database import require_store
-    from ..store.read import read_runs
+    from ..store.read import read_runs, stored_weights
 
     db = db_path(args)
     require_store(db)
@@ -81,7 +80,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs in {db}" + (f" for sweep {args.sweep}" if args.sweep else ""))
         return 0
     print(runs_table(rows))
-    saved = sum(1 for r in rows if r.get("result_json") and json.loads(r["result_json"]).get("weights_file"))
+    saved = sum(1 for r in rows if stored_weights(r))
     print(f"{plural(len(rows), 'run')}, {saved} with saved weights: resizelab serve --run HASH"
           + ("" if db == "resizelab.db" else f" --db {db}") + " (any unique prefix of 4 or more digits)", file=sys.stderr)
     return 0

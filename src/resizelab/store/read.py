@@ -100,6 +100,14 @@ class StoredRun:
     result: dict = field(default_factory=dict)  # the stored result JSON (accuracy, effective precision, execution)
 
 
+def stored_weights(row) -> bool:
+    """Whether a stored run's result names saved weights (--save-weights)."""
+    try:
+        return bool(row["result_json"] and json.loads(row["result_json"]).get("weights_file"))
+    except ValueError:  # a damaged row: report and load_runs say so; here it only means no weights to point to
+        return False
+
+
 def find_run(db: str | os.PathLike, run: str) -> StoredRun:
     """A finished run with saved weights, by its hash or a unique prefix of it (at least 4 hex digits)."""
     require_store(db, f"pass --db PATH of the store that holds run {run}")

@@ -10,7 +10,6 @@ process, packed worker processes, a Ray cluster), every run goes through the one
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..core.errors import ConfigError
 from ..core.optional import require
 from ..core.log import logger, plural
 from ..store.database import DEFAULT_DB, DEFAULT_LEASE_SECONDS, Store, new_owner_id
+from ..store.read import stored_weights
 from ..training.inputs import ensure_inputs
 from ..training.planning import many, plan as plan_config
 from .claim import Executor, SweepOutcome, claim_loop, say
@@ -152,13 +152,6 @@ def machine_share(options: SweepOptions, todo: list[RunConfig], quiet: bool, swe
             yield granted
         finally:
             set_threads(threads)
-
-
-def stored_weights(row) -> bool:
-    try:
-        return bool(row["result_json"] and json.loads(row["result_json"]).get("weights_file"))
-    except ValueError:  # a damaged row: report and load_runs say so; here it only means no weights to point to
-        return False
 
 
 def run_sweep(plan: SweepPlan, options: SweepOptions, *, quiet: bool = False,
